@@ -1,0 +1,231 @@
+"""The ``lab6`` command: train, sample, evaluate, evaluator-train, report, data render.
+
+Verb names, options and output files are a contract that scripts and the notebooks rely on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, default=None,
+                   help="folder in the course layout (objects.json, train.json, test.json, new_test.json, iclevr/); "
+                        "default: $LAB6_DATA, else the built-in synthetic set")
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def cmd_train(args) -> None:
+    from .config import TrainConfig, preset
+    from .data import resolve_data_root
+    from .train import train
+
+    budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
+    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
+                                   ("eval_every", args.eval_every), ("checkpoint_minutes", args.checkpoint_minutes),
+                                   ("checkpoint_steps", args.checkpoint_steps),
+                                   ("conditioning", args.conditioning)) if v is not None}
+    for item in args.set or []:
+        key, _, raw = item.partition("=")
+        try:
+            value = json.loads(raw)  # numbers, true/false, null, lists
+        except json.JSONDecodeError:
+            value = raw  # plain words such as prediction=v
+        overrides[key] = tuple(value) if isinstance(value, list) else value
+    saved = args.out / "train_config.json"
+    if args.resume and saved.is_file():
+        cfg = TrainConfig.from_json(saved).replace(**budget, **overrides)
+    else:
+        cfg = preset(args.preset, **budget, **overrides)
+    root = resolve_data_root(args.data_root)
+    model_dir = train(cfg, root, args.out, resume=args.resume, evaluator=args.evaluator, progress=not args.quiet)
+    if model_dir is not None:
+        print(f"model written to {model_dir}")
+
+
+def cmd_sample(args) -> None:
+    from .labels import load_conditions
+    from .pipeline import generate, load_model, save_images
+
+    conditions = load_conditions(args.conditions)
+    loaded = load_model(args.model, device=args.device)
+    result = generate(loaded, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                      seed=args.seed)
+    save_images(result.images, args.out)
+    print(f"{len(conditions)} images and grid.png written to {args.out}")
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluator import load_evaluator
+    from .labels import load_conditions
+    from .pipeline import load_images
+
+    conditions = load_conditions(args.conditions)
+    evaluator = load_evaluator(args.evaluator, args.data_root, device=args.device)
+    score = evaluator.score(load_images(args.images, len(conditions)), conditions)
+    out = args.out or Path(args.images) / "accuracy.json"
+    result = {"accuracy": score.accuracy, "evaluator": evaluator.source, "conditions": str(args.conditions),
+              "per_image": [{"condition": c, "hits": h, "labels": n}
+                            for c, h, n in zip(conditions, score.hits, score.labels_per_image)]}
+    Path(out).write_text(json.dumps(result, indent=2))
+    print(f"accuracy {score.accuracy:.4f} ({sum(score.hits)}/{sum(score.labels_per_image)} labels) -> {out}")
+
+
+def cmd_evaluator_train(args) -> None:
+    from .data import resolve_data_root
+    from .evaluator import train_proxy
+
+    train_proxy(resolve_data_root(args.data_root), args.out, epochs=args.epochs, batch_size=args.batch_size,
+                seed=args.seed, progress=not args.quiet)
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
+                 sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device)
+
+
+def cmd_figures(args) -> None:
+    from .figures import notebook_settings, write_figures
+
+    settings = notebook_settings(quick=True if args.quick else None, data_root=args.data_root, model=args.model,
+                                 evaluator=args.evaluator, figures=args.out, device=args.device, sampler=args.sampler,
+                                 steps=args.steps, guidance=args.guidance, seed=args.seed)
+    paths = write_figures(args.out, args.which, settings=settings, run=args.run, progress=not args.quiet)
+    print(f"{len(paths) // 2} figures (PNG + PDF) written to {args.out}")
+
+
+def cmd_data_render(args) -> None:
+    from .synthetic import render_dataset
+
+    root = render_dataset(args.out, args.n, seed=args.seed, workers=args.workers)
+    print(f"synthetic data root written to {root}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .diffusion import SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="lab6", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    def sampling_options(p):
+        p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver")
+        p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
+        p.add_argument("--guidance", type=float, default=None,
+                       help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--device", default="cpu")
+
+    p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
+    _add_data_root(p)
+    p.add_argument("--preset", default="cpu", help="recipe: cpu, cpu-xattn, paper, tiny (see lab6.config)")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples/, model/)")
+    p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes of training")
+    p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")
+    p.add_argument("--epochs", type=_positive_float, help="budget in epochs")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=_positive_float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--conditioning", choices=("add", "cross_attention"))
+    p.add_argument("--eval-every", type=_positive_int, help="steps between sample grids and accuracy")
+    p.add_argument("--checkpoint-minutes", type=_positive_float)
+    p.add_argument("--checkpoint-steps", type=_positive_int)
+    p.add_argument("--evaluator", type=Path, help="evaluator for accuracy during training (default: data root's, else shipped)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any TrainConfig field, e.g. --set prediction=v")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_train)
+
+    p = verbs.add_parser("sample", help="draw one 64x64 image per condition of a conditions file")
+    p.add_argument("--model", type=Path, default=None, help="model folder or run folder (default: the shipped model)")
+    p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
+    p.add_argument("--out", type=Path, required=True, help="writes <out>/<i>.png and <out>/grid.png")
+    sampling_options(p)
+    p.set_defaults(func=cmd_sample)
+
+    p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file")
+    p.add_argument("--images", type=Path, required=True)
+    p.add_argument("--conditions", type=Path, required=True)
+    p.add_argument("--evaluator", type=Path, default=None, help="checkpoint.pth or .safetensors (default: data root's, else shipped)")
+    p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
+    p.add_argument("--out", type=Path, default=None, help="JSON result (default: <images>/accuracy.json)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = verbs.add_parser("evaluator-train", help="train a proxy ResNet18 evaluator in the official format")
+    _add_data_root(p)
+    p.add_argument("--out", type=Path, required=True, help="checkpoint path (.pth official format, or .safetensors)")
+    p.add_argument("--epochs", type=_positive_int, default=8)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluator_train)
+
+    p = verbs.add_parser("report", help="grids, per-image PNGs, denoising figure and accuracy for test and new_test")
+    _add_data_root(p)
+    p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
+    p.add_argument("--evaluator", type=Path, default=None)
+    p.add_argument("--out", type=Path, required=True)
+    sampling_options(p)
+    p.set_defaults(func=cmd_report)
+
+    p = verbs.add_parser("figures", help="the notebooks' figures as PNG + PDF: data, training, denoising, samplers, "
+                                         "guidance, accuracy")
+    _add_data_root(p)
+    p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
+    p.add_argument("--evaluator", type=Path, default=None, help="default: data root's checkpoint.pth, else shipped")
+    p.add_argument("--run", type=Path, default=None,
+                   help="training run for the loss curve (default: --model when it is a run folder)")
+    p.add_argument("--out", type=Path, default=Path("reports/figures"))
+    p.add_argument("--which", nargs="+", default=["all"],
+                   choices=["data", "training", "denoising", "samplers", "guidance", "accuracy", "all"],
+                   help="figure groups (default: all)")
+    p.add_argument("--quick", action="store_true", help="tiny sweeps and few sampler steps (as LAB6_QUICK=1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    sampling_options(p)
+    p.set_defaults(func=cmd_figures)
+
+    p = verbs.add_parser("data", help="data utilities")
+    data_verbs = p.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
+    r = data_verbs.add_parser("render", help="render a synthetic i-CLEVR data root")
+    r.add_argument("--out", type=Path, required=True)
+    r.add_argument("--n", type=int, default=18000)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--workers", type=int, default=None)
+    r.set_defaults(func=cmd_data_render)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .labels import ConditionError
+
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except (ConditionError, FileNotFoundError, ValueError) as err:
+        print(f"lab6 {args.verb}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

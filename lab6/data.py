@@ -1,0 +1,187 @@
+"""The i-CLEVR data: where it lives, and the training set decoded once into memory.
+
+Two CPU cores cannot afford PNG decoding inside the training loop, so the first use of a data root at a
+given image size decodes and resizes every image once into a uint8 array, caches it as ``.npy`` under
+the cache folder, and later runs load that file in a second.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .labels import ConditionError, encode, load_conditions
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("test", "new_test")
+#: 128 random valid conditions (``lab6.labels.heldout_conditions()``), the same for every data root.
+HELDOUT_FILE = Path(__file__).parent / "assets" / "conditions" / "heldout128.json"
+
+
+def cache_dir() -> Path:
+    """Folder for derived files (decoded images, the default synthetic data): ``$LAB6_CACHE`` or ``~/.cache/lab6``."""
+    path = Path(os.environ.get("LAB6_CACHE", Path.home() / ".cache" / "lab6"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resolve_data_root(data_root: str | Path | None = None, *, progress: bool = True) -> Path:
+    """The data root to use: the argument, else ``$LAB6_DATA``, else the built-in synthetic set (rendered once)."""
+    chosen = data_root or os.environ.get("LAB6_DATA")
+    if chosen:
+        root = Path(chosen).expanduser()
+        if not (root / "train.json").is_file() and not (root / "test.json").is_file():
+            raise FileNotFoundError(
+                f"data root {root} holds neither train.json nor test.json: point --data-root / LAB6_DATA at a folder "
+                "in the course layout (objects.json, train.json, test.json, new_test.json, iclevr/)"
+            )
+        return root
+    from .synthetic import default_data_root
+
+    return default_data_root(progress=progress)
+
+
+def conditions_file(root: str | Path, split: str) -> Path:
+    """``<root>/<split>.json`` for a split name, ``heldout`` for the shipped held-out set, or a .json path."""
+    if split == "heldout":
+        return HELDOUT_FILE
+    if Path(split).suffix == ".json" and Path(split).is_file():
+        return Path(split)
+    path = Path(root) / f"{split}.json"
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no conditions file {path} (splits are {', '.join(SPLITS)}, heldout, or a path to a .json file)")
+    return path
+
+
+def evaluator_checkpoint(root: str | Path | None) -> Path | None:
+    """The data root's official ``checkpoint.pth``, when it has one."""
+    if root is None:
+        return None
+    path = Path(root) / "checkpoint.pth"
+    return path if path.is_file() else None
+
+
+def read_train_index(root: str | Path) -> tuple[list[str], np.ndarray]:
+    """``train.json`` -> (filenames, (N, 24) multi-hot labels), in the file's order."""
+    path = Path(root) / "train.json"
+    try:
+        index = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no train.json in data root {root}") from None
+    if not isinstance(index, dict) or not index:
+        raise ConditionError(f"{path} must be a non-empty JSON object: image filename -> list of label names")
+    files = list(index)
+    try:
+        labels = np.stack([encode(index[f]) for f in files])
+    except ConditionError as err:
+        raise ConditionError(f"{path}: {err}") from None
+    return files, labels
+
+
+def _load_resized(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        if im.size != (size, size):
+            # Straight resize (never crop or pad); PIL's bicubic filter antialiases when shrinking.
+            im = im.resize((size, size), Image.BICUBIC)
+        return np.asarray(im, dtype=np.uint8)
+
+
+def decode_images(root: str | Path, files: list[str], size: int, *, progress: bool = True) -> np.ndarray:
+    """Decode and resize every listed image -> (N, 3, size, size) uint8. Reports all bad files at once."""
+    from tqdm.auto import tqdm
+
+    folder = Path(root) / "iclevr"
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(files)} images listed in train.json are missing from {folder}: "
+            f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}"
+        )
+    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
+    unreadable: list[str] = []
+
+    def load(i: int) -> None:
+        try:
+            out[i] = _load_resized(folder / files[i], size)
+        except (OSError, ValueError):
+            unreadable.append(files[i])
+
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+        list(tqdm(pool.map(load, range(len(files))), total=len(files), desc=f"decoding images at {size}x{size}",
+                  disable=not progress, unit="img"))
+    if unreadable:
+        unreadable.sort()
+        raise OSError(
+            f"{len(unreadable)} images in {folder} could not be read: "
+            f"{', '.join(unreadable[:5])}{' ...' if len(unreadable) > 5 else ''}"
+        )
+    return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+
+
+def cached_images(root: str | Path, files: list[str], size: int, *, progress: bool = True) -> np.ndarray:
+    """:func:`decode_images`, cached as .npy keyed by the data root, its file list and the size."""
+    root = Path(root).resolve()
+    key = hashlib.sha256(json.dumps([str(root), files, size, "bicubic-v1"]).encode()).hexdigest()[:16]
+    path = cache_dir() / "decoded" / f"{root.name}-{size}px-{key}.npy"
+    if path.is_file():
+        try:
+            images = np.load(path, mmap_mode=None)
+            if images.shape == (len(files), 3, size, size):
+                return images
+        except (OSError, ValueError):
+            pass  # a damaged cache file is simply rebuilt
+    images = decode_images(root, files, size, progress=progress)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
+    np.save(tmp, images)
+    os.replace(tmp, path)
+    return images
+
+
+class ICLEVRDataset(torch.utils.data.Dataset):
+    """The training images of a data root, in memory, as (image in [-1, 1], 24-d multi-hot).
+
+    ``image_size`` resizes straight to that size; ``augment`` flips horizontally at random (a mirrored
+    scene has the same labels).
+    """
+
+    def __init__(self, root: str | Path, image_size: int = 64, augment: bool = False, *, progress: bool = True):
+        if not isinstance(image_size, int) or image_size < 8:
+            raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
+        self.root = Path(root)
+        self.image_size = image_size
+        self.augment = augment
+        self.files, labels = read_train_index(self.root)
+        self.images = torch.from_numpy(cached_images(self.root, self.files, image_size, progress=progress))
+        self.labels = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.batch(torch.tensor([i]))
+        return image[0], label[0]
+
+    def batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A whole batch at once (what the training loop uses): vectorised scaling and flips."""
+        images = self.images[indices].float().div_(127.5).sub_(1.0)
+        if self.augment:
+            flip = torch.rand(len(indices), generator=generator) < 0.5
+            images[flip] = images[flip].flip(-1)
+        return images, self.labels[indices]
+
+
+def load_split(root: str | Path, split: str) -> list[list[str]]:
+    """The conditions of a split of a data root (``test``, ``new_test``) or of a conditions file."""
+    return load_conditions(conditions_file(root, split))

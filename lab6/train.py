@@ -1,0 +1,344 @@
+"""Training: one ``accelerate`` loop that runs unchanged on a CPU, one GPU, or several processes.
+
+Read top to bottom: set up (data, model, EMA, optimiser), maybe resume, then loop: batch -> loss ->
+step -> EMA -> log / checkpoint / evaluate, until the budget (steps, epochs or minutes) is spent.
+
+Exact resume without saving random-number states: the batch order of every epoch and the noise of every
+step are drawn from generators seeded by (seed, epoch) and (seed, step, process), so a run resumed at
+step k draws exactly what the uninterrupted run drew at step k.
+
+A run directory holds ``train_config.json``, ``metrics.csv``, ``eval.csv``, ``samples/``, ``checkpoints/step-N``
+(each written to a temporary folder and renamed, so a kill at any moment never leaves a checkpoint
+that will not load) and, at the end, ``model/`` (the EMA weights, ready for ``lab6 sample``).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import shutil
+import signal
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from .config import TrainConfig
+
+CHECKPOINTS = "checkpoints"
+METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
+EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance"]
+
+
+class TrainState:
+    """What the loop itself must remember across a resume (checkpointed through accelerate)."""
+
+    def __init__(self):
+        self.step = 0
+        self.elapsed = 0.0  # seconds of training, summed over resumes
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "elapsed": self.elapsed}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run (temporary folders of a killed save are ignored)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()) if folder.is_dir() else []
+    return done[-1] if done else None
+
+
+def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
+
+
+def resolve_mixed_precision(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "no"  # this CPU has no hardware bf16: autocast there is 20-90x slower
+
+
+class _CsvLog:
+    """Append rows to a CSV; on resume, drop rows past the resumed step (they belong to the lost steps)."""
+
+    def __init__(self, path: Path, fields: list[str], resume_step: int | None):
+        self.path, self.fields = path, fields
+        if resume_step is not None and path.is_file():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            self._write(rows, "w")
+        elif not path.is_file() or resume_step is None:
+            self._write([], "w")
+
+    def _write(self, rows: list[dict], mode: str) -> None:
+        with self.path.open(mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, **row) -> None:
+        self._write([row], "a")
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
+                 evaluator: str | Path | None = None, progress: bool = True):
+        from accelerate import Accelerator
+        from diffusers.training_utils import EMAModel
+
+        from .data import ICLEVRDataset
+        from .diffusion import make_noise_scheduler
+        from .model import ConditionalUNet
+
+        if not any((cfg.steps, cfg.epochs, cfg.minutes)):
+            raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
+        self.cfg, self.out, self.progress = cfg, Path(out), progress
+        self.data_root, self.evaluator_path = Path(data_root), evaluator
+        self.accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+        acc = self.accelerator
+        if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
+            raise ValueError(f"batch_size {cfg.batch_size} must divide evenly among {acc.num_processes} processes")
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(cfg.to_json())
+        self.dataset = ICLEVRDataset(self.data_root, cfg.image_size, augment=cfg.augment,
+                                     progress=progress and acc.is_main_process)
+        self.steps_per_epoch = len(self.dataset) // cfg.batch_size
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.dataset)} training images are fewer than one batch of {cfg.batch_size}")
+        self.noise_scheduler = make_noise_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction)
+        torch.manual_seed(cfg.seed)
+        model = ConditionalUNet(**cfg.model_config())
+        self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.ema.to(acc.device)
+        self.state = TrainState()
+        acc.register_for_checkpointing(self.ema, self.state)
+        resume_step = None
+        if resume:
+            checkpoint = latest_checkpoint(self.out)
+            if checkpoint is None:
+                acc.print(f"--resume: no checkpoint in {self.out / CHECKPOINTS} yet, starting from step 0")
+            else:
+                acc.load_state(str(checkpoint))
+                resume_step = self.state.step
+                acc.print(f"resumed from {checkpoint} (step {self.state.step}, "
+                          f"{self.state.elapsed / 60:.1f} min trained)")
+        if acc.is_main_process:
+            self.metrics = _CsvLog(self.out / "metrics.csv", METRICS_FIELDS, resume_step)
+            self.evals = _CsvLog(self.out / "eval.csv", EVAL_FIELDS, resume_step)
+        self._epoch_order: tuple[int, torch.Tensor] | None = None
+        self._stop_signal = False
+
+    # -- the data and randomness of one step, derived from (seed, step) only ---------------------------------
+    def batch_indices(self, step: int) -> torch.Tensor:
+        epoch, position = divmod(step, self.steps_per_epoch)
+        if self._epoch_order is None or self._epoch_order[0] != epoch:
+            g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+            self._epoch_order = (epoch, torch.randperm(len(self.dataset), generator=g))
+        b = self.cfg.batch_size
+        global_batch = self._epoch_order[1][position * b:(position + 1) * b]
+        acc = self.accelerator
+        return global_batch[acc.process_index::acc.num_processes]
+
+    def step_generator(self, step: int) -> torch.Generator:
+        return torch.Generator().manual_seed((self.cfg.seed << 40) + (step << 8) + self.accelerator.process_index)
+
+    # -- budget -------------------------------------------------------------------------------------------------
+    def progress_fraction(self) -> float:
+        """How much of the budget is spent (the largest fraction over the budgets given)."""
+        cfg, s = self.cfg, self.state
+        fractions = []
+        if cfg.steps:
+            fractions.append(s.step / cfg.steps)
+        if cfg.epochs:
+            fractions.append(s.step / (cfg.epochs * self.steps_per_epoch))
+        if cfg.minutes:
+            fractions.append(s.elapsed / (cfg.minutes * 60))
+        return max(fractions)
+
+    def total_steps_hint(self) -> int | None:
+        cfg = self.cfg
+        known = [n for n in (cfg.steps, cfg.epochs and int(cfg.epochs * self.steps_per_epoch)) if n]
+        return min(known) if known else None
+
+    # -- the loop -----------------------------------------------------------------------------------------------
+    def train(self) -> Path | None:
+        """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM)."""
+        from accelerate.utils import broadcast
+        from tqdm.auto import tqdm
+
+        from .diffusion import training_loss
+
+        cfg, acc, state = self.cfg, self.accelerator, self.state
+        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
+        bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
+                   disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
+        last_checkpoint_elapsed = state.elapsed
+        window_loss, window_images, window_start = 0.0, 0, time.time()
+        try:
+            while self.progress_fraction() < 1:
+                t0 = time.time()
+                generator = self.step_generator(state.step)
+                images, labels = self.dataset.batch(self.batch_indices(state.step), generator=generator)
+                images, labels = images.to(acc.device), labels.to(acc.device)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = cfg.lr * lr_factor(state.step, self.progress_fraction(), cfg)
+                with acc.autocast():
+                    loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
+                                         cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None)
+                acc.backward(loss)
+                if cfg.grad_clip:
+                    acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.ema.step(acc.unwrap_model(self.model).parameters())
+                state.step += 1
+                # One clock for every process: the main one's, so budgets and checkpoints agree everywhere.
+                clock = torch.tensor([state.elapsed + time.time() - t0, float(self._stop_signal)], device=acc.device)
+                if acc.num_processes > 1:
+                    clock = broadcast(clock)
+                state.elapsed, stop = float(clock[0]), bool(clock[1])
+                window_loss += loss.item() * len(images)
+                window_images += len(images) * acc.num_processes
+                bar.update()
+                if state.step % cfg.log_every == 0:
+                    rate = window_images / max(1e-9, time.time() - window_start)
+                    self._log_metrics(window_loss / max(1, window_images / acc.num_processes), rate)
+                    bar.set_postfix(loss=f"{window_loss / max(1, window_images / acc.num_processes):.4f}",
+                                    img_s=f"{rate:.1f}", min=f"{state.elapsed / 60:.1f}")
+                    window_loss, window_images, window_start = 0.0, 0, time.time()
+                due_by_steps = cfg.checkpoint_steps and state.step % cfg.checkpoint_steps == 0
+                due_by_time = state.elapsed - last_checkpoint_elapsed >= cfg.checkpoint_minutes * 60
+                if due_by_steps or due_by_time or stop:
+                    self.save_checkpoint()
+                    last_checkpoint_elapsed = state.elapsed
+                if stop:
+                    acc.print(f"stopped by SIGTERM at step {state.step}; resume with --resume")
+                    return None
+                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                    self.evaluate()
+        except KeyboardInterrupt:
+            acc.print(f"\ninterrupted at step {state.step}: saving a checkpoint, resume with --resume")
+            self.save_checkpoint()
+            raise
+        finally:
+            bar.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGTERM, previous_handler)
+        self.save_checkpoint()
+        self.export(self.out / "model")
+        self.evaluate()
+        return self.out / "model"
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self._stop_signal = True
+
+    def _log_metrics(self, loss: float, images_per_s: float) -> None:
+        if self.accelerator.is_main_process:
+            s = self.state
+            self.metrics.append(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3), loss=round(loss, 5),
+                                lr=f"{self.optimizer.param_groups[0]['lr']:.3e}", images_per_s=round(images_per_s, 2),
+                                elapsed_min=round(s.elapsed / 60, 2))
+
+    # -- checkpoints, export, evaluation --------------------------------------------------------------------
+    def metadata(self) -> dict:
+        return {"guidance": self.cfg.guidance, "sampler": self.cfg.eval_sampler, "steps": self.cfg.eval_steps,
+                "train_step": self.state.step, "train_minutes": round(self.state.elapsed / 60, 2),
+                "epochs": round(self.state.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
+                "processes": self.accelerator.num_processes,
+                "recipe": json.loads(self.cfg.to_json())}
+
+    def export(self, path: Path) -> Path:
+        """Write the EMA weights as a model folder (main process)."""
+        from .pipeline import save_model
+
+        acc = self.accelerator
+        if acc.is_main_process:
+            model = acc.unwrap_model(self.model)
+            self.ema.store(model.parameters())
+            self.ema.copy_to(model.parameters())
+            save_model(model, self.noise_scheduler, path, self.metadata())
+            self.ema.restore(model.parameters())
+        acc.wait_for_everyone()
+        return path
+
+    def save_checkpoint(self) -> Path:
+        acc = self.accelerator
+        folder = self.out / CHECKPOINTS
+        final = folder / f"step-{self.state.step:08d}"
+        tmp = folder / f".tmp-step-{self.state.step:08d}"
+        if acc.is_main_process:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        acc.save_state(str(tmp))
+        self.export(tmp / "ema")
+        if acc.is_main_process:
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)  # atomic: a checkpoint folder either exists complete or not at all
+            complete = sorted(p for p in folder.glob("step-*") if p.is_dir())
+            for old in complete[:-self.cfg.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+            for stale in folder.glob(".tmp-step-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def evaluate(self) -> dict[str, float]:
+        """Sample the data root's test conditions with the EMA weights; save grids; score if an evaluator exists."""
+        from .data import SPLITS, load_split
+        from .evaluator import EvaluatorLoadError, load_evaluator
+        from .pipeline import LoadedModel, generate, save_grid
+
+        acc, cfg = self.accelerator, self.cfg
+        results: dict[str, float] = {}
+        if acc.is_main_process:
+            try:
+                evaluator = load_evaluator(self.evaluator_path, self.data_root, device=acc.device)
+            except EvaluatorLoadError as err:
+                evaluator = None
+                warnings.warn(f"no accuracy during training: {err}", stacklevel=2)
+            model = acc.unwrap_model(self.model)
+            self.ema.store(model.parameters())
+            self.ema.copy_to(model.parameters())
+            model.eval()
+            loaded = LoadedModel(model, self.noise_scheduler.config, {"guidance": cfg.guidance}, self.out)
+            (self.out / "samples").mkdir(exist_ok=True)
+            for split in SPLITS:
+                if not (self.data_root / f"{split}.json").is_file():
+                    continue
+                conditions = load_split(self.data_root, split)
+                images = generate(loaded, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
+                                  seed=cfg.seed, progress=False).images
+                save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
+                if evaluator is not None:
+                    accuracy = evaluator.score(images, conditions).accuracy
+                    results[split] = accuracy
+                    self.evals.append(step=self.state.step, elapsed_min=round(self.state.elapsed / 60, 2),
+                                      split=split, accuracy=round(accuracy, 4), sampler=cfg.eval_sampler,
+                                      steps=cfg.eval_steps, guidance=cfg.guidance)
+            model.train()
+            self.ema.restore(model.parameters())
+            if results:
+                acc.print(f"step {self.state.step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
+        acc.wait_for_everyone()
+        return results
+
+
+def train(cfg: TrainConfig, data_root: str | Path, out: str | Path, **kwargs) -> Path | None:
+    """Train (or with ``resume=True`` continue) a run; returns the exported model folder."""
+    return Trainer(cfg, data_root, out, **kwargs).train()

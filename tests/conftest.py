@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny data root drawn by the tests, a tiny trained run, and the real data when present."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab6.labels import COLOURS, LABELS, LABEL_TO_INDEX
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "iclevr-reference"
+_RGB = {"gray": (87, 87, 87), "red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
+        "brown": (129, 74, 25), "purple": (129, 38, 192), "cyan": (41, 208, 208), "yellow": (255, 238, 51)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Tests never read or write the user's cache."""
+    os.environ["LAB6_CACHE"] = str(tmp_path_factory.mktemp("lab6-cache"))
+    os.environ.pop("LAB6_DATA", None)
+
+
+def draw_scene(labels: list[str], rng: np.random.Generator, size: int = 64) -> np.ndarray:
+    """A crude stand-in scene: one coloured square, disc or bar per label on a grey floor."""
+    image = np.full((size, size, 3), 150, dtype=np.uint8)
+    yy, xx = np.mgrid[:size, :size]
+    for i, name in enumerate(labels):
+        colour, shape = name.split()
+        cx, cy = 10 + 20 * i + rng.integers(0, 4), rng.integers(16, size - 16)
+        if shape == "cube":
+            mask = (abs(xx - cx) < 6) & (abs(yy - cy) < 6)
+        elif shape == "sphere":
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 < 36
+        else:
+            mask = (abs(xx - cx) < 4) & (abs(yy - cy) < 8)
+        image[mask] = _RGB[colour]
+    return image
+
+
+def make_data_root(root: Path, n: int = 48, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "iclevr").mkdir(parents=True)
+    index = {}
+    for i in range(n):
+        labels = list(rng.choice(LABELS, size=int(rng.integers(1, 4)), replace=False))
+        name = f"scene_{i:04d}.png"
+        Image.fromarray(draw_scene(labels, rng)).save(root / "iclevr" / name)
+        index[name] = labels
+    (root / "train.json").write_text(json.dumps(index))
+    (root / "objects.json").write_text(json.dumps(LABEL_TO_INDEX))
+    (root / "test.json").write_text(json.dumps([["red cube"], ["blue sphere", "cyan cylinder"],
+                                                ["gray cube", "yellow sphere", "green cylinder"]] * 2))
+    (root / "new_test.json").write_text(json.dumps([["red sphere", "cyan cylinder", "cyan cube"],
+                                                    [f"{COLOURS[3]} cube", "purple sphere"]]))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_data_root(tmp_path_factory.mktemp("data") / "root")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_root, tmp_path_factory) -> Path:
+    """A run of the tiny preset, trained for a few steps: a real model folder to sample from."""
+    from lab6.config import preset
+    from lab6.train import train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(preset("tiny", steps=12), tiny_root, out, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference_root() -> Path:
+    if not (REFERENCE / "train.json").is_file():
+        pytest.skip(f"the real i-CLEVR data is not at {REFERENCE} (course data, never committed): "
+                    "this test only runs where it is present")
+    return REFERENCE

@@ -1,0 +1,97 @@
+import json
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lab6.cli import main
+from lab6.evaluator import build_resnet18, save_evaluator
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def evaluator_file(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("evaluator") / "checkpoint.pth"
+    save_evaluator(build_resnet18(), path)
+    return path
+
+
+def test_every_verb_has_help(capsys):
+    for verb in ("train", "sample", "evaluate", "evaluator-train", "report"):
+        with pytest.raises(SystemExit) as exit_info:
+            main([verb, "--help"])
+        assert exit_info.value.code == 0
+        assert "usage: lab6 " + verb in capsys.readouterr().out
+
+
+def test_sample_writes_pngs_and_grid(tiny_run, tiny_root, tmp_path):
+    out = tmp_path / "samples"
+    assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out", str(out),
+                 "--sampler", "ddim", "--steps", "3"]) == 0
+    files = sorted(p.name for p in out.iterdir())
+    assert files == ["0.png", "1.png", "2.png", "3.png", "4.png", "5.png", "grid.png"]
+    assert Image.open(out / "0.png").size == (64, 64)
+
+
+def test_evaluate_prints_and_writes_json(tiny_run, tiny_root, tmp_path, evaluator_file, capsys):
+    images = tmp_path / "images"
+    main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out", str(images),
+          "--steps", "2"])
+    assert main(["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"),
+                 "--evaluator", str(evaluator_file)]) == 0
+    assert "accuracy" in capsys.readouterr().out
+    result = json.loads((images / "accuracy.json").read_text())
+    assert 0 <= result["accuracy"] <= 1 and len(result["per_image"]) == 6
+
+
+def test_report_writes_the_contract_files(tiny_run, tiny_root, tmp_path, evaluator_file):
+    out = tmp_path / "report"
+    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator",
+                 str(evaluator_file), "--out", str(out), "--steps", "4"]) == 0
+    for name in ("test_grid.png", "new_test_grid.png", "denoising.png", "accuracy.json", "summary.md",
+                 "images/test/0.png", "images/test/5.png", "images/new_test/1.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "accuracy.json").read_text())
+    assert set(report["splits"]) == {"test", "new_test"}
+    assert report["settings"]["steps"] == 4 and "accuracy" in report["splits"]["test"]
+    grid = Image.open(out / "test_grid.png")
+    assert grid.size == (6 * 66 + 2, 66 + 2)  # up to 8 per row: the 6 images fit one row
+
+
+def test_bad_conditions_give_a_clear_error(tiny_run, tmp_path, capsys):
+    conditions = tmp_path / "bad.json"
+    conditions.write_text(json.dumps([["red cube"], ["purple cone"]]))
+    assert main(["sample", "--model", str(tiny_run), "--conditions", str(conditions), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "condition 1: unknown label 'purple cone'" in capsys.readouterr().err
+
+
+def test_missing_model_is_named(tmp_path, tiny_root, capsys):
+    assert main(["sample", "--model", str(tmp_path / "nothing"), "--conditions", str(tiny_root / "test.json"),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "neither a model folder" in capsys.readouterr().err
+
+
+def test_environment_yml_lists_the_pyproject_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = set(project["dependencies"]) | set(project["optional-dependencies"]["dev"])
+    text = (ROOT / "environment.yml").read_text()
+    pip_section = {line.strip()[2:].strip().strip('"') for line in text.splitlines()
+                   if line.startswith("      - ")}
+    assert wanted <= pip_section, sorted(wanted - pip_section)
+    assert "python=3.11" in text
+
+
+def test_uint8_round_trip_of_saved_images(tmp_path):
+    from lab6.pipeline import load_images, save_images
+
+    images = torch.rand(3, 3, 64, 64) * 2 - 1
+    save_images(images, tmp_path, grid_name=None)
+    back = load_images(tmp_path, 3)
+    assert torch.allclose(back, images, atol=1 / 127.5)
+    assert np.asarray(Image.open(tmp_path / "2.png")).shape == (64, 64, 3)

@@ -1,0 +1,91 @@
+import pytest
+import torch
+
+from lab6.diffusion import SAMPLERS, make_noise_scheduler, make_sampler, predicted_x0, sample, training_loss
+from lab6.labels import encode_many
+from lab6.model import ConditionalUNet
+from tests.test_model import TINY
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ConditionalUNet(**TINY).eval()
+
+
+CONDITIONS = torch.from_numpy(encode_many([["red cube"], ["gray sphere", "cyan cube"]]))
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_each_sampler_runs_and_is_seed_deterministic(model, sampler):
+    config = make_noise_scheduler(100).config
+    a = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=3).images
+    b = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=3).images
+    c = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=4).images
+    assert a.shape == (2, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+def test_guidance_one_is_the_conditional_model(model):
+    config = make_noise_scheduler(100).config
+    guided = sample(model, CONDITIONS, config, sampler="ddim", steps=4, guidance=1.0, seed=0).images
+    calls = []
+
+    class Conditional(torch.nn.Module):  # counts calls: w = 1 must not evaluate the null condition
+        config = model.config
+
+        def parameters(self):
+            return model.parameters()
+
+        def forward(self, x, t, c):
+            calls.append(len(x))
+            return model(x, t, c)
+
+    plain = sample(Conditional(), CONDITIONS, config, sampler="ddim", steps=4, guidance=1.0, seed=0).images
+    assert torch.allclose(guided, plain) and calls == [2] * 4
+
+
+def test_guidance_zero_ignores_the_condition(model):
+    config = make_noise_scheduler(100).config
+    a = sample(model, CONDITIONS, config, sampler="ddim", steps=4, guidance=0.0, seed=0).images
+    other = torch.from_numpy(encode_many([["yellow cylinder"], ["blue cube", "brown sphere", "red cylinder"]]))
+    b = sample(model, other, config, sampler="ddim", steps=4, guidance=0.0, seed=0).images
+    assert torch.allclose(a, b, atol=1e-5)
+    c = sample(model, other, config, sampler="ddim", steps=4, guidance=3.0, seed=0).images
+    assert not torch.allclose(a, c, atol=1e-3)
+
+
+def test_intermediates_for_the_denoising_figure(model):
+    config = make_noise_scheduler(100).config
+    result = sample(model, CONDITIONS[:1], config, sampler="ddpm", steps=20, seed=0, record_every=5)
+    assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 5
+    assert len(result.intermediates) == len(result.predicted_x0) == 5
+    assert result.intermediates[0].shape == (1, 3, 16, 16)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_predicted_x0_inverts_the_forward_process(prediction):
+    scheduler = make_noise_scheduler(1000, "cosine", prediction)
+    x0, noise, t = torch.rand(2, 3, 8, 8) * 2 - 1, torch.randn(2, 3, 8, 8), torch.tensor([10, 700])
+    xt = scheduler.add_noise(x0, noise, t)
+    target = noise if prediction == "epsilon" else scheduler.get_velocity(x0, noise, t)
+    a = scheduler.alphas_cumprod[t][:, None, None, None]
+    assert torch.allclose(predicted_x0(xt, target, a, prediction), x0, atol=1e-4)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+@pytest.mark.parametrize("gamma", [None, 5.0])
+def test_training_loss_is_finite_and_seeded(model, prediction, gamma):
+    scheduler = make_noise_scheduler(100, "linear", prediction)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    labels = torch.from_numpy(encode_many([["red cube"]] * 4))
+    losses = [training_loss(model, images, labels, scheduler, generator=torch.Generator().manual_seed(1),
+                            min_snr_gamma=gamma) for _ in range(2)]
+    assert torch.isfinite(losses[0]) and losses[0].item() == losses[1].item()
+
+
+def test_bad_choices_are_named():
+    with pytest.raises(ValueError, match="unknown sampler 'euler'"):
+        make_sampler("euler", make_noise_scheduler().config)
+    with pytest.raises(ValueError, match="beta_schedule must be one of"):
+        make_noise_scheduler(beta_schedule="quadratic")

@@ -1,0 +1,96 @@
+import os
+
+import pytest
+import torch
+
+from lab6.evaluator import (Evaluator, EvaluatorLoadError, build_resnet18, save_evaluator, topk_accuracy,
+                            topk_hits)
+
+
+def official_compute_acc(out, onehot_labels):
+    """The course's evaluator.py scoring loop, verbatim in logic: the reference for ours."""
+    acc, total = 0, 0
+    for i in range(out.size(0)):
+        k = int(onehot_labels[i].sum().item())
+        total += k
+        _, outi = out[i].topk(k)
+        _, li = onehot_labels[i].topk(k)
+        for j in outi:
+            if j in li:
+                acc += 1
+    return acc / total
+
+
+def test_hand_computed_cases():
+    labels = torch.zeros(3, 24)
+    labels[0, [1]] = 1  # one object: red cube
+    labels[1, [2, 9]] = 1  # two objects
+    labels[2, [0, 5, 23]] = 1  # three objects
+    out = torch.full((3, 24), 0.01)
+    out[0, 1] = 0.9  # hit
+    out[1, 2], out[1, 3] = 0.9, 0.8  # top-2 = {2, 3}: one hit of two
+    out[2, [0, 5, 7]] = torch.tensor([0.9, 0.8, 0.95])  # top-3 = {7, 0, 5}: two hits of three
+    assert topk_hits(out, labels).tolist() == [1, 1, 2]
+    assert topk_accuracy(out, labels) == pytest.approx(4 / 6)  # micro average over all 6 labels
+
+
+def test_agrees_with_the_official_loop():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        labels = torch.zeros(16, 24)
+        for row in labels:
+            row[torch.randperm(24, generator=g)[: int(torch.randint(1, 4, (1,), generator=g))]] = 1
+        out = torch.rand(16, 24, generator=g)
+        assert topk_accuracy(out, labels) == pytest.approx(official_compute_acc(out, labels))
+
+
+def test_empty_labels_are_an_error():
+    with pytest.raises(ValueError, match="no true labels"):
+        topk_accuracy(torch.rand(2, 24), torch.zeros(2, 24))
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_save_and_load_formats(tmp_path, suffix):
+    torch.manual_seed(0)
+    model = build_resnet18().eval()
+    path = tmp_path / f"evaluator{suffix}"
+    save_evaluator(model, path)
+    if suffix == ".pth":  # the official format: {'model': state_dict}
+        assert set(torch.load(path, weights_only=True)) == {"model"}
+    loaded = Evaluator.load(path)
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = model(images)
+    atol = 0 if suffix == ".pth" else 2e-2  # the .safetensors export is fp16
+    assert torch.allclose(loaded.probabilities(images), expected, atol=atol)
+    assert loaded.probabilities(torch.rand(2, 3, 32, 32)).shape == (2, 24)  # resized to 64x64
+
+
+class _RunsCode:
+    def __reduce__(self):
+        return (os.system, ("echo pwned > /dev/null",))
+
+
+def test_a_pickle_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": _RunsCode()}, path)
+    with pytest.raises(EvaluatorLoadError, match="refused to load"):
+        Evaluator.load(path)
+
+
+def test_wrong_weights_are_named(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": {"fc.weight": torch.zeros(3)}}, path)
+    with pytest.raises(EvaluatorLoadError, match="does not hold ResNet18"):
+        Evaluator.load(path)
+    with pytest.raises(EvaluatorLoadError, match="not found"):
+        Evaluator.load(tmp_path / "missing.pth")
+
+
+def test_score_reports_per_image_hits():
+    torch.manual_seed(0)
+    evaluator = Evaluator(build_resnet18())
+    score = evaluator.score(torch.rand(3, 3, 64, 64) * 2 - 1, [["red cube"], ["gray cube", "red sphere"],
+                                                               ["gray cube", "red sphere", "cyan cube"]])
+    assert score.labels_per_image == [1, 2, 3] and len(score.hits) == 3
+    assert score.accuracy == pytest.approx(sum(score.hits) / 6)

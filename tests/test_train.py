@@ -1,0 +1,100 @@
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from lab6.config import TrainConfig, preset
+from lab6.pipeline import load_model
+from lab6.train import latest_checkpoint, lr_factor
+
+
+def lab6(*args, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "lab6.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, **kwargs)
+
+
+def weights(model_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(model_dir / "diffusion_pytorch_model.safetensors"))
+
+
+def test_tiny_run_writes_everything(tiny_run):
+    assert (tiny_run / "model" / "config.json").is_file()
+    assert (tiny_run / "train_config.json").is_file()
+    assert latest_checkpoint(tiny_run).name == "step-00000012"
+    rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    assert all(float(r["loss"]) > 0 and float(r["images_per_s"]) > 0 for r in rows)
+    assert sorted(p.name for p in (tiny_run / "samples").iterdir()) == [
+        "step-00000012-new_test.png", "step-00000012-test.png"]
+    loaded = load_model(tiny_run)
+    assert loaded.metadata["train_step"] == 12 and loaded.model.config.sample_size == 16
+
+
+def test_budget_is_required(tiny_root, tmp_path):
+    from lab6.train import Trainer
+
+    with pytest.raises(ValueError, match="give a budget"):
+        Trainer(preset("tiny"), tiny_root, tmp_path / "run", progress=False)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, 0.0, cfg) == pytest.approx(0.1)
+    assert lr_factor(9, 0.0, cfg) == pytest.approx(1.0)
+    assert lr_factor(50, 0.5, cfg) == pytest.approx(0.55)
+    assert lr_factor(100, 1.0, cfg) == pytest.approx(0.1)
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
+    args = ["train", "--data-root", tiny_root, "--preset", "tiny", "--steps", 400, "--checkpoint-steps", 20,
+            "--quiet"]
+    straight = tmp_path / "straight"
+    assert lab6(*args, "--out", straight).returncode == 0
+
+    killed = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, "-m", "lab6.cli", *map(str, args), "--out", str(killed)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        checkpoint = latest_checkpoint(killed)
+        if checkpoint is not None and int(checkpoint.name[5:]) >= 100:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the run finished before it could be killed"
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (killed / "model").exists()
+    stopped_at = int(latest_checkpoint(killed).name[5:])
+    assert 100 <= stopped_at < 400
+    for checkpoint in (killed / "checkpoints").glob("step-*"):  # every complete checkpoint loads
+        load_model(checkpoint / "ema")
+
+    resumed = lab6(*args, "--out", killed, "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed from {killed / 'checkpoints'}" in resumed.stdout
+    assert load_model(killed).metadata["train_step"] == 400
+    rows = [int(r["step"]) for r in csv.DictReader((killed / "metrics.csv").open())]
+    assert rows == sorted(set(rows)) and rows[-1] == 400  # no duplicated rows from the lost steps
+    a, b = weights(straight / "model"), weights(killed / "model")
+    assert all(torch.equal(a[k], b[k]) for k in a), "resumed run differs from the uninterrupted one"
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch(tiny_root, tmp_path):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lab6.cli", "train",
+               "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "6", "--out", str(out), "--quiet"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    metadata = load_model(out).metadata
+    assert metadata["processes"] == 2 and metadata["train_step"] == 6

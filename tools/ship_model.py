@@ -1,0 +1,102 @@
+"""Ship a trained model and a proxy evaluator inside the package, with a model card of measured accuracy.
+
+    python tools/ship_model.py --model runs/ref-cpu --evaluator runs/proxy/proxy_resnet18.pth \
+        --data-root ../shared/iclevr-reference
+
+Copies the run's EMA model to ``lab6/assets/model`` and the evaluator (as fp16 safetensors, to stay
+under 25 MB) to ``lab6/assets/evaluator``, then samples every split with every sampler setting, scores
+the images with the shipped evaluator, and writes ``lab6/assets/model/README.md`` (the model card).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from lab6.data import load_split
+from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
+from lab6.pipeline import SHIPPED_MODEL, generate, load_model, resolve_model_dir
+
+SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
+SPLITS = ("test", "new_test", "heldout")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", type=Path, required=True, help="run or model folder to ship")
+    parser.add_argument("--evaluator", type=Path, required=True, help="proxy evaluator .pth (with its .json)")
+    parser.add_argument("--data-root", type=Path, required=True, help="where test.json / new_test.json are")
+    parser.add_argument("--command", default="", help="the command that trained the model, for the card")
+    args = parser.parse_args()
+
+    source = resolve_model_dir(args.model)
+    shutil.rmtree(SHIPPED_MODEL, ignore_errors=True)
+    SHIPPED_MODEL.mkdir(parents=True)
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", "lab6.json"):
+        shutil.copy2(source / name, SHIPPED_MODEL / name)
+    Evaluator.load(args.evaluator).save(SHIPPED_EVALUATOR)
+    proxy_report = json.loads(args.evaluator.with_suffix(".json").read_text())
+    SHIPPED_EVALUATOR.with_suffix(".json").write_text(json.dumps(proxy_report, indent=2))
+
+    loaded = load_model(SHIPPED_MODEL)
+    evaluator = Evaluator.load(SHIPPED_EVALUATOR)
+    table: dict[str, dict[str, float]] = {}
+    seconds: dict[str, float] = {}
+    for sampler, steps in SETTINGS:
+        key = f"{sampler}-{steps}"
+        table[key] = {}
+        for split in SPLITS:
+            conditions = load_split(args.data_root, split)
+            start = time.perf_counter()
+            images = generate(loaded, conditions, sampler=sampler, steps=steps, progress=False).images
+            if split == "test":
+                seconds[key] = time.perf_counter() - start
+            table[key][split] = evaluator.score(images, conditions).accuracy
+            print(f"{key} {split}: {table[key][split]:.4f}", flush=True)
+    (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps({"accuracy": table, "seconds_32_images": seconds,
+                                                              "guidance": loaded.guidance}, indent=2))
+    (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, proxy_report, args))
+    print(f"shipped {source} -> {SHIPPED_MODEL}")
+
+
+def model_card(loaded, table, seconds, proxy_report, args) -> str:
+    meta = loaded.metadata
+    recipe = meta.get("recipe", {})
+    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    lines = [
+        "# lab6 reference model",
+        "",
+        f"A conditional DDPM for i-CLEVR: {params:.1f}M-parameter `ConditionalUNet` ({recipe.get('conditioning')} "
+        f"conditioning), trained at {recipe.get('image_size')}x{recipe.get('image_size')} and upsampled to 64x64.",
+        "",
+        "## Training",
+        "",
+        f"- Data: the course's i-CLEVR training set (18,009 images, `{Path(meta.get('data_root', '')).name}`).",
+        f"- Command: `{args.command or 'lab6 train --preset cpu'}`",
+        f"- {meta.get('train_step')} steps, {meta.get('epochs')} epochs, {meta.get('train_minutes')} minutes of "
+        f"training on {meta.get('processes', 1)} process(es) of a 2-core CPU.",
+        f"- Recipe: {recipe.get('beta_schedule')} schedule, {recipe.get('prediction')} prediction, min-SNR "
+        f"gamma {recipe.get('min_snr_gamma')}, batch {recipe.get('batch_size')}, lr {recipe.get('lr')}, EMA "
+        f"{recipe.get('ema_decay')}, label dropout {recipe.get('cond_dropout')}.",
+        f"- Sampled with classifier-free guidance w = {loaded.guidance:g}.",
+        "",
+        "## Accuracy",
+        "",
+        f"Top-k accuracy scored by the shipped proxy evaluator (ResNet18 trained on real images; "
+        f"{proxy_report['heldout_accuracy']:.4f} on {proxy_report['heldout_images']} held-out real images). "
+        "`heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seed 0.",
+        "",
+        "| sampler | " + " | ".join(SPLITS) + " | seconds for 32 images |",
+        "| --- | " + " | ".join("---" for _ in SPLITS) + " | --- |",
+    ]
+    for key, row in table.items():
+        lines.append(f"| {key} | " + " | ".join(f"{row[s]:.4f}" for s in SPLITS) + f" | {seconds[key]:.1f} |")
+    lines += ["", "Reproduce: the command above, then `python tools/ship_model.py` (see its docstring).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

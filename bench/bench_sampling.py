@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 and average the accuracy")
     parser.add_argument("--skip-ddpm", action="store_true", help="leave out DDPM-1000 (minutes on a CPU)")
     args = parser.parse_args()
-    root = resolve_data_root(args.data_root)
+    root = resolve_data_root(args.data_root, need_images=False)
     conditions = load_conditions(conditions_file(root, args.split))
     loaded = load_model(args.model)
     evaluator = load_evaluator(args.evaluator, root)

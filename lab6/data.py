@@ -23,8 +23,10 @@ from .labels import ConditionError, encode, load_conditions
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "new_test")
+#: The synthetic set's test.json / new_test.json (``lab6.synthetic.condition_sets(0)``), and the held-out set.
+BUILTIN_CONDITIONS = Path(__file__).parent / "assets" / "conditions"
 #: 128 random valid conditions (``lab6.labels.heldout_conditions()``), the same for every data root.
-HELDOUT_FILE = Path(__file__).parent / "assets" / "conditions" / "heldout128.json"
+HELDOUT_FILE = BUILTIN_CONDITIONS / "heldout128.json"
 
 
 def cache_dir() -> Path:
@@ -34,8 +36,12 @@ def cache_dir() -> Path:
     return path
 
 
-def resolve_data_root(data_root: str | Path | None = None, *, progress: bool = True) -> Path:
-    """The data root to use: the argument, else ``$LAB6_DATA``, else the built-in synthetic set (rendered once)."""
+def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool = True, progress: bool = True) -> Path:
+    """The data root to use: the argument, else ``$LAB6_DATA``, else the built-in synthetic set (rendered once).
+
+    With ``need_images=False`` (sampling and reports only read the conditions files) and no data root, the
+    synthetic set's conditions files shipped in the package are used and nothing is rendered.
+    """
     chosen = data_root or os.environ.get("LAB6_DATA")
     if chosen:
         root = Path(chosen).expanduser()
@@ -45,6 +51,9 @@ def resolve_data_root(data_root: str | Path | None = None, *, progress: bool = T
                 "in the course layout (objects.json, train.json, test.json, new_test.json, iclevr/)"
             )
         return root
+    if not need_images:
+        print(f"lab6: no data root given: using the built-in synthetic condition sets in {BUILTIN_CONDITIONS}")
+        return BUILTIN_CONDITIONS
     from .synthetic import default_data_root
 
     return default_data_root(progress=progress)

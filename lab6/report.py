@@ -58,7 +58,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    root = resolve_data_root(data_root, progress=progress)
+    root = resolve_data_root(data_root, need_images=False, progress=progress)
     loaded = load_model(model, device=device)
     guidance = loaded.guidance if guidance is None else guidance
     steps = steps or DEFAULT_STEPS[sampler]

@@ -649,6 +649,12 @@ def make_conditions(counts: Sequence[int], rng: np.random.Generator) -> list[lis
     return conditions
 
 
+def condition_sets(seed: int = 0) -> dict[str, list[list[str]]]:
+    """The project's own test / new_test conditions for a seed (they depend on the seed alone, not on n)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**40,)))
+    return {split: make_conditions(counts, rng) for split, counts in TEST_SPLITS.items()}
+
+
 def _prepare_folder(out_dir: Path) -> Path:
     """Create <out_dir>/iclevr and check that files can be written there; raise SyntheticDataError if not."""
     images = out_dir / "iclevr"
@@ -752,10 +758,9 @@ def render_dataset(
             else:
                 pool.shutdown(wait=True)
 
-    conditions_rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2**40,)))
     _write_json(out / "objects.json", LABEL_TO_INDEX)
-    for split, counts in TEST_SPLITS.items():
-        _write_json(out / f"{split}.json", make_conditions(counts, conditions_rng))
+    for split, conditions in condition_sets(seed).items():
+        _write_json(out / f"{split}.json", conditions)
     _write_json(out / "train.json", {image_name(i): labels[i] for i in range(n)})
     _write_json(out / ".complete", _marker(n, seed, size))
     return out
@@ -800,6 +805,7 @@ __all__ = [
     "COLOUR_RGB",
     "SceneObject",
     "SyntheticDataError",
+    "condition_sets",
     "default_data_root",
     "image_name",
     "make_conditions",

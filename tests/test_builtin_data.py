@@ -1,0 +1,40 @@
+"""The built-in synthetic data as the default data root, end to end."""
+
+import json
+
+import torch
+
+from lab6.config import preset
+from lab6.data import BUILTIN_CONDITIONS, ICLEVRDataset, load_split, resolve_data_root
+from lab6.synthetic import condition_sets, render_dataset
+from lab6.train import train
+
+
+def test_shipped_condition_sets_are_the_synthetic_ones():
+    for split, conditions in condition_sets(0).items():
+        assert json.loads((BUILTIN_CONDITIONS / f"{split}.json").read_text()) == conditions
+
+
+def test_reports_need_no_rendering(capsys):
+    root = resolve_data_root(None, need_images=False)
+    assert root == BUILTIN_CONDITIONS and len(load_split(root, "test")) == 32
+    assert "built-in synthetic condition sets" in capsys.readouterr().out
+
+
+def test_a_small_render_feeds_the_dataset_and_training(tmp_path):
+    root = render_dataset(tmp_path / "synthetic", 24, seed=1, progress=False)
+    assert json.loads((root / "test.json").read_text()) == condition_sets(1)["test"]
+    data = ICLEVRDataset(root, image_size=16, progress=False)
+    images, labels = data.batch(torch.arange(8))
+    assert images.shape == (8, 3, 16, 16) and labels.sum(1).min() >= 1
+    model_dir = train(preset("tiny", steps=20), root, tmp_path / "run", progress=False)
+    assert (model_dir / "diffusion_pytorch_model.safetensors").is_file()
+
+
+def test_default_root_is_rendered_once_then_reused(tmp_path, monkeypatch):
+    from lab6 import synthetic
+
+    monkeypatch.setenv("LAB6_CACHE", str(tmp_path))
+    first = synthetic.default_data_root(n=12, progress=False)
+    monkeypatch.setattr(synthetic, "render_dataset", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-rendered")))
+    assert synthetic.default_data_root(n=12, progress=False) == first

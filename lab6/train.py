@@ -106,7 +106,10 @@ class Trainer:
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
-        self.accelerator = Accelerator(mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+        # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
+        # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
+        no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
             raise ValueError(f"batch_size {cfg.batch_size} must divide evenly among {acc.num_processes} processes")

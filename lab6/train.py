@@ -291,12 +291,15 @@ class Trainer:
         acc.save_state(str(tmp))
         self.export(tmp / "ema")
         if acc.is_main_process:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)  # atomic: a checkpoint folder either exists complete or not at all
+            # Every change of a "step-N" name is one atomic rename: a checkpoint folder either exists complete
+            # or not at all. Folders to delete are renamed away first, so a kill mid-deletion leaves no half.
+            if final.exists():
+                os.replace(final, folder / f".old-{final.name}")
+            os.replace(tmp, final)
             complete = sorted(p for p in folder.glob("step-*") if p.is_dir())
             for old in complete[:-self.cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            for stale in folder.glob(".tmp-step-*"):
+                os.replace(old, folder / f".old-{old.name}")
+            for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:
                 shutil.rmtree(stale, ignore_errors=True)
         acc.wait_for_everyone()
         return final

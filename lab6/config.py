@@ -26,7 +26,7 @@ class TrainConfig:
     # diffusion
     num_train_timesteps: int = 1000
     beta_schedule: str = "cosine"
-    prediction: str = "epsilon"
+    prediction: str = "v"  # v, not epsilon: with the cosine schedule eps-prediction's x_0 blows up at low SNR
     min_snr_gamma: float = 5.0  # 0 turns the weighting off
     cond_dropout: float = 0.1  # probability of the null condition in training (classifier-free guidance)
     # optimisation
@@ -86,6 +86,7 @@ PRESETS: dict[str, TrainConfig] = {
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.
     "paper": TrainConfig(image_size=64, block_out_channels=(128, 128, 256, 256, 512, 512),
                          attention_levels=(False, False, False, False, True, False), beta_schedule="linear",
+                         prediction="epsilon",
                          min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
                          eval_every=5000),
     # For tests and a first look: trains in seconds, draws blobs.

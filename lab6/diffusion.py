@@ -34,6 +34,10 @@ def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "
 
 def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
     """A sampler (diffusers scheduler) that shares the training schedule."""
+    # A config read back from scheduler_config.json carries every value explicitly, while the in-memory one
+    # lists some under "_use_default_values", which from_config would replace by the *new* class's
+    # defaults. Dropping the private keys makes both paths build the very same sampler.
+    noise_scheduler_config = {k: v for k, v in dict(noise_scheduler_config).items() if not k.startswith("_")}
     if name == "ddpm":
         return DDPMScheduler.from_config(noise_scheduler_config)
     if name == "ddim":

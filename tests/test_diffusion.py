@@ -89,3 +89,18 @@ def test_bad_choices_are_named():
         make_sampler("euler", make_noise_scheduler().config)
     with pytest.raises(ValueError, match="beta_schedule must be one of"):
         make_noise_scheduler(beta_schedule="quadratic")
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
+    """A saved-and-reloaded schedule must build the very sampler the training run evaluates with."""
+    from diffusers import DDPMScheduler
+
+    scheduler = make_noise_scheduler(1000, "cosine", "v")
+    scheduler.save_pretrained(tmp_path)
+    from_memory, from_disk = make_sampler(sampler, scheduler.config), make_sampler(sampler, DDPMScheduler.load_config(tmp_path))
+    for s in (from_memory, from_disk):
+        s.set_timesteps(20)
+    assert torch.equal(from_memory.timesteps, from_disk.timesteps)
+    private = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
+    assert private(from_memory.config) == private(from_disk.config)

@@ -4,7 +4,8 @@ Modules, one idea each: ``labels`` (the 24 labels and conditions), ``data`` (dat
 dataset), ``synthetic`` (the built-in renderer), ``model`` (the conditional UNet), ``diffusion``
 (schedules, loss, samplers), ``config`` (recipes), ``train`` (the accelerate loop), ``pipeline``
 (model folder -> images), ``evaluator`` (the ResNet18 scorer), ``report`` (figures and tables),
-``widgets`` (the notebook label picker), ``cli`` (the ``lab6`` command).
+``figures`` (every notebook figure, as PNG + PDF), ``widgets`` (the notebook label picker), ``cli`` (the
+``lab6`` command).
 """
 
 __version__ = "0.1.0"

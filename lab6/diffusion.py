@@ -9,6 +9,7 @@ plain conditional model, ``w = 0`` the unconditional one, ``w > 1`` trades varie
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -90,16 +91,21 @@ class SampleResult:
     timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
     intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
     predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
+    sampler: str = "dpmsolver"
+    steps: int = 0
+    guidance: float = 1.0
+    conditions: list[list[str]] | None = None  # set by pipeline.generate, which knows the label names
 
 
 @torch.no_grad()
 def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: str = "dpmsolver",
            steps: int | None = None, guidance: float = 2.0, seed: int = 0, record_every: int = 0,
-           batch_size: int = 64, progress: bool = False) -> SampleResult:
+           batch_size: int = 64, progress: bool = False,
+           callback: Callable[[int, int], None] | None = None) -> SampleResult:
     """Draw one image per row of ``condition`` (B, 24); the same seed gives the same images.
 
     ``record_every=k`` keeps x_t and the predicted x_0 every k steps (and at the last step) for the
-    progressive-denoising figure.
+    progressive-denoising figure. ``callback(done, total)`` is called after every step (progress widgets).
     """
     from tqdm.auto import tqdm
 
@@ -117,7 +123,7 @@ def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: s
     condition = condition.to(device, dtype)
     # The starting noise of the whole batch comes from one generator first, so a chunked run matches.
     x = torch.randn((len(condition), model.config.in_channels, size, size), generator=generator).to(device, dtype)
-    result = SampleResult(images=x)
+    result = SampleResult(images=x, sampler=sampler, steps=steps, guidance=guidance)
     bar = tqdm(total=steps, desc=f"sampling ({sampler}, {steps} steps)", disable=not progress, unit="step")
     for i, t in enumerate(scheduler.timesteps):
         outputs = []
@@ -137,6 +143,8 @@ def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: s
             result.predicted_x0.append(predicted_x0(x, out, alphas_cumprod[t], prediction).clamp(-1, 1).float().cpu())
         x = scheduler.step(out, t, x, generator=generator).prev_sample
         bar.update()
+        if callback is not None:
+            callback(i + 1, steps)
     bar.close()
     result.images = x.clamp(-1, 1).float().cpu()
     return result

@@ -96,12 +96,13 @@ def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tenso
 
 def generate(loaded: LoadedModel, conditions: list[list[str]], *, sampler: str = "dpmsolver",
              steps: int | None = None, guidance: float | None = None, seed: int = 0, record_every: int = 0,
-             progress: bool = True) -> SampleResult:
+             progress: bool = True, callback=None) -> SampleResult:
     """Images for a list of conditions, at 64x64 in [-1, 1] (intermediates stay at the model's size)."""
     result = sample(loaded.model, torch.from_numpy(encode_many(conditions)), loaded.noise_scheduler_config,
                     sampler=sampler, steps=steps, guidance=loaded.guidance if guidance is None else guidance,
-                    seed=seed, record_every=record_every, progress=progress)
+                    seed=seed, record_every=record_every, progress=progress, callback=callback)
     result.images = to_output_size(result.images)
+    result.conditions = [list(c) for c in conditions]
     return result
 
 

@@ -4,7 +4,7 @@
 
     out/images/<split>/<i>.png    64x64, in the conditions file's order
     out/<split>_grid.png          8 per row
-    out/denoising.png             x_t and predicted x_0 for ["red sphere", "cyan cylinder", "cyan cube"]
+    out/denoising.png (.pdf)      x_t and predicted x_0 for ["red sphere", "cyan cylinder", "cyan cube"]
     out/accuracy.json             accuracy and per-image hits per split, with the exact settings
     out/summary.md                the same as a short markdown table
 """
@@ -18,35 +18,6 @@ from pathlib import Path
 from .labels import DENOISING_FIGURE_CONDITION
 
 
-def denoising_figure(result, path: str | Path, title: str | None = None) -> Path:
-    """Two rows over the recorded steps: the noisy x_t, and the model's estimate of x_0 at that step."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .pipeline import to_output_size, to_uint8
-
-    columns = len(result.timesteps) + 1
-    fig, axes = plt.subplots(2, columns, figsize=(1.3 * columns, 3.0), squeeze=False)
-    rows = [("x_t", result.intermediates), ("predicted x_0", result.predicted_x0)]
-    for r, (name, frames) in enumerate(rows):
-        for c in range(columns):
-            ax = axes[r][c]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            frame = result.images[:1] if c == len(result.timesteps) else to_output_size(frames[c][:1].clamp(-1, 1))
-            ax.imshow(to_uint8(frame)[0].numpy())
-            if r == 0:
-                ax.set_title("final" if c == len(result.timesteps) else f"t={result.timesteps[c]}", fontsize=8)
-        axes[r][0].set_ylabel(name, fontsize=9)
-    fig.suptitle(title or ", ".join(DENOISING_FIGURE_CONDITION), fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return Path(path)
-
-
 def write_report(out: str | Path, *, data_root: str | Path | None = None, model: str | Path | None = None,
                  evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
@@ -54,6 +25,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     from .data import SPLITS, load_split, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import EvaluatorLoadError, load_evaluator
+    from .figures import denoising_process, run_denoising
     from .pipeline import generate, load_model, save_grid, save_images
 
     out = Path(out)
@@ -86,11 +58,9 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         results["splits"][split] = entry
         log(f"{split}: {len(conditions)} images in {seconds:.1f} s"
             + (f", accuracy {entry['accuracy']:.4f}" if "accuracy" in entry else ""))
-    record_every = max(1, steps // 10)
-    figure = generate(loaded, [list(DENOISING_FIGURE_CONDITION)], sampler=sampler, steps=steps, guidance=guidance,
-                      seed=seed, record_every=record_every, progress=False)
-    denoising_figure(figure, out / "denoising.png",
-                     title=f"{', '.join(DENOISING_FIGURE_CONDITION)}  ({sampler}, {steps} steps, w={guidance:g})")
+    figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
+                           seed=seed, progress=False)
+    denoising_process(figure, out, name="denoising")
     (out / "accuracy.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
     log(f"report written to {out}")

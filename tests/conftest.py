@@ -76,6 +76,19 @@ def tiny_run(tiny_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def evaluator_file(tmp_path_factory) -> Path:
+    """An untrained evaluator in the official format: its numbers mean nothing, the plumbing is what is tested."""
+    import torch
+
+    from lab6.evaluator import build_resnet18, save_evaluator
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("evaluator") / "checkpoint.pth"
+    save_evaluator(build_resnet18(), path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def reference_root() -> Path:
     if not (REFERENCE / "train.json").is_file():
         pytest.skip(f"the real i-CLEVR data is not at {REFERENCE} (course data, never committed): "

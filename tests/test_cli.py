@@ -8,17 +8,10 @@ import torch
 from PIL import Image
 
 from lab6.cli import main
-from lab6.evaluator import build_resnet18, save_evaluator
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def evaluator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("evaluator") / "checkpoint.pth"
-    save_evaluator(build_resnet18(), path)
-    return path
 
 
 def test_every_verb_has_help(capsys):

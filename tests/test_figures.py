@@ -5,22 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-import torch
 
 from lab6.cli import main
-from lab6.evaluator import build_resnet18, save_evaluator
 from lab6.figures import FIGURE_GROUPS, figure_files, notebook_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def evaluator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("figures-evaluator") / "checkpoint.pth"
-    save_evaluator(build_resnet18(), path)
-    return path
 
 
 def test_settings_come_from_the_environment(tiny_root, tmp_path):

@@ -8,9 +8,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 
-from lab6.evaluator import build_resnet18, save_evaluator
 from lab6.figures import FIGURE_GROUPS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,11 +63,9 @@ def kernel_name() -> str:
 
 
 @pytest.fixture(scope="module")
-def notebook_env(tiny_root, tiny_run, tmp_path_factory) -> dict:
+def notebook_env(tiny_root, tiny_run, evaluator_file, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("notebooks")
-    torch.manual_seed(0)
-    evaluator = folder / "checkpoint.pth"
-    save_evaluator(build_resnet18(), evaluator)  # untrained: accuracy is noise, but every figure is drawn
+    evaluator = evaluator_file  # untrained: accuracy is noise, but every figure is drawn
     return {**os.environ, "LAB6_QUICK": "1", "LAB6_DATA": str(tiny_root), "LAB6_MODEL": str(tiny_run / "model"),
             "LAB6_EVALUATOR": str(evaluator), "LAB6_FIGURES": str(folder / "figures"), "LAB6_RUN": str(folder / "run"),
             "LAB6_DEVICE": "cpu", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}

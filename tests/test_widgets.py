@@ -1,11 +1,9 @@
 """The label picker's rules and generation, without a browser (the widgets work without a kernel)."""
 
-from pathlib import Path
 
 import pytest
 import torch
 
-from lab6.evaluator import build_resnet18, save_evaluator
 from lab6.figures import CLEVR_RGB, run_denoising
 from lab6.labels import LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
 from lab6.pipeline import load_model
@@ -15,12 +13,6 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHOICE = ["red sphere", "cyan cylinder", "cyan cube"]
 
 
-@pytest.fixture(scope="module")
-def evaluator_file(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("picker-evaluator") / "checkpoint.pth"
-    save_evaluator(build_resnet18(), path)  # untrained: the numbers mean nothing, the plumbing is what we test
-    return path
 
 
 @pytest.fixture(scope="module")

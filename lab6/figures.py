@@ -502,6 +502,26 @@ def loss_curve(run_dir: str | Path, out: str | Path):
     return save_figure(fig, out, "training_loss")
 
 
+def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: str = "runs_accuracy_vs_minutes"):
+    """Accuracy (mean over the evaluated splits) against minutes of training, one line per run (eval.csv)."""
+    fig = new_figure(6.5, 4.0)
+    ax = fig.subplots()
+    for run_dir in map(Path, run_dirs):
+        by_step: dict[int, list[tuple[float, float]]] = {}
+        for r in read_csv_rows(run_dir / "eval.csv"):
+            by_step.setdefault(int(r["step"]), []).append((float(r["elapsed_min"]), float(r["accuracy"])))
+        points = sorted((rows[0][0], sum(a for _, a in rows) / len(rows)) for rows in by_step.values())
+        if points:
+            ax.plot(*zip(*points), "o-", label=run_dir.name)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("minutes of training (CPU)")
+    ax.set_ylabel("accuracy (mean of test, new_test)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("accuracy per CPU-minute", fontsize=10)
+    return save_figure(fig, out, name)
+
+
 def watch_loss_curve(run_dir: str | Path, out: str | Path, every_s: float = 15, minutes: float = 10) -> None:
     """Redraw :func:`loss_curve` in a notebook every ``every_s`` seconds while a run (e.g. in a terminal) trains.
 

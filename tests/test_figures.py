@@ -82,3 +82,20 @@ def test_without_a_model_the_notebooks_train_a_quick_one_once(tiny_root, tmp_pat
     settings.model = None
     notebook_model(settings, log=messages.append)  # the second time it reuses that run
     assert "using the quick model trained earlier" in messages[1]
+
+
+def test_accuracy_against_minutes_compares_runs(tmp_path):
+    from lab6.figures import accuracy_vs_minutes
+
+    for name, accuracies in (("a", (0.2, 0.5)), ("b", (0.1, 0.3))):
+        run = tmp_path / name
+        run.mkdir()
+        rows = ["step,elapsed_min,split,accuracy,sampler,steps,guidance"]
+        for step, accuracy in zip((100, 200), accuracies):
+            rows += [f"{step},{step / 10},{split},{accuracy},dpmsolver,20,2.0" for split in ("test", "new_test")]
+        (run / "eval.csv").write_text("\n".join(rows) + "\n")
+    fig = accuracy_vs_minutes([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+    lines = fig.axes[0].get_lines()
+    assert [line.get_label() for line in lines] == ["a", "b"]
+    assert list(lines[0].get_xdata()) == [10.0, 20.0] and list(lines[0].get_ydata()) == [0.2, 0.5]
+    assert (tmp_path / "out" / "runs_accuracy_vs_minutes.png").is_file()

@@ -1,0 +1,17 @@
+"""Plot accuracy against training minutes for several runs (their eval.csv), e.g. for docs/.
+
+    python tools/plot_runs.py runs/ref-cpu-v runs/study-v-L1 --out docs
+"""
+
+import argparse
+from pathlib import Path
+
+from lab6.figures import accuracy_vs_minutes
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("runs", nargs="+", type=Path)
+parser.add_argument("--out", type=Path, default=Path("docs"))
+parser.add_argument("--name", default="accuracy_vs_cpu_minutes")
+args = parser.parse_args()
+accuracy_vs_minutes(args.runs, args.out, args.name)
+print(f"written {args.out / args.name}.png and .pdf")

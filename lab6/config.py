@@ -18,7 +18,7 @@ class TrainConfig:
     image_size: int = 32
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     attention_levels: tuple[bool, ...] = (False, False, True)
-    layers_per_block: int = 2
+    layers_per_block: int = 1  # 2 was slower per accuracy point: 0.167 vs 0.222 at 1500 steps, see docs
     attention_head_dim: int = 32
     norm_num_groups: int = 32
     dropout: float = 0.0
@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The reference recipe for 2 CPU cores: 32x32, ~4M parameters, ~45 images/s training.
+    # The reference recipe for 2 CPU cores: 32x32, ~2.6M parameters, v prediction.
     "cpu": TrainConfig(),
     # The same, with per-object label tokens read by cross-attention.
     "cpu-xattn": TrainConfig(conditioning="cross_attention"),

@@ -79,7 +79,7 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The reference recipe for 2 CPU cores: 32x32, ~2.6M parameters, v prediction.
+    # The reference recipe for 2 CPU cores: 32x32, ~2.8M parameters, v prediction.
     "cpu": TrainConfig(),
     # The same, with per-object label tokens read by cross-attention.
     "cpu-xattn": TrainConfig(conditioning="cross_attention"),

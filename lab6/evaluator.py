@@ -65,7 +65,8 @@ def _read_state_dict(path: Path, device: torch.device) -> dict[str, torch.Tensor
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        return {k: v.float() for k, v in load_file(str(path), device=str(device)).items()}
+        # Read on the CPU and move: safetensors refuses device names such as "cpu:0" that accelerate hands out.
+        return {k: v.float().to(device) for k, v in load_file(str(path)).items()}
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as err:

@@ -94,3 +94,9 @@ def test_score_reports_per_image_hits():
                                                                ["gray cube", "red sphere", "cyan cube"]])
     assert score.labels_per_image == [1, 2, 3] and len(score.hits) == 3
     assert score.accuracy == pytest.approx(sum(score.hits) / 6)
+
+
+def test_safetensors_load_accepts_an_indexed_cpu_device(tmp_path):
+    path = tmp_path / "evaluator.safetensors"
+    save_evaluator(build_resnet18(), path)
+    assert Evaluator.load(path, device="cpu:0").device.type == "cpu"  # accelerate's device name in a process group

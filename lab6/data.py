@@ -23,10 +23,8 @@ from .labels import ConditionError, encode, load_conditions
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "new_test")
-#: The synthetic set's test.json / new_test.json (``lab6.synthetic.condition_sets(0)``), and the held-out set.
-BUILTIN_CONDITIONS = Path(__file__).parent / "assets" / "conditions"
 #: 128 random valid conditions (``lab6.labels.heldout_conditions()``), the same for every data root.
-HELDOUT_FILE = BUILTIN_CONDITIONS / "heldout128.json"
+HELDOUT_FILE = Path(__file__).parent / "assets" / "conditions" / "heldout128.json"
 
 
 def cache_dir() -> Path:
@@ -40,7 +38,7 @@ def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool 
     """The data root to use: the argument, else ``$LAB6_DATA``, else the built-in synthetic set (rendered once).
 
     With ``need_images=False`` (sampling and reports only read the conditions files) and no data root, the
-    synthetic set's conditions files shipped in the package are used and nothing is rendered.
+    synthetic set's conditions files alone are written (once, to the cache) and nothing is rendered.
     """
     chosen = data_root or os.environ.get("LAB6_DATA")
     if chosen:
@@ -52,11 +50,26 @@ def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool 
             )
         return root
     if not need_images:
-        print(f"lab6: no data root given: using the built-in synthetic condition sets in {BUILTIN_CONDITIONS}")
-        return BUILTIN_CONDITIONS
+        root = synthetic_conditions_root()
+        print(f"lab6: no data root given: using the built-in synthetic condition sets in {root}")
+        return root
     from .synthetic import default_data_root
 
     return default_data_root(progress=progress)
+
+
+def synthetic_conditions_root(seed: int = 0) -> Path:
+    """A folder holding only the synthetic set's test.json / new_test.json (``synthetic.condition_sets``)."""
+    from .synthetic import VERSION, condition_sets
+
+    root = cache_dir() / f"synthetic-v{VERSION}-conditions-s{seed}"
+    if not all((root / f"{split}.json").is_file() for split in SPLITS):
+        root.mkdir(parents=True, exist_ok=True)
+        for split, conditions in condition_sets(seed).items():
+            tmp = root / f".{split}.json.tmp{os.getpid()}"
+            tmp.write_text(json.dumps(conditions))
+            os.replace(tmp, root / f"{split}.json")
+    return root
 
 
 def conditions_file(root: str | Path, split: str) -> Path:

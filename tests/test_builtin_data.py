@@ -5,19 +5,21 @@ import json
 import torch
 
 from lab6.config import preset
-from lab6.data import BUILTIN_CONDITIONS, ICLEVRDataset, load_split, resolve_data_root
+from lab6.data import ICLEVRDataset, load_split, resolve_data_root, synthetic_conditions_root
 from lab6.synthetic import condition_sets, render_dataset
 from lab6.train import train
 
 
-def test_shipped_condition_sets_are_the_synthetic_ones():
+def test_condition_sets_root_holds_the_synthetic_ones():
+    root = synthetic_conditions_root()
     for split, conditions in condition_sets(0).items():
-        assert json.loads((BUILTIN_CONDITIONS / f"{split}.json").read_text()) == conditions
+        assert json.loads((root / f"{split}.json").read_text()) == conditions
 
 
 def test_reports_need_no_rendering(capsys):
     root = resolve_data_root(None, need_images=False)
-    assert root == BUILTIN_CONDITIONS and len(load_split(root, "test")) == 32
+    assert root == synthetic_conditions_root() and len(load_split(root, "test")) == 32
+    assert not (root / "iclevr").exists()
     assert "built-in synthetic condition sets" in capsys.readouterr().out
 
 

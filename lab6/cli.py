@@ -81,8 +81,7 @@ def cmd_evaluate(args) -> None:
     score = evaluator.score(load_images(args.images, len(conditions)), conditions)
     out = args.out or Path(args.images) / "accuracy.json"
     result = {"accuracy": score.accuracy, "evaluator": evaluator.source, "conditions": str(args.conditions),
-              "per_image": [{"condition": c, "hits": h, "labels": n}
-                            for c, h, n in zip(conditions, score.hits, score.labels_per_image)]}
+              "per_image": score.per_image(conditions)}
     Path(out).write_text(json.dumps(result, indent=2))
     print(f"accuracy {score.accuracy:.4f} ({sum(score.hits)}/{sum(score.labels_per_image)} labels) -> {out}")
 

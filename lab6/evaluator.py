@@ -92,6 +92,10 @@ class Score:
     def as_dict(self) -> dict:
         return {"accuracy": self.accuracy, "hits": self.hits, "labels_per_image": self.labels_per_image}
 
+    def per_image(self, conditions: list[list[str]]) -> list[dict]:
+        """One row per scored image: its condition, hits and label count (the JSON of reports)."""
+        return [{"condition": c, "hits": h, "labels": n} for c, h, n in zip(conditions, self.hits, self.labels_per_image)]
+
 
 class Evaluator:
     """A loaded evaluator: probabilities for images in [-1, 1] and the official score."""

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from .labels import DENOISING_FIGURE_CONDITION
@@ -22,11 +21,11 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
                  evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
                  log=print) -> dict:
-    from .data import SPLITS, load_split, resolve_data_root
+    from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import EvaluatorLoadError, load_evaluator
-    from .figures import denoising_process, run_denoising
-    from .pipeline import generate, load_model, save_grid, save_images
+    from .figures import denoising_process, run_denoising, run_split
+    from .pipeline import load_model, save_grid, save_images
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -43,20 +42,15 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
                 "guidance": guidance, "seed": seed, "evaluator": scorer.source if scorer else None}
     results: dict = {"settings": settings, "splits": {}}
     for split in SPLITS:
-        conditions = load_split(root, split)
-        start = time.time()
-        images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                          progress=progress).images
-        seconds = time.time() - start
-        save_images(images, out / "images" / split, grid_name=None)
-        save_grid(images, out / f"{split}_grid.png", nrow=8)
-        entry: dict = {"images": len(conditions), "sampling_seconds": round(seconds, 2)}
-        if scorer is not None:
-            score = scorer.score(images, conditions)
-            entry.update(accuracy=score.accuracy, per_image=[{"condition": c, "hits": h, "labels": n} for c, h, n in
-                                                             zip(conditions, score.hits, score.labels_per_image)])
+        run = run_split(loaded, root, split, scorer, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                        progress=progress)
+        save_images(run.images, out / "images" / split, grid_name=None)
+        save_grid(run.images, out / f"{split}_grid.png", nrow=8)
+        entry: dict = {"images": len(run.conditions), "sampling_seconds": round(run.seconds, 2)}
+        if run.score is not None:
+            entry.update(accuracy=run.accuracy, per_image=run.score.per_image(run.conditions))
         results["splits"][split] = entry
-        log(f"{split}: {len(conditions)} images in {seconds:.1f} s"
+        log(f"{split}: {len(run.conditions)} images in {run.seconds:.1f} s"
             + (f", accuracy {entry['accuracy']:.4f}" if "accuracy" in entry else ""))
     figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
                            seed=seed, progress=False)

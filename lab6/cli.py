@@ -40,7 +40,8 @@ def cmd_train(args) -> None:
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
                                    ("eval_every", args.eval_every), ("checkpoint_minutes", args.checkpoint_minutes),
                                    ("checkpoint_steps", args.checkpoint_steps),
-                                   ("conditioning", args.conditioning)) if v is not None}
+                                   ("conditioning", args.conditioning),
+                                   ("init_from", args.init_from and str(args.init_from))) if v is not None}
     for item in args.set or []:
         key, _, raw = item.partition("=")
         try:
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")
     p.add_argument("--epochs", type=_positive_float, help="budget in epochs")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--init-from", type=Path, help="fine-tune: start from this model or run folder's weights "
+                   "(e.g. lab6/assets/model) instead of random ones")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
     p.add_argument("--seed", type=int)

@@ -53,6 +53,7 @@ class TrainConfig:
     eval_steps: int = 20
     guidance: float = 2.0  # the guidance scale the model is evaluated and shipped with
     seed: int = 0
+    init_from: str | None = None  # a saved model to start from (fine-tuning); its architecture must match
 
     def model_config(self) -> dict:
         """The ``ConditionalUNet`` keyword arguments of this recipe."""

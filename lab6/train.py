@@ -54,6 +54,34 @@ def latest_checkpoint(run_dir: str | Path) -> Path | None:
     return done[-1] if done else None
 
 
+def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's."""
+    from diffusers import DDPMScheduler
+
+    from .diffusion import make_noise_scheduler
+    from .model import ConditionalUNet
+    from .pipeline import resolve_model_dir
+
+    directory = resolve_model_dir(cfg.init_from)
+    pretrained = ConditionalUNet.from_pretrained(directory)
+    mismatched = {k: (pretrained.config[k], v) for k, v in cfg.model_config().items()
+                  if k in pretrained.config and _plain(pretrained.config[k]) != _plain(v)}
+    saved, expected = DDPMScheduler.load_config(directory), make_noise_scheduler(
+        cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction).config
+    for key in ("beta_schedule", "num_train_timesteps", "prediction_type"):
+        if saved.get(key) != expected[key]:
+            mismatched[key] = (saved.get(key), expected[key])
+    if mismatched:
+        details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}" for k, (a, b) in sorted(mismatched.items()))
+        raise ValueError(f"init_from {directory} does not match the recipe ({details}); "
+                         "choose the preset it was trained with or override those fields")
+    return pretrained.state_dict()
+
+
+def _plain(value):
+    return list(value) if isinstance(value, (list, tuple)) else value
+
+
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
@@ -124,6 +152,8 @@ class Trainer:
         self.noise_scheduler = make_noise_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction)
         torch.manual_seed(cfg.seed)
         model = ConditionalUNet(**cfg.model_config())
+        if cfg.init_from and not resume:
+            model.load_state_dict(pretrained_weights(cfg))
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = acc.prepare(model, optimizer)

@@ -44,6 +44,27 @@ def test_budget_is_required(tiny_root, tmp_path):
         Trainer(preset("tiny"), tiny_root, tmp_path / "run", progress=False)
 
 
+def test_init_from_starts_at_the_saved_weights(tiny_run, tiny_root, tmp_path):
+    from lab6.train import Trainer
+
+    trainer = Trainer(preset("tiny", steps=1, init_from=str(tiny_run)), tiny_root, tmp_path / "fine", progress=False)
+    start = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    saved = weights(tiny_run / "model")
+    assert saved.keys() == start.keys()
+    assert all(torch.equal(saved[k], start[k]) for k in saved)
+
+
+def test_init_from_refuses_another_architecture(tiny_run, tiny_root, tmp_path):
+    from lab6.train import Trainer
+
+    with pytest.raises(ValueError, match=r"does not match the recipe \(block_out_channels"):
+        Trainer(preset("tiny", steps=1, init_from=str(tiny_run), block_out_channels=(16, 16)), tiny_root,
+                tmp_path / "fine", progress=False)
+    with pytest.raises(ValueError, match="prediction_type: model has 'v_prediction', recipe has 'epsilon'"):
+        Trainer(preset("tiny", steps=1, init_from=str(tiny_run), prediction="epsilon"), tiny_root,
+                tmp_path / "fine", progress=False)
+
+
 def test_lr_schedule_warms_up_then_decays():
     cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, 0.0, cfg) == pytest.approx(0.1)

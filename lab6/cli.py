@@ -73,18 +73,32 @@ def cmd_sample(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluator import load_evaluator
+    from .evaluator import load_evaluator, score_data_root
     from .labels import load_conditions
     from .pipeline import load_images
 
-    conditions = load_conditions(args.conditions)
+    if args.dataset is not None and (args.images or args.conditions):
+        raise ValueError("give either --dataset ROOT or --images DIR with --conditions FILE, not both")
+    if args.dataset is None and not (args.images and args.conditions):
+        raise ValueError("give --images DIR and --conditions FILE (or --dataset ROOT to score a data root's images)")
+    if args.dataset is None and args.limit:
+        raise ValueError("--limit only applies to --dataset")
     evaluator = load_evaluator(args.evaluator, args.data_root, device=args.device)
-    score = evaluator.score(load_images(args.images, len(conditions)), conditions)
-    out = args.out or Path(args.images) / "accuracy.json"
-    result = {"accuracy": score.accuracy, "evaluator": evaluator.source, "conditions": str(args.conditions),
+    if args.dataset is not None:
+        score, conditions = score_data_root(evaluator, args.dataset, limit=args.limit, seed=args.seed)
+        source, out = {"dataset": str(args.dataset)}, args.out
+    else:
+        conditions = load_conditions(args.conditions)
+        score = evaluator.score(load_images(args.images, len(conditions)), conditions)
+        source, out = {"conditions": str(args.conditions)}, args.out or Path(args.images) / "accuracy.json"
+    result = {"accuracy": score.accuracy, "evaluator": evaluator.source, **source,
               "per_image": score.per_image(conditions)}
-    Path(out).write_text(json.dumps(result, indent=2))
-    print(f"accuracy {score.accuracy:.4f} ({sum(score.hits)}/{sum(score.labels_per_image)} labels) -> {out}")
+    where = ""
+    if out is not None:
+        Path(out).write_text(json.dumps(result, indent=2))
+        where = f" -> {out}"
+    print(f"accuracy {score.accuracy:.4f} ({sum(score.hits)}/{sum(score.labels_per_image)} labels, "
+          f"{len(conditions)} images){where}")
 
 
 def cmd_evaluator_train(args) -> None:
@@ -162,12 +176,19 @@ def build_parser() -> argparse.ArgumentParser:
     sampling_options(p)
     p.set_defaults(func=cmd_sample)
 
-    p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file")
-    p.add_argument("--images", type=Path, required=True)
-    p.add_argument("--conditions", type=Path, required=True)
+    p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file, or a data root's own images",
+                         description="Either --images DIR --conditions FILE (generated images), or --dataset ROOT "
+                                     "(the root's training images against their train.json labels: how well an "
+                                     "evaluator transfers, e.g. one trained on renders scored on real images).")
+    p.add_argument("--images", type=Path)
+    p.add_argument("--conditions", type=Path)
+    p.add_argument("--dataset", type=Path, help="a data root in the course layout to score instead of --images")
+    p.add_argument("--limit", type=_positive_int, help="with --dataset: score this many random images")
+    p.add_argument("--seed", type=int, default=0, help="with --dataset --limit: which random images")
     p.add_argument("--evaluator", type=Path, default=None, help="checkpoint.pth or .safetensors (default: data root's, else shipped)")
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
-    p.add_argument("--out", type=Path, default=None, help="JSON result (default: <images>/accuracy.json)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 

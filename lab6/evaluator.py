@@ -183,6 +183,27 @@ def upsample_like_official(images: torch.Tensor, train_size: int) -> torch.Tenso
     return F.interpolate(images, size=(EVAL_SIZE, EVAL_SIZE), mode="bilinear", align_corners=False)
 
 
+def score_data_root(evaluator: Evaluator, data_root: str | Path, *, image_size: int = 32, limit: int | None = None,
+                    seed: int = 0, progress: bool = True) -> tuple[Score, list[list[str]]]:
+    """Score a data root's own images against its ``train.json`` labels: how well an evaluator transfers.
+
+    Images go through ``upsample_like_official`` at ``image_size`` (32: the official evaluator's pipeline).
+    ``limit`` scores a random subset (by ``seed``). Returns the score and the conditions it was scored on.
+    """
+    from .data import ICLEVRDataset
+    from .labels import decode
+
+    dataset = ICLEVRDataset(data_root, image_size=image_size, progress=progress)
+    indices = torch.arange(len(dataset))
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1, got {limit}")
+        indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:limit]
+    images, labels = dataset.batch(indices)
+    conditions = [decode(row) for row in labels]
+    return evaluator.score(upsample_like_official(images, image_size), conditions), conditions
+
+
 def split_holdout(n: int, holdout: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(held-out, training) image indices of a dataset of ``n`` images; the same seed gives the same split."""
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))

@@ -42,6 +42,34 @@ def test_evaluate_prints_and_writes_json(tiny_run, tiny_root, tmp_path, evaluato
     assert 0 <= result["accuracy"] <= 1 and len(result["per_image"]) == 6
 
 
+def test_evaluate_dataset_scores_the_roots_own_images(tiny_root, tmp_path, evaluator_file, capsys):
+    from lab6.data import ICLEVRDataset
+    from lab6.evaluator import Evaluator, topk_accuracy, upsample_like_official
+
+    out = tmp_path / "transfer.json"
+    assert main(["evaluate", "--dataset", str(tiny_root), "--limit", "5", "--evaluator", str(evaluator_file),
+                 "--out", str(out)]) == 0
+    assert "5 images" in capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["dataset"] == str(tiny_root) and len(result["per_image"]) == 5
+    # the same five images, scored by hand
+    dataset = ICLEVRDataset(tiny_root, image_size=32, progress=False)
+    chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:5]
+    images, labels = dataset.batch(chosen)
+    probabilities = Evaluator.load(evaluator_file).probabilities(upsample_like_official(images, 32))
+    assert result["accuracy"] == pytest.approx(topk_accuracy(probabilities, labels))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--dataset", "D", "--images", "I"], "not both"),
+    (["--images", "I"], "give --images DIR and --conditions FILE"),
+    (["--images", "I", "--conditions", "C", "--limit", "3"], "--limit only applies to --dataset"),
+])
+def test_evaluate_refuses_mixed_inputs(args, message, capsys):
+    assert main(["evaluate", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
 def test_report_writes_the_contract_files(tiny_run, tiny_root, tmp_path, evaluator_file):
     out = tmp_path / "report"
     assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator",

@@ -28,7 +28,7 @@ from .labels import DENOISING_FIGURE_CONDITION, LABELS, MAX_OBJECTS_TRAINED, NUM
 
 #: The stable file names (without .png/.pdf) of each group of ``lab6 figures --which``.
 FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "data": ("data_samples", "data_label_frequency", "data_objects_per_image", "data_cooccurrence",
+    "data": ("data_samples", "data_real_vs_rendered", "data_label_frequency", "data_objects_per_image", "data_cooccurrence",
              "data_image_statistics", "data_conditions_test", "data_conditions_new_test"),
     "training": ("training_loss",),
     "denoising": ("denoising_process",),
@@ -296,6 +296,28 @@ def sample_grid(data: TrainingData, out: str | Path, n: int = 32, seed: int = 0,
         _image_axis(ax, data.images[i].transpose(1, 2, 0), "\n".join(data.conditions([i])[0]), fontsize=6)
     fig.suptitle(f"{len(picks)} random training images of {data.root.name} ({len(data.files)} in all)")
     return save_figure(fig, out, "data_samples")
+
+
+def real_vs_rendered(data: TrainingData, out: str | Path, n: int = 8, seed: int = 0):
+    """``data_real_vs_rendered``: n training images above scenes that ``lab6.synthetic`` renders for the same labels.
+
+    The built-in renderer stands in for the course data when there is none; this shows how close it comes.
+    """
+    from .synthetic import render_scene
+
+    rng = np.random.default_rng(seed)
+    picks = np.sort(rng.choice(len(data.files), size=min(n, len(data.files)), replace=False))
+    conditions = data.conditions(picks)
+    size = data.images.shape[-1]
+    fig = new_figure(1.45 * len(picks), 3.6)
+    axes = fig.subplots(2, len(picks), squeeze=False)
+    for k, (i, labels) in enumerate(zip(picks, conditions)):
+        _image_axis(axes[0, k], data.images[i].transpose(1, 2, 0), "\n".join(labels), fontsize=6)
+        _image_axis(axes[1, k], render_scene(labels, np.random.default_rng([seed, int(i)]), size=size))
+    axes[0, 0].set_ylabel(data.root.name, fontsize=8)
+    axes[1, 0].set_ylabel("lab6.synthetic", fontsize=8)
+    fig.suptitle("Top: training images of the data root. Bottom: the built-in renderer, same labels")
+    return save_figure(fig, out, "data_real_vs_rendered")
 
 
 def label_frequency(labels: np.ndarray, out: str | Path):
@@ -879,11 +901,12 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
     if "data" in groups:
         data = load_training_data(settings.data_root, progress=progress)
         sample_grid(data, out, seed=settings.seed)
+        real_vs_rendered(data, out, seed=settings.seed)
         label_frequency(data.labels, out)
         objects_per_image(data.labels, out)
         cooccurrence(data.labels, out)
         image_statistics(data.images, out)
-        written += list(FIGURE_GROUPS["data"][:5])
+        written += list(FIGURE_GROUPS["data"][:6])
         for split in splits:
             conditions_table(load_split(settings.data_root, split), out, split)
             written.append(f"data_conditions_{split}")

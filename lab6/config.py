@@ -51,6 +51,7 @@ class TrainConfig:
     eval_every: int | None = 2000  # steps between sample grids + evaluator accuracy (None: only at the end)
     eval_sampler: str = "dpmsolver"
     eval_steps: int = 20
+    eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
     guidance: float = 2.0  # the guidance scale the model is evaluated and shipped with
     seed: int = 0
     init_from: str | None = None  # a saved model to start from (fine-tuning); its architecture must match
@@ -74,8 +75,9 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
         values = json.loads(Path(path).read_text())
-        for key in ("block_out_channels", "attention_levels"):
-            values[key] = tuple(values[key])
+        for key in ("block_out_channels", "attention_levels", "eval_splits"):
+            if key in values:  # eval_splits: absent from configs written before it existed
+                values[key] = tuple(values[key])
         return cls(**values)
 
 
@@ -91,7 +93,7 @@ PRESETS: dict[str, TrainConfig] = {
                          min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
                          eval_every=5000),
     # For tests and a first look: trains in seconds, draws blobs.
-    "tiny": TrainConfig(image_size=16, block_out_channels=(16, 32), attention_levels=(False, True),
+    "tiny": TrainConfig(image_size=16, eval_splits=("test", "new_test"), block_out_channels=(16, 32), attention_levels=(False, True),
                         layers_per_block=1, attention_head_dim=16, norm_num_groups=8, batch_size=8, lr=1e-3,
                         warmup_steps=5, ema_decay=0.9, log_every=5, eval_every=None, eval_steps=4,
                         checkpoint_minutes=60.0),

@@ -336,7 +336,7 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Sample the data root's test conditions with the EMA weights; save grids; score if an evaluator exists."""
-        from .data import SPLITS, load_split
+        from .data import load_split
         from .evaluator import EvaluatorLoadError, load_evaluator
         from .pipeline import LoadedModel, generate, save_grid
 
@@ -354,10 +354,11 @@ class Trainer:
             model.eval()
             loaded = LoadedModel(model, self.noise_scheduler.config, {"guidance": cfg.guidance}, self.out)
             (self.out / "samples").mkdir(exist_ok=True)
-            for split in SPLITS:
-                if not (self.data_root / f"{split}.json").is_file():
+            for split in cfg.eval_splits:
+                try:
+                    conditions = load_split(self.data_root, split)
+                except FileNotFoundError:
                     continue
-                conditions = load_split(self.data_root, split)
                 images = generate(loaded, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
                                   seed=cfg.seed, progress=False).images
                 save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")

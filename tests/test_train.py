@@ -65,6 +65,18 @@ def test_init_from_refuses_another_architecture(tiny_run, tiny_root, tmp_path):
                 tmp_path / "fine", progress=False)
 
 
+def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):
+    from lab6.train import train
+
+    out = tmp_path / "run"
+    train(preset("tiny", steps=2, eval_splits=("heldout", "new_test")), tiny_root, out, evaluator=evaluator_file,
+          progress=False)
+    rows = list(csv.DictReader((out / "eval.csv").open()))
+    assert [r["split"] for r in rows] == ["heldout", "new_test"]
+    assert sorted(p.name for p in (out / "samples").iterdir()) == [
+        "step-00000002-heldout.png", "step-00000002-new_test.png"]
+
+
 def test_lr_schedule_warms_up_then_decays():
     cfg = TrainConfig(warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, 0.0, cfg) == pytest.approx(0.1)

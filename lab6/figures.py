@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import math
 import os
 import time
@@ -524,20 +525,30 @@ def loss_curve(run_dir: str | Path, out: str | Path):
     return save_figure(fig, out, "training_loss")
 
 
-def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: str = "runs_accuracy_vs_minutes"):
-    """Accuracy (mean over the evaluated splits) against minutes of training, one line per run (eval.csv)."""
+def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: str = "runs_accuracy_vs_minutes",
+                        splits: Sequence[str] = ("test", "new_test")):
+    """Accuracy (mean over ``splits``) against minutes of training, one line per run (its eval.csv).
+
+    Only evaluations that scored every one of ``splits`` count, so runs that evaluated more splits stay
+    comparable. A run fine-tuned from another model (``init_from``) says so in the legend.
+    """
     fig = new_figure(6.5, 4.0)
     ax = fig.subplots()
     for run_dir in map(Path, run_dirs):
-        by_step: dict[int, list[tuple[float, float]]] = {}
+        by_step: dict[int, dict[str, tuple[float, float]]] = {}
         for r in read_csv_rows(run_dir / "eval.csv"):
-            by_step.setdefault(int(r["step"]), []).append((float(r["elapsed_min"]), float(r["accuracy"])))
-        points = sorted((rows[0][0], sum(a for _, a in rows) / len(rows)) for rows in by_step.values())
+            if r["split"] in splits:
+                by_step.setdefault(int(r["step"]), {})[r["split"]] = (float(r["elapsed_min"]), float(r["accuracy"]))
+        points = sorted((next(iter(rows.values()))[0], sum(a for _, a in rows.values()) / len(rows))
+                        for rows in by_step.values() if len(rows) == len(splits))
+        config_file = run_dir / "train_config.json"
+        init_from = json.loads(config_file.read_text()).get("init_from") if config_file.is_file() else None
+        label = run_dir.name + (f" (fine-tuned from {Path(init_from).name})" if init_from else "")
         if points:
-            ax.plot(*zip(*points), "o-", label=run_dir.name)
+            ax.plot(*zip(*points), "o-", label=label)
     ax.set_ylim(0, 1)
     ax.set_xlabel("minutes of training (CPU)")
-    ax.set_ylabel("accuracy (mean of test, new_test)")
+    ax.set_ylabel(f"accuracy (mean of {', '.join(splits)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("accuracy per CPU-minute", fontsize=10)

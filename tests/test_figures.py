@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from lab6.cli import main
 from lab6.figures import FIGURE_GROUPS, figure_files, notebook_settings
@@ -99,3 +100,18 @@ def test_accuracy_against_minutes_compares_runs(tmp_path):
     assert [line.get_label() for line in lines] == ["a", "b"]
     assert list(lines[0].get_xdata()) == [10.0, 20.0] and list(lines[0].get_ydata()) == [0.2, 0.5]
     assert (tmp_path / "out" / "runs_accuracy_vs_minutes.png").is_file()
+
+
+def test_accuracy_against_minutes_averages_only_the_asked_splits(tmp_path):
+    from lab6.figures import accuracy_vs_minutes
+
+    run = tmp_path / "fine"
+    run.mkdir()
+    (run / "train_config.json").write_text('{"init_from": "lab6/assets/model"}')
+    (run / "eval.csv").write_text("step,elapsed_min,split,accuracy,sampler,steps,guidance\n"
+                                  "100,5,test,0.2,dpmsolver,20,2\n100,5,new_test,0.4,dpmsolver,20,2\n"
+                                  "100,5,heldout,0.9,dpmsolver,20,2\n200,9,test,0.5,dpmsolver,20,2\n")
+    line, = accuracy_vs_minutes([run], tmp_path / "out").axes[0].get_lines()
+    # step 200 lacks new_test, so only step 100 counts; heldout is not averaged in
+    assert list(line.get_xdata()) == [5.0] and list(line.get_ydata()) == pytest.approx([0.3])
+    assert line.get_label() == "fine (fine-tuned from model)"

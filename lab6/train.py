@@ -78,6 +78,14 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return pretrained.state_dict()
 
 
+def parent_metadata(init_from: str | Path) -> dict:
+    """The ``lab6.json`` of the model a run started from ({} when it has none)."""
+    from .pipeline import METADATA_FILE, resolve_model_dir
+
+    path = resolve_model_dir(init_from) / METADATA_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _plain(value):
     return list(value) if isinstance(value, (list, tuple)) else value
 
@@ -289,11 +297,16 @@ class Trainer:
 
     # -- checkpoints, export, evaluation --------------------------------------------------------------------
     def metadata(self) -> dict:
-        return {"guidance": self.cfg.guidance, "sampler": self.cfg.eval_sampler, "steps": self.cfg.eval_steps,
+        """What a model folder records about its training (``lab6.json``); a fine-tuned model keeps its
+        starting model's record as ``parent``, so the whole training history travels with the weights."""
+        meta = {"guidance": self.cfg.guidance, "sampler": self.cfg.eval_sampler, "steps": self.cfg.eval_steps,
                 "train_step": self.state.step, "train_minutes": round(self.state.elapsed / 60, 2),
                 "epochs": round(self.state.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
                 "processes": self.accelerator.num_processes,
                 "recipe": json.loads(self.cfg.to_json())}
+        if self.cfg.init_from:
+            meta["parent"] = parent_metadata(self.cfg.init_from)
+        return meta
 
     def export(self, path: Path) -> Path:
         """Write the EMA weights as a model folder (main process)."""

@@ -52,6 +52,8 @@ def test_init_from_starts_at_the_saved_weights(tiny_run, tiny_root, tmp_path):
     saved = weights(tiny_run / "model")
     assert saved.keys() == start.keys()
     assert all(torch.equal(saved[k], start[k]) for k in saved)
+    # the starting model's training record travels with the fine-tuned one
+    assert trainer.metadata()["parent"]["train_step"] == 12
 
 
 def test_init_from_refuses_another_architecture(tiny_run, tiny_root, tmp_path):

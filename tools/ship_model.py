@@ -18,7 +18,8 @@ from pathlib import Path
 
 from lab6.data import load_split
 from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
-from lab6.pipeline import SHIPPED_MODEL, generate, load_model, resolve_model_dir
+from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir
+from lab6.train import parent_metadata
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 SPLITS = ("test", "new_test", "heldout")
@@ -33,10 +34,12 @@ def main() -> None:
     args = parser.parse_args()
 
     source = resolve_model_dir(args.model)
+    history = training_history(source)  # read before the shipped model (maybe its parent) is replaced
     shutil.rmtree(SHIPPED_MODEL, ignore_errors=True)
     SHIPPED_MODEL.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", "lab6.json"):
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"):
         shutil.copy2(source / name, SHIPPED_MODEL / name)
+    (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(history, indent=2))
     Evaluator.load(args.evaluator).save(SHIPPED_EVALUATOR)
     proxy_report = json.loads(args.evaluator.with_suffix(".json").read_text())
     SHIPPED_EVALUATOR.with_suffix(".json").write_text(json.dumps(proxy_report, indent=2))
@@ -62,6 +65,40 @@ def main() -> None:
     print(f"shipped {source} -> {SHIPPED_MODEL}")
 
 
+def training_history(source: Path) -> dict:
+    """The model's ``lab6.json``, with its starting model's record as ``parent`` when it was fine-tuned
+    (runs that predate the ``parent`` field get it filled in from ``recipe.init_from``)."""
+    meta = json.loads((source / METADATA_FILE).read_text())
+    init_from = meta.get("recipe", {}).get("init_from")
+    if init_from and "parent" not in meta:
+        meta["parent"] = parent_metadata(init_from)
+    return meta
+
+
+def stages(meta: dict) -> list[dict]:
+    """The training stages of a model, oldest first."""
+    chain = []
+    while meta:
+        chain.append(meta)
+        meta = meta.get("parent") or {}
+    return chain[::-1]
+
+
+def stage_lines(meta: dict) -> list[str]:
+    """One card line per training stage, then the totals."""
+    chain, lines = stages(meta), []
+    for i, stage in enumerate(chain, 1):
+        how = f" (fine-tuned from stage {i - 1})" if i > 1 else ""
+        recipe = stage.get("recipe", {})
+        lines.append(f"- Stage {i}{how}: {stage.get('train_step')} steps of {recipe.get('batch_size')} images "
+                     f"({stage.get('epochs')} epochs), {stage.get('train_minutes')} minutes of training on "
+                     f"{stage.get('processes', 1)} process(es), peak lr {recipe.get('lr')}.")
+    if len(chain) > 1:
+        lines.append(f"- In all: {sum(m.get('epochs', 0) for m in chain):.1f} epochs in "
+                     f"{sum(m.get('train_minutes', 0) for m in chain):.1f} minutes of training.")
+    return lines
+
+
 def model_card(loaded, table, seconds, proxy_report, args) -> str:
     meta = loaded.metadata
     recipe = meta.get("recipe", {})
@@ -76,8 +113,7 @@ def model_card(loaded, table, seconds, proxy_report, args) -> str:
         "",
         f"- Data: the course's i-CLEVR training set (18,009 images, `{Path(meta.get('data_root', '')).name}`).",
         f"- Command: `{args.command or 'lab6 train --preset cpu'}`",
-        f"- {meta.get('train_step')} steps, {meta.get('epochs')} epochs, {meta.get('train_minutes')} minutes of "
-        f"training on {meta.get('processes', 1)} process(es) of a 2-core CPU.",
+        *stage_lines(meta),
         f"- Recipe: {recipe.get('beta_schedule')} schedule, {recipe.get('prediction')} prediction, min-SNR "
         f"gamma {recipe.get('min_snr_gamma')}, batch {recipe.get('batch_size')}, lr {recipe.get('lr')}, EMA "
         f"{recipe.get('ema_decay')}, label dropout {recipe.get('cond_dropout')}.",

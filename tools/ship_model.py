@@ -130,7 +130,10 @@ def model_card(loaded, table, seconds, proxy_report, args) -> str:
     ]
     for key, row in table.items():
         lines.append(f"| {key} | " + " | ".join(f"{row[s]:.4f}" for s in SPLITS) + f" | {seconds[key]:.1f} |")
-    lines += ["", "Reproduce: the command above, then `python tools/ship_model.py` (see its docstring).", ""]
+    lines += ["", "DDIM and DPM-Solver++ solve the same probability-flow ODE from the same starting noise (seed 0), so "
+              "they draw nearly the same images and their scores often coincide; DDPM-1000 (stochastic) is in "
+              "`bench/bench_sampling.py`.",
+              "", "Reproduce: the command above, then `python tools/ship_model.py` (see its docstring).", ""]
     return "\n".join(lines)
 
 

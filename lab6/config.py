@@ -93,8 +93,8 @@ PRESETS: dict[str, TrainConfig] = {
                          min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
                          eval_every=5000),
     # For tests and a first look: trains in seconds, draws blobs.
-    "tiny": TrainConfig(image_size=16, eval_splits=("test", "new_test"), block_out_channels=(16, 32), attention_levels=(False, True),
-                        layers_per_block=1, attention_head_dim=16, norm_num_groups=8, batch_size=8, lr=1e-3,
+    "tiny": TrainConfig(image_size=16, block_out_channels=(16, 32), attention_levels=(False, True),
+                        eval_splits=("test", "new_test"), layers_per_block=1, attention_head_dim=16, norm_num_groups=8, batch_size=8, lr=1e-3,
                         warmup_steps=5, ema_decay=0.9, log_every=5, eval_every=None, eval_steps=4,
                         checkpoint_minutes=60.0),
 }

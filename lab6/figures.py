@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import csv
 import html
-import json
 import math
 import os
 import time
@@ -29,8 +28,8 @@ from .labels import DENOISING_FIGURE_CONDITION, LABELS, MAX_OBJECTS_TRAINED, NUM
 
 #: The stable file names (without .png/.pdf) of each group of ``lab6 figures --which``.
 FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
-    "data": ("data_samples", "data_real_vs_rendered", "data_label_frequency", "data_objects_per_image", "data_cooccurrence",
-             "data_image_statistics", "data_conditions_test", "data_conditions_new_test"),
+    "data": ("data_samples", "data_real_vs_rendered", "data_label_frequency", "data_objects_per_image",
+             "data_cooccurrence", "data_image_statistics", "data_conditions_test", "data_conditions_new_test"),
     "training": ("training_loss",),
     "denoising": ("denoising_process",),
     "samplers": ("samplers_comparison", "samplers_accuracy_vs_steps"),
@@ -532,6 +531,8 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     Only evaluations that scored every one of ``splits`` count, so runs that evaluated more splits stay
     comparable. A run fine-tuned from another model (``init_from``) says so in the legend.
     """
+    from .config import TrainConfig
+
     fig = new_figure(6.5, 4.0)
     ax = fig.subplots()
     for run_dir in map(Path, run_dirs):
@@ -542,7 +543,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
         points = sorted((next(iter(rows.values()))[0], sum(a for _, a in rows.values()) / len(rows))
                         for rows in by_step.values() if len(rows) == len(splits))
         config_file = run_dir / "train_config.json"
-        init_from = json.loads(config_file.read_text()).get("init_from") if config_file.is_file() else None
+        init_from = TrainConfig.from_json(config_file).init_from if config_file.is_file() else None
         label = run_dir.name + (f" (fine-tuned from {Path(init_from).name})" if init_from else "")
         if points:
             ax.plot(*zip(*points), "o-", label=label)

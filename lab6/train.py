@@ -162,6 +162,9 @@ class Trainer:
         model = ConditionalUNet(**cfg.model_config())
         if cfg.init_from and not resume:
             model.load_state_dict(pretrained_weights(cfg))
+        # Read now, beside the weights: the starting model's folder may be replaced while this run trains
+        # (e.g. fine-tuning the shipped model, then shipping the result).
+        self.parent = parent_metadata(cfg.init_from) if cfg.init_from else None
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = acc.prepare(model, optimizer)
@@ -304,8 +307,8 @@ class Trainer:
                 "epochs": round(self.state.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
                 "processes": self.accelerator.num_processes,
                 "recipe": json.loads(self.cfg.to_json())}
-        if self.cfg.init_from:
-            meta["parent"] = parent_metadata(self.cfg.init_from)
+        if self.parent is not None:
+            meta["parent"] = self.parent
         return meta
 
     def export(self, path: Path) -> Path:

@@ -19,7 +19,6 @@ from pathlib import Path
 from lab6.data import load_split
 from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
 from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir
-from lab6.train import parent_metadata
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 SPLITS = ("test", "new_test", "heldout")
@@ -34,12 +33,10 @@ def main() -> None:
     args = parser.parse_args()
 
     source = resolve_model_dir(args.model)
-    history = training_history(source)  # read before the shipped model (maybe its parent) is replaced
     shutil.rmtree(SHIPPED_MODEL, ignore_errors=True)
     SHIPPED_MODEL.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"):
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", METADATA_FILE):
         shutil.copy2(source / name, SHIPPED_MODEL / name)
-    (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(history, indent=2))
     Evaluator.load(args.evaluator).save(SHIPPED_EVALUATOR)
     proxy_report = json.loads(args.evaluator.with_suffix(".json").read_text())
     SHIPPED_EVALUATOR.with_suffix(".json").write_text(json.dumps(proxy_report, indent=2))
@@ -63,16 +60,6 @@ def main() -> None:
                                                               "guidance": loaded.guidance}, indent=2))
     (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, proxy_report, args))
     print(f"shipped {source} -> {SHIPPED_MODEL}")
-
-
-def training_history(source: Path) -> dict:
-    """The model's ``lab6.json``, with its starting model's record as ``parent`` when it was fine-tuned
-    (runs that predate the ``parent`` field get it filled in from ``recipe.init_from``)."""
-    meta = json.loads((source / METADATA_FILE).read_text())
-    init_from = meta.get("recipe", {}).get("init_from")
-    if init_from and "parent" not in meta:
-        meta["parent"] = parent_metadata(init_from)
-    return meta
 
 
 def stages(meta: dict) -> list[dict]:

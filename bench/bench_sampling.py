@@ -5,6 +5,10 @@ on, the model's guidance scale), and the evaluator's accuracy on them. Target: u
 with at most 1 point of accuracy lost against DDPM-1000.
 
     python bench/bench_sampling.py [--model M] [--split test] [--also new_test heldout] [--skip-ddpm]
+    python bench/bench_sampling.py --samplers dpmsolver-20 --guidance 1 2 3 4 --also new_test heldout
+
+``--guidance`` repeats every sampler at each guidance scale w (default: the model's own), so the same
+table answers "which w buys the most accuracy".
 
 One hit on 32 images moves the accuracy by ~1.4 points, so "1 point" cannot be resolved on test.json
 alone: ``--also`` samples more conditions (untimed) and the last columns pool every split's labels.
@@ -20,7 +24,16 @@ from lab6.evaluator import load_evaluator
 from lab6.labels import load_conditions
 from lab6.pipeline import generate, load_model
 
-SETTINGS = [("ddpm", 1000), ("ddim", 50), ("dpmsolver", 10), ("dpmsolver", 20), ("dpmsolver", 25)]
+SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-25"]
+
+
+def sampler_setting(text: str) -> tuple[str, int]:
+    """``"dpmsolver-20"`` -> ``("dpmsolver", 20)``."""
+    sampler, _, steps = text.rpartition("-")
+    if sampler not in ("ddpm", "ddim", "dpmsolver") or not steps.isdigit():
+        raise argparse.ArgumentTypeError(f"bad sampler setting {text!r}: write SAMPLER-STEPS with SAMPLER one of "
+                                         "ddpm, ddim, dpmsolver (e.g. dpmsolver-20)")
+    return sampler, int(steps)
 
 
 def main() -> None:
@@ -33,19 +46,25 @@ def main() -> None:
                         help="more conditions to score (not timed), e.g. new_test heldout")
     parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 and average the accuracy")
     parser.add_argument("--skip-ddpm", action="store_true", help="leave out DDPM-1000 (minutes on a CPU)")
+    parser.add_argument("--samplers", nargs="+", type=sampler_setting, default=[sampler_setting(s) for s in SETTINGS],
+                        metavar="SAMPLER-STEPS", help=f"settings to compare (default: {' '.join(SETTINGS)})")
+    parser.add_argument("--guidance", nargs="+", type=float, default=[None], metavar="W",
+                        help="guidance scales to try with every sampler (default: the model's)")
     args = parser.parse_args()
     root = resolve_data_root(args.data_root, need_images=False)
     splits = {split: load_conditions(conditions_file(root, split)) for split in [args.split, *args.also]}
     loaded = load_model(args.model)
     evaluator = load_evaluator(args.evaluator, root)
-    settings = [s for s in SETTINGS if not (args.skip_ddpm and s[0] == "ddpm")]
+    settings = [(sampler, steps, loaded.guidance if w is None else w)
+                for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm") for w in args.guidance]
     rows = []
-    for sampler, steps in settings:
+    for sampler, steps, guidance in settings:
         seconds, hits, labels = [], {split: 0 for split in splits}, {split: 0 for split in splits}
         for seed in range(args.seeds):
             for split, conditions in splits.items():
                 start = time.perf_counter()
-                images = generate(loaded, conditions, sampler=sampler, steps=steps, seed=seed, progress=False).images
+                images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                                  progress=False).images
                 if split == args.split:
                     seconds.append(time.perf_counter() - start)
                 score = evaluator.score(images, conditions)
@@ -53,23 +72,24 @@ def main() -> None:
                 labels[split] += sum(score.labels_per_image)
         accuracy = {split: hits[split] / labels[split] for split in splits}
         pooled = sum(hits.values()) / sum(labels.values())
-        rows.append((sampler, steps, sum(seconds) / len(seconds), accuracy, pooled))
-        print(f"  {sampler}-{steps}: {rows[-1][2]:.1f} s, accuracy " +
+        rows.append((sampler, steps, guidance, sum(seconds) / len(seconds), accuracy, pooled))
+        print(f"  {sampler}-{steps} w={guidance:g}: {rows[-1][3]:.1f} s, accuracy " +
               ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()), flush=True)
     base = rows[0]
-    name = f"{base[0]}-{base[1]}"
+    name = f"{base[0]}-{base[1]} w={base[2]:g}" if len(args.guidance) > 1 else f"{base[0]}-{base[1]}"
     first = splits[args.split]
-    print(f"\n{len(first)} images timed ({args.split}), guidance {loaded.guidance:g}, model {loaded.path}, "
+    print(f"\n{len(first)} images timed ({args.split}), model {loaded.path}, "
           f"evaluator {evaluator.source}, {args.seeds} seed(s)\n")
     pooled_columns = f" pooled ({sum(len(c) for c in splits.values())} images) | vs {name} |" if args.also else ""
-    print(f"| sampler | steps | seconds | speed-up vs {name} | " + " | ".join(splits) + f" | vs {name} |" + pooled_columns)
-    print("| --- " * (5 + len(splits) + (2 if args.also else 0)) + "|")
-    for sampler, steps, secs, accuracy, pooled in rows:
-        line = (f"| {sampler} | {steps} | {secs:.1f} | {base[2] / secs:.1f}x | "
+    print(f"| sampler | steps | w | seconds | speed-up vs {name} | " + " | ".join(splits) + f" | vs {name} |"
+          + pooled_columns)
+    print("| --- " * (6 + len(splits) + (2 if args.also else 0)) + "|")
+    for sampler, steps, guidance, secs, accuracy, pooled in rows:
+        line = (f"| {sampler} | {steps} | {guidance:g} | {secs:.1f} | {base[3] / secs:.1f}x | "
                 + " | ".join(f"{accuracy[s]:.4f}" for s in splits)
-                + f" | {100 * (accuracy[args.split] - base[3][args.split]):+.1f} pt |")
+                + f" | {100 * (accuracy[args.split] - base[4][args.split]):+.1f} pt |")
         if args.also:
-            line += f" {pooled:.4f} | {100 * (pooled - base[4]):+.1f} pt |"
+            line += f" {pooled:.4f} | {100 * (pooled - base[5]):+.1f} pt |"
         print(line)
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ step k draws exactly what the uninterrupted run drew at step k.
 
 A run directory holds ``train_config.json``, ``metrics.csv``, ``eval.csv``, ``samples/``, ``checkpoints/step-N``
 (each written to a temporary folder and renamed, so a kill at any moment never leaves a checkpoint
-that will not load) and, at the end, ``model/`` (the EMA weights, ready for ``lab6 sample``).
+that will not load), ``parent_lab6.json`` when fine-tuning (the starting model's record) and, at the end,
+``model/`` (the EMA weights, ready for ``lab6 sample``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import torch
 from .config import TrainConfig
 
 CHECKPOINTS = "checkpoints"
+PARENT_FILE = "parent_lab6.json"  # the starting model's record, kept for --resume
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
 EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance"]
 
@@ -160,11 +162,19 @@ class Trainer:
         self.noise_scheduler = make_noise_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction)
         torch.manual_seed(cfg.seed)
         model = ConditionalUNet(**cfg.model_config())
-        if cfg.init_from and not resume:
+        checkpoint = latest_checkpoint(self.out) if resume else None
+        if cfg.init_from and checkpoint is None:  # resuming loads the checkpoint's weights instead
             model.load_state_dict(pretrained_weights(cfg))
-        # Read now, beside the weights: the starting model's folder may be replaced while this run trains
-        # (e.g. fine-tuning the shipped model, then shipping the result).
-        self.parent = parent_metadata(cfg.init_from) if cfg.init_from else None
+        # Read once, when the weights load, and kept in the run folder: the starting model's folder may be
+        # replaced while this run trains (e.g. fine-tuning the shipped model, then shipping the result), and a
+        # resumed run must not read the replacement.
+        parent_file = self.out / PARENT_FILE
+        if checkpoint is not None and parent_file.is_file():
+            self.parent = json.loads(parent_file.read_text())
+        else:
+            self.parent = parent_metadata(cfg.init_from) if cfg.init_from else None
+            if self.parent is not None and acc.is_main_process:
+                parent_file.write_text(json.dumps(self.parent, indent=2))
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = acc.prepare(model, optimizer)
@@ -172,15 +182,12 @@ class Trainer:
         self.state = TrainState()
         acc.register_for_checkpointing(self.ema, self.state)
         resume_step = None
-        if resume:
-            checkpoint = latest_checkpoint(self.out)
-            if checkpoint is None:
-                acc.print(f"--resume: no checkpoint in {self.out / CHECKPOINTS} yet, starting from step 0")
-            else:
-                acc.load_state(str(checkpoint))
-                resume_step = self.state.step
-                acc.print(f"resumed from {checkpoint} (step {self.state.step}, "
-                          f"{self.state.elapsed / 60:.1f} min trained)")
+        if resume and checkpoint is None:
+            acc.print(f"--resume: no checkpoint in {self.out / CHECKPOINTS} yet, starting from step 0")
+        elif checkpoint is not None:
+            acc.load_state(str(checkpoint))
+            resume_step = self.state.step
+            acc.print(f"resumed from {checkpoint} (step {self.state.step}, {self.state.elapsed / 60:.1f} min trained)")
         if acc.is_main_process:
             self.metrics = _CsvLog(self.out / "metrics.csv", METRICS_FIELDS, resume_step)
             self.evals = _CsvLog(self.out / "eval.csv", EVAL_FIELDS, resume_step)

@@ -56,6 +56,28 @@ def test_init_from_starts_at_the_saved_weights(tiny_run, tiny_root, tmp_path):
     assert trainer.metadata()["parent"]["train_step"] == 12
 
 
+def test_resumed_fine_tuning_keeps_the_record_it_started_from(tiny_run, tiny_root, tmp_path):
+    import json
+    import shutil
+
+    from lab6.pipeline import METADATA_FILE
+    from lab6.train import Trainer
+
+    start = tmp_path / "start"
+    shutil.copytree(tiny_run / "model", start)
+    cfg = preset("tiny", steps=4, init_from=str(start))
+    # --resume before any checkpoint exists still starts from the given weights, not random ones
+    first = Trainer(cfg, tiny_root, tmp_path / "fine", resume=True, progress=False)
+    first_weights = first.accelerator.unwrap_model(first.model).state_dict()
+    saved = weights(start)
+    assert all(torch.equal(saved[k], first_weights[k]) for k in saved)
+    first.save_checkpoint()
+    # the starting folder is then replaced (e.g. the result shipped over it) before the run resumes
+    (start / METADATA_FILE).write_text(json.dumps({"train_step": 999}))
+    resumed = Trainer(cfg, tiny_root, tmp_path / "fine", resume=True, progress=False)
+    assert resumed.metadata()["parent"]["train_step"] == 12
+
+
 def test_init_from_refuses_another_architecture(tiny_run, tiny_root, tmp_path):
     from lab6.train import Trainer
 

@@ -1,0 +1,33 @@
+"""The maintenance scripts under tools/ that are not exercised elsewhere: the model card of ship_model."""
+
+import importlib.util
+from argparse import Namespace
+from pathlib import Path
+
+from lab6.pipeline import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
+    ship_model = load_tool("ship_model")
+    loaded = load_model(tiny_run)
+    first = dict(loaded.metadata)
+    # a fine-tuned model, shipped at w = 4 although its run was evaluated at the recipe's w
+    loaded.metadata = {**first, "train_step": 30, "epochs": 5.0, "train_minutes": 2.5, "guidance": 4.0,
+                       "parent": first}
+    table = {"dpmsolver-20": {"test": 0.5, "new_test": 0.25, "heldout": 0.125}}
+    proxy = {"heldout_accuracy": 0.9, "heldout_images": 10}
+    card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxy, Namespace(command="lab6 train x"))
+    assert f"- Stage 1: 12 steps of 8 images ({first['epochs']} epochs)" in card
+    assert "- Stage 2 (fine-tuned from stage 1): 30 steps of 8 images (5.0 epochs)" in card
+    assert f"- In all: {first['epochs'] + 5.0:.1f} epochs" in card
+    assert "w = 4 (training evaluated at w = 2; w chosen on the held-out conditions)" in card
+    assert "| dpmsolver-20 | 0.5000 | 0.2500 | 0.1250 | 1.0 |" in card

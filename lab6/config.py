@@ -82,10 +82,11 @@ class TrainConfig:
 
 
 PRESETS: dict[str, TrainConfig] = {
-    # The reference recipe for 2 CPU cores: 32x32, ~2.8M parameters, v prediction.
-    "cpu": TrainConfig(),
-    # The same, with per-object label tokens read by cross-attention.
-    "cpu-xattn": TrainConfig(conditioning="cross_attention"),
+    # The reference recipe for 2 CPU cores: 32x32, ~3.9M parameters, v prediction, per-object label tokens
+    # read by cross-attention (it beat additive conditioning per CPU-minute: docs/experiments.md).
+    "cpu": TrainConfig(conditioning="cross_attention"),
+    # The same UNet with the label vector added to the time embedding (~2.8M parameters; the first reference).
+    "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.
     "paper": TrainConfig(image_size=64, block_out_channels=(128, 128, 256, 256, 512, 512),
                          attention_levels=(False, False, False, False, True, False), beta_schedule="linear",

@@ -18,6 +18,7 @@ import html
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -529,7 +530,8 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     """Accuracy (mean over ``splits``) against minutes of training, one line per run (its eval.csv).
 
     Only evaluations that scored every one of ``splits`` count, so runs that evaluated more splits stay
-    comparable. A run fine-tuned from another model (``init_from``) says so in the legend.
+    comparable (a run with none is left out, with a warning). A run fine-tuned from another model
+    (``init_from``) says so in the legend.
     """
     from .config import TrainConfig
 
@@ -547,6 +549,9 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
         label = run_dir.name + (f" (fine-tuned from {Path(init_from).name})" if init_from else "")
         if points:
             ax.plot(*zip(*points), "o-", label=label)
+        else:
+            warnings.warn(f"{run_dir} is not drawn: none of its evaluations scored all of {', '.join(splits)}",
+                          stacklevel=2)
     ax.set_ylim(0, 1)
     ax.set_xlabel("minutes of training (CPU)")
     ax.set_ylabel(f"accuracy (mean of {', '.join(splits)})")

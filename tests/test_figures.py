@@ -115,3 +115,5 @@ def test_accuracy_against_minutes_averages_only_the_asked_splits(tmp_path):
     # step 200 lacks new_test, so only step 100 counts; heldout is not averaged in
     assert list(line.get_xdata()) == [5.0] and list(line.get_ydata()) == pytest.approx([0.3])
     assert line.get_label() == "fine (fine-tuned from model)"
+    with pytest.warns(UserWarning, match="fine is not drawn: none of its evaluations scored all of test, ghost"):
+        assert accuracy_vs_minutes([run], tmp_path / "out", splits=("test", "ghost")).axes[0].get_lines() == []

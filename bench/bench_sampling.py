@@ -20,6 +20,7 @@ import argparse
 import time
 
 from lab6.data import conditions_file, resolve_data_root
+from lab6.diffusion import SAMPLERS
 from lab6.evaluator import load_evaluator
 from lab6.labels import load_conditions
 from lab6.pipeline import generate, load_model
@@ -30,9 +31,9 @@ SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-2
 def sampler_setting(text: str) -> tuple[str, int]:
     """``"dpmsolver-20"`` -> ``("dpmsolver", 20)``."""
     sampler, _, steps = text.rpartition("-")
-    if sampler not in ("ddpm", "ddim", "dpmsolver") or not steps.isdigit():
+    if sampler not in SAMPLERS or not steps.isdigit():
         raise argparse.ArgumentTypeError(f"bad sampler setting {text!r}: write SAMPLER-STEPS with SAMPLER one of "
-                                         "ddpm, ddim, dpmsolver (e.g. dpmsolver-20)")
+                                         f"{', '.join(SAMPLERS)} (e.g. dpmsolver-20)")
     return sampler, int(steps)
 
 

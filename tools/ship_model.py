@@ -39,12 +39,12 @@ def main() -> None:
     source = resolve_model_dir(args.model)
     shutil.rmtree(SHIPPED_MODEL, ignore_errors=True)
     SHIPPED_MODEL.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json", METADATA_FILE):
+    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"):
         shutil.copy2(source / name, SHIPPED_MODEL / name)
+    meta = json.loads((source / METADATA_FILE).read_text())
     if args.guidance is not None:
-        meta = json.loads((SHIPPED_MODEL / METADATA_FILE).read_text())
         meta["guidance"] = args.guidance
-        (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(meta, indent=2))
+    (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(meta, indent=2))
     Evaluator.load(args.evaluator).save(SHIPPED_EVALUATOR)
     proxy_report = json.loads(args.evaluator.with_suffix(".json").read_text())
     SHIPPED_EVALUATOR.with_suffix(".json").write_text(json.dumps(proxy_report, indent=2))

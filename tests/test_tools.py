@@ -1,4 +1,4 @@
-"""The maintenance scripts under tools/ that are not exercised elsewhere: the model card of ship_model."""
+"""The maintenance scripts under tools/ that are not exercised elsewhere: ship_model's model card and record."""
 
 import importlib.util
 from argparse import Namespace
@@ -31,3 +31,14 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     assert f"- In all: {first['epochs'] + 5.0:.1f} epochs" in card
     assert "w = 4 (training evaluated at w = 2; w chosen on the held-out conditions)" in card
     assert "| dpmsolver-20 | 0.5000 | 0.2500 | 0.1250 | 1.0 |" in card
+
+
+def test_shipped_record_keeps_only_the_data_folder_name_in_every_stage():
+    ship_model = load_tool("ship_model")
+    parent = {"data_root": "/home/someone/data/iclevr-reference", "train_step": 10}
+    record = {"data_root": "/work/shared/iclevr-reference", "guidance": 2.0, "parent": parent}
+    shipped = ship_model.without_machine_paths(record)
+    assert shipped["data_root"] == "iclevr-reference"
+    assert shipped["parent"] == {"data_root": "iclevr-reference", "train_step": 10}
+    assert shipped["guidance"] == 2.0
+    assert record["parent"]["data_root"] == "/home/someone/data/iclevr-reference"  # the run's record is untouched

@@ -41,7 +41,7 @@ def main() -> None:
     SHIPPED_MODEL.mkdir(parents=True)
     for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"):
         shutil.copy2(source / name, SHIPPED_MODEL / name)
-    meta = json.loads((source / METADATA_FILE).read_text())
+    meta = without_machine_paths(json.loads((source / METADATA_FILE).read_text()))
     if args.guidance is not None:
         meta["guidance"] = args.guidance
     (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(meta, indent=2))
@@ -68,6 +68,16 @@ def main() -> None:
                                                               "guidance": loaded.guidance}, indent=2))
     (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, proxy_report, args))
     print(f"shipped {source} -> {SHIPPED_MODEL}")
+
+
+def without_machine_paths(meta: dict) -> dict:
+    """The record with every stage's data root cut to its folder name: a shipped file names no one's disk."""
+    meta = dict(meta)
+    if "data_root" in meta:
+        meta["data_root"] = Path(meta["data_root"]).name
+    if meta.get("parent"):
+        meta["parent"] = without_machine_paths(meta["parent"])
+    return meta
 
 
 def stages(meta: dict) -> list[dict]:

@@ -151,11 +151,17 @@ def decode_images(root: str | Path, files: list[str], size: int, *, progress: bo
     return np.ascontiguousarray(out.transpose(0, 3, 1, 2))
 
 
-def cached_images(root: str | Path, files: list[str], size: int, *, progress: bool = True) -> np.ndarray:
-    """:func:`decode_images`, cached as .npy keyed by the data root, its file list and the size."""
+def decoded_cache_path(root: str | Path, files: list[str], size: int) -> Path:
+    """Where :func:`cached_images` keeps a data root's decoded images: keyed by the root, its file list, the size."""
     root = Path(root).resolve()
     key = hashlib.sha256(json.dumps([str(root), files, size, "bicubic-v1"]).encode()).hexdigest()[:16]
-    path = cache_dir() / "decoded" / f"{root.name}-{size}px-{key}.npy"
+    return cache_dir() / "decoded" / f"{root.name}-{size}px-{key}.npy"
+
+
+def cached_images(root: str | Path, files: list[str], size: int, *, progress: bool = True) -> np.ndarray:
+    """:func:`decode_images`, cached as .npy (:func:`decoded_cache_path`)."""
+    root = Path(root).resolve()
+    path = decoded_cache_path(root, files, size)
     if path.is_file():
         try:
             images = np.load(path, mmap_mode=None)

@@ -1,4 +1,4 @@
-"""The maintenance scripts under tools/ that are not exercised elsewhere: ship_model's model card and record."""
+"""The maintenance scripts under tools/ that are not exercised elsewhere: ship_model's model card and record, pack_images."""
 
 import importlib.util
 from argparse import Namespace
@@ -42,3 +42,19 @@ def test_shipped_record_keeps_only_the_data_folder_name_in_every_stage():
     assert shipped["parent"] == {"data_root": "iclevr-reference", "train_step": 10}
     assert shipped["guidance"] == 2.0
     assert record["parent"]["data_root"] == "/home/someone/data/iclevr-reference"  # the run's record is untouched
+
+
+def test_packed_images_unpack_to_a_data_root_that_trains_without_its_pngs(tiny_root, tmp_path):
+    import numpy as np
+
+    from lab6.data import ICLEVRDataset, cached_images, read_train_index
+
+    pack_images = load_tool("pack_images")
+    pack_images.pack(tiny_root, [16], tmp_path / "packed")
+    moved = tmp_path / "elsewhere" / "iclevr"
+    pack_images.unpack(tmp_path / "packed", moved)
+    assert not (moved / "iclevr").exists()  # no PNGs travelled: a cache miss would fail to decode
+    files, _ = read_train_index(tiny_root)
+    assert np.array_equal(ICLEVRDataset(moved, 16, progress=False).images.numpy(),
+                          cached_images(tiny_root, files, 16, progress=False))
+    assert (moved / "test.json").read_text() == (tiny_root / "test.json").read_text()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import html
+import json
 import math
 import os
 import time
@@ -531,9 +532,12 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
 
     Only evaluations that scored every one of ``splits`` count, so runs that evaluated more splits stay
     comparable (a run with none is left out, with a warning). A run fine-tuned from another model
-    (``init_from``) says so in the legend.
+    (``init_from``) says so in the legend and, when it kept its starting model's record (``parent_lab6.json``),
+    starts where that model's training ended, so a chain of fine-tunes reads as one curve of total minutes.
     """
     from .config import TrainConfig
+    from .pipeline import training_stages
+    from .train import PARENT_FILE
 
     fig = new_figure(6.5, 4.0)
     ax = fig.subplots()
@@ -542,18 +546,22 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
         for r in read_csv_rows(run_dir / "eval.csv"):
             if r["split"] in splits:
                 by_step.setdefault(int(r["step"]), {})[r["split"]] = (float(r["elapsed_min"]), float(r["accuracy"]))
-        points = sorted((next(iter(rows.values()))[0], sum(a for _, a in rows.values()) / len(rows))
+        parent_file = run_dir / PARENT_FILE
+        parent = json.loads(parent_file.read_text()) if parent_file.is_file() else {}
+        start = sum(float(stage.get("train_minutes", 0)) for stage in training_stages(parent))
+        points = sorted((start + next(iter(rows.values()))[0], sum(a for _, a in rows.values()) / len(rows))
                         for rows in by_step.values() if len(rows) == len(splits))
         config_file = run_dir / "train_config.json"
         init_from = TrainConfig.from_json(config_file).init_from if config_file.is_file() else None
-        label = run_dir.name + (f" (fine-tuned from {Path(init_from).name})" if init_from else "")
+        label = run_dir.name + (f" (fine-tuned from {Path(init_from).name}"
+                                + (f" after {start:.0f} min)" if start else ")") if init_from else "")
         if points:
             ax.plot(*zip(*points), "o-", label=label)
         else:
             warnings.warn(f"{run_dir} is not drawn: none of its evaluations scored all of {', '.join(splits)}",
                           stacklevel=2)
     ax.set_ylim(0, 1)
-    ax.set_xlabel("minutes of training (CPU)")
+    ax.set_xlabel("minutes of training (CPU; a fine-tune counts its starting model's)")
     ax.set_ylabel(f"accuracy (mean of {', '.join(splits)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -59,6 +59,16 @@ def save_model(model: ConditionalUNet, noise_scheduler: DDPMScheduler, path: str
     return path
 
 
+def training_stages(metadata: dict) -> list[dict]:
+    """A model's training stages, oldest first: its ``lab6.json`` record and, through ``parent``, every
+    model it was fine-tuned from."""
+    chain = []
+    while metadata:
+        chain.append(metadata)
+        metadata = metadata.get("parent") or {}
+    return chain[::-1]
+
+
 def resolve_model_dir(path: str | Path | None) -> Path:
     """A model folder, or a training run (its exported ``model/``, else its newest checkpoint's EMA weights)."""
     if path is None:

@@ -117,3 +117,18 @@ def test_accuracy_against_minutes_averages_only_the_asked_splits(tmp_path):
     assert line.get_label() == "fine (fine-tuned from model)"
     with pytest.warns(UserWarning, match="fine is not drawn: none of its evaluations scored all of test, ghost"):
         assert accuracy_vs_minutes([run], tmp_path / "out", splits=("test", "ghost")).axes[0].get_lines() == []
+
+
+def test_a_fine_tune_starts_where_its_starting_models_whole_training_ended(tmp_path):
+    from lab6.figures import accuracy_vs_minutes
+
+    run = tmp_path / "second-fine-tune"
+    run.mkdir()
+    (run / "train_config.json").write_text('{"init_from": "lab6/assets/model"}')
+    # the starting model was itself fine-tuned: 120 minutes on top of 125 from scratch
+    (run / "parent_lab6.json").write_text('{"train_minutes": 120.0, "parent": {"train_minutes": 125.0}}')
+    (run / "eval.csv").write_text("step,elapsed_min,split,accuracy,sampler,steps,guidance\n"
+                                  "100,5,test,0.8,dpmsolver,20,2\n100,5,new_test,0.6,dpmsolver,20,2\n")
+    line, = accuracy_vs_minutes([run], tmp_path / "out").axes[0].get_lines()
+    assert list(line.get_xdata()) == [250.0] and list(line.get_ydata()) == pytest.approx([0.7])
+    assert line.get_label() == "second-fine-tune (fine-tuned from model after 245 min)"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from lab6.data import load_split
 from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
-from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir
+from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_stages
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 SPLITS = ("test", "new_test", "heldout")
@@ -80,18 +80,9 @@ def without_machine_paths(meta: dict) -> dict:
     return meta
 
 
-def stages(meta: dict) -> list[dict]:
-    """The training stages of a model, oldest first."""
-    chain = []
-    while meta:
-        chain.append(meta)
-        meta = meta.get("parent") or {}
-    return chain[::-1]
-
-
 def stage_lines(meta: dict) -> list[str]:
     """One card line per training stage, then the totals."""
-    chain, lines = stages(meta), []
+    chain, lines = training_stages(meta), []
     for i, stage in enumerate(chain, 1):
         how = f" (fine-tuned from stage {i - 1})" if i > 1 else ""
         recipe = stage.get("recipe", {})

@@ -89,7 +89,8 @@ PRESETS: dict[str, TrainConfig] = {
     "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.
     "paper": TrainConfig(image_size=64, block_out_channels=(128, 128, 256, 256, 512, 512),
-                         attention_levels=(False, False, False, False, True, False), beta_schedule="linear",
+                         attention_levels=(False, False, False, False, True, False), layers_per_block=2,
+                         beta_schedule="linear",
                          prediction="epsilon",
                          min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
                          eval_every=5000),

@@ -47,3 +47,12 @@ def test_bad_config_is_refused():
         ConditionalUNet(conditioning="concat", **TINY)
     with pytest.raises(ValueError, match="one flag per level"):
         ConditionalUNet(**{**TINY, "attention_levels": (True,)})
+
+
+@pytest.mark.parametrize("name, millions", [("paper", 113.9), ("cpu", 3.9), ("cpu-add", 2.8)])
+def test_presets_build_the_documented_model_sizes(name, millions):
+    from lab6.config import preset
+
+    with torch.device("meta"):  # the shapes alone: no memory for the paper preset's weights
+        model = ConditionalUNet(**preset(name).model_config())
+    assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, abs=0.05)

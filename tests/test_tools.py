@@ -4,6 +4,8 @@ import importlib.util
 from argparse import Namespace
 from pathlib import Path
 
+import torch
+
 from lab6.pipeline import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,6 +33,7 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     assert f"- In all: {first['epochs'] + 5.0:.1f} epochs" in card
     assert "w = 4 (training evaluated at w = 2; w chosen on the held-out conditions)" in card
     assert "| dpmsolver-20 | 0.5000 | 0.2500 | 0.1250 | 1.0 |" in card
+    assert f"seconds for 32 images ({torch.get_num_threads()} CPU thread(s))" in card  # timings depend on threads
 
 
 def test_shipped_record_keeps_only_the_data_folder_name_in_every_stage():

@@ -18,6 +18,8 @@ import shutil
 import time
 from pathlib import Path
 
+import torch
+
 from lab6.data import load_split
 from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
 from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_stages
@@ -123,7 +125,7 @@ def model_card(loaded, table, seconds, proxy_report, args) -> str:
         f"{proxy_report['heldout_accuracy']:.4f} on {proxy_report['heldout_images']} held-out real images). "
         "`heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seed 0.",
         "",
-        "| sampler | " + " | ".join(SPLITS) + " | seconds for 32 images |",
+        "| sampler | " + " | ".join(SPLITS) + f" | seconds for 32 images ({torch.get_num_threads()} CPU thread(s)) |",
         "| --- | " + " | ".join("---" for _ in SPLITS) + " | --- |",
     ]
     for key, row in table.items():

@@ -536,7 +536,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     starts where that model's training ended, so a chain of fine-tunes reads as one curve of total minutes.
     """
     from .config import TrainConfig
-    from .pipeline import training_stages
+    from .pipeline import training_minutes
     from .train import PARENT_FILE
 
     fig = new_figure(6.5, 4.0)
@@ -548,7 +548,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
                 by_step.setdefault(int(r["step"]), {})[r["split"]] = (float(r["elapsed_min"]), float(r["accuracy"]))
         parent_file = run_dir / PARENT_FILE
         parent = json.loads(parent_file.read_text()) if parent_file.is_file() else {}
-        start = sum(float(stage.get("train_minutes", 0)) for stage in training_stages(parent))
+        start = training_minutes(parent)
         points = sorted((start + next(iter(rows.values()))[0], sum(a for _, a in rows.values()) / len(rows))
                         for rows in by_step.values() if len(rows) == len(splits))
         config_file = run_dir / "train_config.json"

@@ -69,6 +69,11 @@ def training_stages(metadata: dict) -> list[dict]:
     return chain[::-1]
 
 
+def training_minutes(metadata: dict) -> float:
+    """Minutes of training over all of a model's stages (:func:`training_stages`)."""
+    return sum(float(stage.get("train_minutes", 0)) for stage in training_stages(metadata))
+
+
 def resolve_model_dir(path: str | Path | None) -> Path:
     """A model folder, or a training run (its exported ``model/``, else its newest checkpoint's EMA weights)."""
     if path is None:

@@ -35,11 +35,15 @@ def decode(blob: bytes, shape: tuple[int, ...]) -> np.ndarray:
     return np.cumsum(deltas, axis=-1, dtype=np.uint8)
 
 
-def pack(data_root: Path, sizes: list[int], out: Path) -> None:
-    out.mkdir(parents=True, exist_ok=True)
+def copy_condition_files(source: Path, target: Path) -> None:
+    target.mkdir(parents=True, exist_ok=True)
     for name in CONDITION_FILES:
-        if (data_root / name).is_file():
-            shutil.copyfile(data_root / name, out / name)
+        if (source / name).is_file():
+            shutil.copyfile(source / name, target / name)
+
+
+def pack(data_root: Path, sizes: list[int], out: Path) -> None:
+    copy_condition_files(data_root, out)
     files, _ = read_train_index(data_root)
     for size in sizes:
         images = cached_images(data_root, files, size)
@@ -49,10 +53,7 @@ def pack(data_root: Path, sizes: list[int], out: Path) -> None:
 
 
 def unpack(packed: Path, data_root: Path) -> None:
-    data_root.mkdir(parents=True, exist_ok=True)
-    for name in CONDITION_FILES:
-        if (packed / name).is_file():
-            shutil.copyfile(packed / name, data_root / name)
+    copy_condition_files(packed, data_root)
     files, _ = read_train_index(data_root)
     blobs = sorted(packed.glob("images-*px.u8.xz"))
     if not blobs:

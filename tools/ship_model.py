@@ -22,7 +22,8 @@ import torch
 
 from lab6.data import load_split
 from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
-from lab6.pipeline import METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_stages
+from lab6.pipeline import (METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_minutes,
+                           training_stages)
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 SPLITS = ("test", "new_test", "heldout")
@@ -93,7 +94,7 @@ def stage_lines(meta: dict) -> list[str]:
                      f"{stage.get('processes', 1)} process(es), peak lr {recipe.get('lr')}.")
     if len(chain) > 1:
         lines.append(f"- In all: {sum(m.get('epochs', 0) for m in chain):.1f} epochs in "
-                     f"{sum(m.get('train_minutes', 0) for m in chain):.1f} minutes of training.")
+                     f"{training_minutes(meta):.1f} minutes of training.")
     return lines
 
 

@@ -36,7 +36,7 @@ class TrainConfig:
     warmup_steps: int = 500
     min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
     grad_clip: float = 1.0
-    ema_decay: float = 0.999
+    ema_decay: float = 0.999  # a cap: the EMA warm-up decay 1 - (1 + step)^-0.75 reaches 0.999 only at 10,000 steps
     augment: bool = True  # horizontal flips
     mixed_precision: str = "auto"  # auto: bf16/fp16 on GPU, none on CPU (no hardware bf16 there)
     # budget: the first one reached ends the run

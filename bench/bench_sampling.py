@@ -73,7 +73,7 @@ def main() -> None:
                 labels[split] += sum(score.labels_per_image)
         accuracy = {split: hits[split] / labels[split] for split in splits}
         pooled = sum(hits.values()) / sum(labels.values())
-        rows.append((sampler, steps, guidance, sum(seconds) / len(seconds), accuracy, pooled, sum(labels.values())))
+        rows.append((sampler, steps, guidance, sum(seconds) / len(seconds), accuracy, pooled))
         print(f"  {sampler}-{steps} w={guidance:g}: {rows[-1][3]:.1f} s, accuracy " +
               ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()), flush=True)
     base = rows[0]
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"| sampler | steps | w | seconds | speed-up vs {name} | " + " | ".join(splits) + f" | vs {name} |"
           + pooled_columns)
     print("| --- " * (6 + len(splits) + (2 if args.also else 0)) + "|")
-    for sampler, steps, guidance, secs, accuracy, pooled, _ in rows:
+    for sampler, steps, guidance, secs, accuracy, pooled in rows:
         line = (f"| {sampler} | {steps} | {guidance:g} | {secs:.1f} | {base[3] / secs:.1f}x | "
                 + " | ".join(f"{accuracy[s]:.4f}" for s in splits)
                 + f" | {100 * (accuracy[args.split] - base[4][args.split]):+.1f} pt |")
@@ -95,7 +95,7 @@ def main() -> None:
         print(line)
     if args.also:
         # Binomial over the pooled labels: a yardstick for which differences one run can resolve.
-        total = base[6]
+        total = args.seeds * sum(len(condition) for conditions in splits.values() for condition in conditions)
         error = max((row[5] * (1 - row[5]) / total) ** 0.5 for row in rows)
         print(f"\nOne standard error of a pooled accuracy: at most {100 * error:.1f} pt ({total} labels); of the difference of "
               f"two rows drawn from different noise (DDPM against an ODE solver): {100 * error * 2 ** 0.5:.1f} pt.")

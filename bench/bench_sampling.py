@@ -1,7 +1,8 @@
 """Sampling speed and accuracy per sampler: 32 images at 64x64, side by side in one run.
 
 For each sampler setting: seconds to draw the 32 images of a conditions file (classifier-free guidance
-on, the model's guidance scale), and the evaluator's accuracy on them. Target: under 20 s on 2 cores
+on, the model's guidance scale), and each evaluator's accuracy on them (by default the ResNet18 and the
+EfficientNet-B0 proxies: one classifier family can be blind to a defect another sees). Target: under 20 s on 2 cores
 with at most 1 point of accuracy lost against DDPM-1000.
 
     python bench/bench_sampling.py [--model M] [--split test] [--also new_test heldout] [--skip-ddpm]
@@ -21,7 +22,7 @@ import time
 
 from lab6.data import conditions_file, resolve_data_root
 from lab6.diffusion import SAMPLERS
-from lab6.evaluator import load_evaluator
+from lab6.evaluator import load_evaluators
 from lab6.labels import load_conditions
 from lab6.pipeline import generate, load_model
 
@@ -42,7 +43,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model or run folder (default: the shipped model)")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--split", default="test", help="test, new_test or a conditions file")
-    parser.add_argument("--evaluator", default=None)
+    parser.add_argument("--evaluator", action="append", help="evaluator file; repeat for several (default: both shipped)")
     parser.add_argument("--also", nargs="*", default=[], metavar="SPLIT",
                         help="more conditions to score (not timed), e.g. new_test heldout")
     parser.add_argument("--seeds", type=int, default=1, help="repeat with seeds 0..N-1 and average the accuracy")
@@ -55,12 +56,13 @@ def main() -> None:
     root = resolve_data_root(args.data_root, need_images=False)
     splits = {split: load_conditions(conditions_file(root, split)) for split in [args.split, *args.also]}
     loaded = load_model(args.model)
-    evaluator = load_evaluator(args.evaluator, root)
+    evaluators = load_evaluators(args.evaluator, root)
+    names = [e.name for e in evaluators]
     settings = [(sampler, steps, loaded.guidance if w is None else w)
                 for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm") for w in args.guidance]
-    rows = []
+    rows = []  # (sampler, steps, w, seconds, {(evaluator, split): accuracy}, {evaluator: pooled accuracy})
     for sampler, steps, guidance in settings:
-        seconds, hits, labels = [], {split: 0 for split in splits}, {split: 0 for split in splits}
+        seconds, hits, labels = [], {}, {split: 0 for split in splits}
         for seed in range(args.seeds):
             for split, conditions in splits.items():
                 start = time.perf_counter()
@@ -68,35 +70,37 @@ def main() -> None:
                                   progress=False).images
                 if split == args.split:
                     seconds.append(time.perf_counter() - start)
-                score = evaluator.score(images, conditions)
-                hits[split] += sum(score.hits)
-                labels[split] += sum(score.labels_per_image)
-        accuracy = {split: hits[split] / labels[split] for split in splits}
-        pooled = sum(hits.values()) / sum(labels.values())
+                labels[split] += sum(len(c) for c in conditions)
+                for evaluator in evaluators:
+                    key = (evaluator.name, split)
+                    hits[key] = hits.get(key, 0) + sum(evaluator.score(images, conditions).hits)
+        accuracy = {key: value / labels[key[1]] for key, value in hits.items()}
+        pooled = {n: sum(hits[n, s] for s in splits) / sum(labels.values()) for n in names}
         rows.append((sampler, steps, guidance, sum(seconds) / len(seconds), accuracy, pooled))
         print(f"  {sampler}-{steps} w={guidance:g}: {rows[-1][3]:.1f} s, accuracy " +
-              ", ".join(f"{k} {v:.4f}" for k, v in accuracy.items()), flush=True)
+              ", ".join(f"{s} ({n}) {v:.4f}" for (n, s), v in accuracy.items()), flush=True)
     base = rows[0]
     name = f"{base[0]}-{base[1]} w={base[2]:g}" if len(args.guidance) > 1 else f"{base[0]}-{base[1]}"
     first = splits[args.split]
-    print(f"\n{len(first)} images timed ({args.split}), model {loaded.path}, "
-          f"evaluator {evaluator.source}, {args.seeds} seed(s)\n")
-    pooled_columns = (f" pooled ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | vs {name} |"
-                      if args.also else "")
-    print(f"| sampler | steps | w | seconds | speed-up vs {name} | " + " | ".join(splits) + f" | vs {name} |"
-          + pooled_columns)
-    print("| --- " * (6 + len(splits) + (2 if args.also else 0)) + "|")
+    print(f"\n{len(first)} images timed ({args.split}), model {loaded.path}, evaluators "
+          + ", ".join(f"{e.name} ({e.source})" for e in evaluators) + f", {args.seeds} seed(s)\n")
+    columns = [(n, s) for n in names for s in splits]
+    pooled_columns = "".join(f" pooled {n} ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | "
+                             f"vs {name} |" for n in names) if args.also else ""
+    print(f"| sampler | steps | w | seconds | speed-up vs {name} | " + " | ".join(f"{s} ({n})" for n, s in columns)
+          + f" | {args.split} ({names[0]}) vs {name} |" + pooled_columns)
+    print("| --- " * (6 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
     for sampler, steps, guidance, secs, accuracy, pooled in rows:
         line = (f"| {sampler} | {steps} | {guidance:g} | {secs:.1f} | {base[3] / secs:.1f}x | "
-                + " | ".join(f"{accuracy[s]:.4f}" for s in splits)
-                + f" | {100 * (accuracy[args.split] - base[4][args.split]):+.1f} pt |")
+                + " | ".join(f"{accuracy[c]:.4f}" for c in columns)
+                + f" | {100 * (accuracy[names[0], args.split] - base[4][names[0], args.split]):+.1f} pt |")
         if args.also:
-            line += f" {pooled:.4f} | {100 * (pooled - base[5]):+.1f} pt |"
+            line += "".join(f" {pooled[n]:.4f} | {100 * (pooled[n] - base[5][n]):+.1f} pt |" for n in names)
         print(line)
     if args.also:
         # Binomial over the pooled labels: a yardstick for which differences one run can resolve.
         total = args.seeds * sum(len(condition) for conditions in splits.values() for condition in conditions)
-        error = max((row[5] * (1 - row[5]) / total) ** 0.5 for row in rows)
+        error = max((p * (1 - p) / total) ** 0.5 for row in rows for p in row[5].values())
         print(f"\nOne standard error of a pooled accuracy: at most {100 * error:.1f} pt ({total} labels); of the difference of "
               f"two rows drawn from different noise (DDPM against an ODE solver): {100 * error * 2 ** 0.5:.1f} pt.")
 

@@ -16,7 +16,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from lab6.config import preset
-from lab6.diffusion import make_noise_scheduler, training_loss
+from lab6.diffusion import training_loss
 from lab6.model import ConditionalUNet
 
 
@@ -34,7 +34,7 @@ def measure(name: str, batch: int, seconds: float) -> dict:
     torch.manual_seed(0)
     model = ConditionalUNet(**cfg.model_config())
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scheduler = make_noise_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction)
+    scheduler = cfg.noise_scheduler()
     images = torch.rand(batch, 3, cfg.image_size, cfg.image_size) * 2 - 1
     labels = torch.zeros(batch, 24)
     labels[:, 1] = 1

@@ -67,15 +67,17 @@ def cmd_sample(args) -> None:
     conditions = load_conditions(args.conditions)
     loaded = load_model(args.model, device=args.device)
     result = generate(loaded, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                      seed=args.seed)
+                      seed=args.seed, noise=args.noise)
     save_images(result.images, args.out)
     print(f"{len(conditions)} images and grid.png written to {args.out}")
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluator import load_evaluator, score_data_root
+    from .evaluator import load_evaluators
     from .labels import load_conditions
     from .pipeline import load_images
+    from .proxy import score_data_root
+    from .run_files import write_text_atomic
 
     if args.dataset is not None and (args.images or args.conditions):
         raise ValueError("give either --dataset ROOT or --images DIR with --conditions FILE, not both")
@@ -83,37 +85,46 @@ def cmd_evaluate(args) -> None:
         raise ValueError("give --images DIR and --conditions FILE (or --dataset ROOT to score a data root's images)")
     if args.dataset is None and args.limit:
         raise ValueError("--limit only applies to --dataset")
-    evaluator = load_evaluator(args.evaluator, args.data_root, device=args.device)
+    evaluators = load_evaluators(args.evaluator, args.data_root, device=args.device)
+    scores = {}
     if args.dataset is not None:
-        score, conditions = score_data_root(evaluator, args.dataset, limit=args.limit, seed=args.seed)
+        for evaluator in evaluators:
+            scores[evaluator.name], conditions = score_data_root(evaluator, args.dataset, limit=args.limit,
+                                                                 seed=args.seed, progress=False)
         source, out = {"dataset": str(args.dataset)}, args.out
     else:
         conditions = load_conditions(args.conditions)
-        score = evaluator.score(load_images(args.images, len(conditions)), conditions)
+        images = load_images(args.images, len(conditions))
+        scores = {e.name: e.score(images, conditions) for e in evaluators}
         source, out = {"conditions": str(args.conditions)}, args.out or Path(args.images) / "accuracy.json"
-    result = {"accuracy": score.accuracy, "evaluator": evaluator.source, **source,
-              "per_image": score.per_image(conditions)}
+    result = {"accuracy": {name: score.accuracy for name, score in scores.items()},
+              "evaluators": {e.name: e.source for e in evaluators}, **source,
+              "per_image": [{"condition": c, "labels": len(c), "hits": {name: s.hits[i] for name, s in scores.items()}}
+                            for i, c in enumerate(conditions)]}
     where = ""
     if out is not None:
-        Path(out).write_text(json.dumps(result, indent=2))
+        write_text_atomic(out, json.dumps(result, indent=2))
         where = f" -> {out}"
-    print(f"accuracy {score.accuracy:.4f} ({sum(score.hits)}/{sum(score.labels_per_image)} labels, "
-          f"{len(conditions)} images){where}")
+    labels = sum(len(c) for c in conditions)
+    print(", ".join(f"{name} accuracy {score.accuracy:.4f} ({sum(score.hits)}/{labels} labels)"
+                    for name, score in scores.items()) + f", {len(conditions)} images{where}")
 
 
 def cmd_evaluator_train(args) -> None:
     from .data import resolve_data_root
-    from .evaluator import train_proxy
+    from .proxy import train_proxy
 
-    train_proxy(resolve_data_root(args.data_root), args.out, epochs=args.epochs, batch_size=args.batch_size,
-                seed=args.seed, progress=not args.quiet)
+    train_proxy(resolve_data_root(args.data_root), args.out, arch=args.arch, epochs=args.epochs,
+                batch_size=args.batch_size, native_fraction=args.native_fraction, seed=args.seed,
+                progress=not args.quiet)
 
 
 def cmd_report(args) -> None:
     from .report import write_report
 
     write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
-                 sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, device=args.device)
+                 sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, noise=args.noise,
+                 device=args.device)
 
 
 def cmd_figures(args) -> None:
@@ -134,7 +145,7 @@ def cmd_data_render(args) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .diffusion import SAMPLERS
+    from .diffusion import INITIAL_NOISE, SAMPLERS
 
     parser = argparse.ArgumentParser(prog="lab6", description=__doc__.splitlines()[0])
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -145,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--guidance", type=float, default=None,
                        help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
         p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
+                       help="starting noise: gaussian, or grey-mean (its channel means made equal, so it carries no "
+                            "colour cast); default: the model's")
         p.add_argument("--device", default="cpu")
 
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
@@ -185,16 +199,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", type=Path, help="a data root in the course layout to score instead of --images")
     p.add_argument("--limit", type=_positive_int, help="with --dataset: score this many random images")
     p.add_argument("--seed", type=int, default=0, help="with --dataset --limit: which random images")
-    p.add_argument("--evaluator", type=Path, default=None, help="checkpoint.pth or .safetensors (default: data root's, else shipped)")
+    p.add_argument("--evaluator", type=Path, action="append",
+                   help="checkpoint.pth or .safetensors; repeat for several (default: the data root's checkpoint.pth, "
+                        "else the shipped ResNet18 proxy, and the shipped EfficientNet-B0 proxy)")
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_evaluate)
 
-    p = verbs.add_parser("evaluator-train", help="train a proxy ResNet18 evaluator in the official format")
+    p = verbs.add_parser("evaluator-train", help="train a proxy evaluator (ResNet18 in the official format, or any "
+                                                 "torchvision architecture)")
     _add_data_root(p)
-    p.add_argument("--out", type=Path, required=True, help="checkpoint path (.pth official format, or .safetensors)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="checkpoint path: .pth (official format, ResNet18 only) or .safetensors (any architecture)")
+    p.add_argument("--arch", default="resnet18",
+                   help="torchvision classification architecture (default resnet18, the official one; e.g. efficientnet_b0)")
+    p.add_argument("--native-fraction", type=float, default=0.5,
+                   help="share of training images shown at native 64 px; the rest go 32 -> 64 px as the official "
+                        "evaluator's did (default 0.5)")
     p.add_argument("--epochs", type=_positive_int, default=8)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--seed", type=int, default=0)
@@ -204,7 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("report", help="grids, per-image PNGs, denoising figure and accuracy for test and new_test")
     _add_data_root(p)
     p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
-    p.add_argument("--evaluator", type=Path, default=None)
+    p.add_argument("--evaluator", type=Path, action="append",
+                   help="evaluator file; repeat for several (default: the data root's checkpoint.pth, else the "
+                        "shipped ResNet18 proxy, and the shipped EfficientNet-B0 proxy)")
     p.add_argument("--out", type=Path, required=True)
     sampling_options(p)
     p.set_defaults(func=cmd_report)

@@ -20,17 +20,51 @@ PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")
 #: Steps each sampler uses when none are asked for.
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
+#: How the starting noise is drawn (see :func:`initial_noise`).
+INITIAL_NOISE = ("gaussian", "grey-mean")
+
+
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str = "gaussian") -> torch.Tensor:
+    """The starting noise x_T of sampling: standard Gaussian, or ``"grey-mean"``.
+
+    A model reads the per-channel mean of its starting noise as the scene's overall colour: with the shipped
+    32-px model the background's colour offset follows that mean with correlation 0.72, and the floors come
+    out tinted (docs/experiments.md). ``"grey-mean"`` makes the three channel means of each image's noise
+    equal (each is replaced by their average, so brightness still varies): the noise no longer carries a
+    colour, and colour comes from the model alone. It changes 2 of the 3 x H x W numbers of each noise image.
+    """
+    if kind not in INITIAL_NOISE:
+        raise ValueError(f"initial noise must be one of {', '.join(INITIAL_NOISE)}, got {kind!r}")
+    noise = torch.randn(shape, generator=generator)
+    if kind == "grey-mean":
+        means = noise.mean(dim=(2, 3), keepdim=True)
+        noise = noise - means + means.mean(dim=1, keepdim=True)
+    return noise
 
 
 def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "cosine",
-                         prediction: str = "epsilon") -> DDPMScheduler:
-    """The forward (noising) process used in training; its config is saved beside the model."""
+                         prediction: str = "epsilon", snr_shift: float = 1.0) -> DDPMScheduler:
+    """The forward (noising) process used in training; its config is saved beside the model.
+
+    ``snr_shift`` multiplies the signal-to-noise ratio of every timestep (the schedule's ``alpha_bar`` then
+    comes as explicit ``trained_betas``). A 64-px image averaged over 2x2 blocks has a quarter of the noise
+    variance, so at ``snr_shift = 0.25`` a 64-px model's coarse structure is as noisy at each t as a 32-px
+    model's is at 1 ("simple diffusion", Hoogeboom et al. 2023).
+    """
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {beta_schedule!r}")
     if prediction not in PREDICTION_TYPES:
         raise ValueError(f"prediction must be one of {sorted(PREDICTION_TYPES)}, got {prediction!r}")
-    return DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=BETA_SCHEDULES[beta_schedule],
-                         prediction_type=PREDICTION_TYPES[prediction], clip_sample=True)
+    if not snr_shift > 0:
+        raise ValueError(f"snr_shift must be > 0, got {snr_shift}")
+    scheduler = DDPMScheduler(num_train_timesteps=num_train_timesteps, beta_schedule=BETA_SCHEDULES[beta_schedule],
+                              prediction_type=PREDICTION_TYPES[prediction], clip_sample=True)
+    if snr_shift == 1:
+        return scheduler
+    alpha_bar = scheduler.alphas_cumprod.double()
+    shifted = snr_shift * alpha_bar / (1 + (snr_shift - 1) * alpha_bar)  # SNR' = shift * SNR
+    betas = 1 - shifted / torch.cat([shifted.new_ones(1), shifted[:-1]])
+    return DDPMScheduler.from_config(scheduler.config, trained_betas=betas.tolist())
 
 
 def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
@@ -94,18 +128,20 @@ class SampleResult:
     sampler: str = "dpmsolver"
     steps: int = 0
     guidance: float = 1.0
+    noise: str = "gaussian"
     conditions: list[list[str]] | None = None  # set by pipeline.generate, which knows the label names
 
 
 @torch.no_grad()
 def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: str = "dpmsolver",
            steps: int | None = None, guidance: float = 2.0, seed: int = 0, record_every: int = 0,
-           batch_size: int = 64, progress: bool = False,
+           batch_size: int = 64, progress: bool = False, noise: str = "gaussian",
            callback: Callable[[int, int], None] | None = None) -> SampleResult:
     """Draw one image per row of ``condition`` (B, 24); the same seed gives the same images.
 
     ``record_every=k`` keeps x_t and the predicted x_0 every k steps (and at the last step) for the
     progressive-denoising figure. ``callback(done, total)`` is called after every step (progress widgets).
+    ``noise`` is how the starting noise is drawn (:func:`initial_noise`).
     """
     from tqdm.auto import tqdm
 
@@ -122,8 +158,8 @@ def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: s
     generator = torch.Generator().manual_seed(seed)
     condition = condition.to(device, dtype)
     # The starting noise of the whole batch comes from one generator first, so a chunked run matches.
-    x = torch.randn((len(condition), model.config.in_channels, size, size), generator=generator).to(device, dtype)
-    result = SampleResult(images=x, sampler=sampler, steps=steps, guidance=guidance)
+    x = initial_noise((len(condition), model.config.in_channels, size, size), generator, noise).to(device, dtype)
+    result = SampleResult(images=x, sampler=sampler, steps=steps, guidance=guidance, noise=noise)
     bar = tqdm(total=steps, desc=f"sampling ({sampler}, {steps} steps)", disable=not progress, unit="step")
     for i, t in enumerate(scheduler.timesteps):
         outputs = []

@@ -191,17 +191,16 @@ def notebook_model(settings: NotebookSettings, log=print, train_fallback: bool =
     return load_model(run, device=settings.device)
 
 
-def notebook_evaluator(settings: NotebookSettings, log=print):
-    """The evaluator for the settings, or None (with the reason logged) when none can be loaded."""
-    from .evaluator import EvaluatorLoadError, load_evaluator
+def notebook_evaluators(settings: NotebookSettings, log=print) -> list:
+    """The evaluators for the settings (``LAB6_EVALUATOR``, else the defaults: ResNet18 and EfficientNet-B0),
+    or an empty list (with the reason logged) when none can be loaded."""
+    from .evaluator import load_evaluators
 
-    try:
-        evaluator = load_evaluator(settings.evaluator, settings.data_root, device=settings.device)
-    except EvaluatorLoadError as err:
-        log(f"no evaluator, so no accuracy: {err}")
-        return None
-    log(f"evaluator: {evaluator.source}")
-    return evaluator
+    evaluators = load_evaluators([settings.evaluator] if settings.evaluator else None, settings.data_root,
+                                 device=settings.device, required=False, log=log)
+    for evaluator in evaluators:
+        log(f"evaluator {evaluator.name}: {evaluator.source}")
+    return evaluators
 
 
 def train_command(settings: NotebookSettings, processes: int = 4, preset_name: str = "paper") -> str:
@@ -527,8 +526,8 @@ def loss_curve(run_dir: str | Path, out: str | Path):
 
 
 def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: str = "runs_accuracy_vs_minutes",
-                        splits: Sequence[str] = ("test", "new_test")):
-    """Accuracy (mean over ``splits``) against minutes of training, one line per run (its eval.csv).
+                        splits: Sequence[str] = ("test", "new_test"), evaluator: str = "resnet18"):
+    """Accuracy (mean over ``splits``, by ``evaluator``) against minutes of training, one line per run (its eval.csv).
 
     Only evaluations that scored every one of ``splits`` count, so runs that evaluated more splits stay
     comparable (a run with none is left out, with a warning). A run fine-tuned from another model
@@ -544,7 +543,8 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     for run_dir in map(Path, run_dirs):
         by_step: dict[int, dict[str, tuple[float, float]]] = {}
         for r in read_csv_rows(run_dir / "eval.csv"):
-            if r["split"] in splits:
+            # Rows written before eval.csv named its evaluator were all scored by the ResNet18 proxy.
+            if r["split"] in splits and (r.get("evaluator") or "resnet18") == evaluator:
                 by_step.setdefault(int(r["step"]), {})[r["split"]] = (float(r["elapsed_min"]), float(r["accuracy"]))
         parent_file = run_dir / PARENT_FILE
         parent = json.loads(parent_file.read_text()) if parent_file.is_file() else {}
@@ -562,7 +562,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
                           stacklevel=2)
     ax.set_ylim(0, 1)
     ax.set_xlabel("minutes of training (CPU; a fine-tune counts its starting model's)")
-    ax.set_ylabel(f"accuracy (mean of {', '.join(splits)})")
+    ax.set_ylabel(f"{evaluator} accuracy (mean of {', '.join(splits)})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     ax.set_title("accuracy per CPU-minute", fontsize=10)
@@ -590,14 +590,14 @@ def watch_loss_curve(run_dir: str | Path, out: str | Path, every_s: float = 15, 
 
 def run_denoising(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, *, sampler: str = "dpmsolver",
                   steps: int | None = None, frames: int = 10, guidance: float | None = None, seed: int = 0,
-                  progress: bool = True):
+                  noise: str | None = None, progress: bool = True):
     """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps."""
     from .diffusion import DEFAULT_STEPS
     from .pipeline import generate
 
     steps = steps or DEFAULT_STEPS[sampler]
     result = generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                      record_every=max(1, math.ceil(steps / frames)), progress=progress)
+                      noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress)
     return result
 
 
@@ -698,16 +698,22 @@ class SplitRun:
     sampler: str
     steps: int
     guidance: float
-    score: object | None = None  # evaluator.Score
+    scores: dict = field(default_factory=dict)  # evaluator name -> evaluator.Score (empty without evaluators)
+
+    @property
+    def score(self):
+        """The first evaluator's score (the ResNet18's by default): what the figures mark images with."""
+        return next(iter(self.scores.values()), None)
 
     @property
     def accuracy(self) -> float | None:
         return None if self.score is None else self.score.accuracy
 
 
-def run_split(loaded, data_root: str | Path, split: str, evaluator=None, *, sampler: str = "dpmsolver",
-              steps: int | None = None, guidance: float | None = None, seed: int = 0, progress: bool = True) -> SplitRun:
-    """Generate a split's images (and score them when an evaluator is given)."""
+def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampler: str = "dpmsolver",
+              steps: int | None = None, guidance: float | None = None, seed: int = 0, noise: str | None = None,
+              progress: bool = True) -> SplitRun:
+    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None)."""
     from .data import load_split
     from .diffusion import DEFAULT_STEPS
     from .pipeline import generate
@@ -716,11 +722,13 @@ def run_split(loaded, data_root: str | Path, split: str, evaluator=None, *, samp
     steps = steps or DEFAULT_STEPS[sampler]
     guidance = loaded.guidance if guidance is None else guidance
     start = time.perf_counter()
-    images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+    images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
                       progress=progress).images
     seconds = time.perf_counter() - start
-    score = evaluator.score(images, conditions) if evaluator is not None else None
-    return SplitRun(split, conditions, images, seconds, sampler, steps, guidance, score)
+    if evaluators is None or hasattr(evaluators, "score"):
+        evaluators = [] if evaluators is None else [evaluators]
+    scores = {e.name: e.score(images, conditions) for e in evaluators}
+    return SplitRun(split, conditions, images, seconds, sampler, steps, guidance, scores)
 
 
 def accuracy_grid(run: SplitRun, out: str | Path, columns: int = 8):
@@ -915,11 +923,12 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
     groups = _expand_groups(which)
     out = Path(out)
     written: list[str] = []
-    loaded = evaluator = None
+    loaded, evaluators = None, []
     if any(g != "data" and g != "training" for g in groups):
         loaded = notebook_model(settings, log=log, train_fallback=False)
     if any(g in ("samplers", "guidance", "accuracy") for g in groups):
-        evaluator = notebook_evaluator(settings, log=log)
+        evaluators = notebook_evaluators(settings, log=log)
+    evaluator = evaluators[0] if evaluators else None  # the sweeps' and failure figures' evaluator
     sampling = dict(sampler=settings.sampler, steps=settings.steps, seed=settings.seed)
     splits = [s for s in SPLITS if (settings.data_root / f"{s}.json").is_file()]
 
@@ -965,13 +974,13 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
             guidance_accuracy(sweep, out)
             written.append("guidance_accuracy")
     if "accuracy" in groups:
-        runs = [run_split(loaded, settings.data_root, s, evaluator, guidance=settings.guidance, progress=progress,
+        runs = [run_split(loaded, settings.data_root, s, evaluators, guidance=settings.guidance, progress=progress,
                           **sampling) for s in splits]
         for r in runs:
             accuracy_grid(r, out)
             written.append(f"accuracy_grid_{r.split}")
-            if r.score is not None:
-                log(f"{r.split}: accuracy {r.accuracy:.4f}")
+            if r.scores:
+                log(f"{r.split}: " + ", ".join(f"{n} accuracy {v.accuracy:.4f}" for n, v in r.scores.items()))
         if evaluator is not None:
             hits_per_image(runs, out)
             failure_gallery(runs, out, settings.max_failures)

@@ -42,6 +42,11 @@ class LoadedModel:
     def guidance(self) -> float:
         return float(self.metadata.get("guidance", 2.0))
 
+    @property
+    def noise(self) -> str:
+        """The starting noise the model is shipped with (``diffusion.initial_noise``)."""
+        return self.metadata.get("noise", "gaussian")
+
 
 def save_model(model: ConditionalUNet, noise_scheduler: DDPMScheduler, path: str | Path, metadata: dict) -> Path:
     """Write a model folder atomically: into a temporary sibling, then renamed over ``path``."""
@@ -111,11 +116,13 @@ def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tenso
 
 def generate(loaded: LoadedModel, conditions: list[list[str]], *, sampler: str = "dpmsolver",
              steps: int | None = None, guidance: float | None = None, seed: int = 0, record_every: int = 0,
-             progress: bool = True, callback=None) -> SampleResult:
-    """Images for a list of conditions, at 64x64 in [-1, 1] (intermediates stay at the model's size)."""
+             progress: bool = True, callback=None, noise: str | None = None) -> SampleResult:
+    """Images for a list of conditions, at 64x64 in [-1, 1] (intermediates stay at the model's size).
+    ``guidance`` and ``noise`` default to the model's own (its ``lab6.json``)."""
     result = sample(loaded.model, torch.from_numpy(encode_many(conditions)), loaded.noise_scheduler_config,
                     sampler=sampler, steps=steps, guidance=loaded.guidance if guidance is None else guidance,
-                    seed=seed, record_every=record_every, progress=progress, callback=callback)
+                    seed=seed, record_every=record_every, progress=progress, callback=callback,
+                    noise=noise or loaded.noise)
     result.images = to_output_size(result.images)
     result.conditions = [list(c) for c in conditions]
     return result

@@ -19,11 +19,11 @@ from .labels import DENOISING_FIGURE_CONDITION
 
 def write_report(out: str | Path, *, data_root: str | Path | None = None, model: str | Path | None = None,
                  evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
-                 guidance: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = True,
-                 log=print) -> dict:
+                 guidance: float | None = None, seed: int = 0, noise: str | None = None, device: str = "cpu",
+                 progress: bool = True, log=print) -> dict:
     from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
-    from .evaluator import EvaluatorLoadError, load_evaluator
+    from .evaluator import load_evaluators
     from .figures import denoising_process, run_denoising, run_split
     from .pipeline import load_model, save_grid, save_images
 
@@ -32,28 +32,30 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     root = resolve_data_root(data_root, need_images=False, progress=progress)
     loaded = load_model(model, device=device)
     guidance = loaded.guidance if guidance is None else guidance
+    noise = noise or loaded.noise
     steps = steps or DEFAULT_STEPS[sampler]
-    try:
-        scorer = load_evaluator(evaluator, root, device=device)
-    except EvaluatorLoadError as err:
-        scorer = None
-        log(f"no accuracy in this report: {err}")
+    if isinstance(evaluator, (str, Path)):
+        evaluator = [evaluator]
+    scorers = load_evaluators(evaluator, root, device=device, required=False, log=log)
     settings = {"model": str(loaded.path), "data_root": str(root), "sampler": sampler, "steps": steps,
-                "guidance": guidance, "seed": seed, "evaluator": scorer.source if scorer else None}
+                "guidance": guidance, "seed": seed, "noise": noise, "evaluators": {e.name: e.source for e in scorers}}
     results: dict = {"settings": settings, "splits": {}}
     for split in SPLITS:
-        run = run_split(loaded, root, split, scorer, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                        progress=progress)
+        run = run_split(loaded, root, split, scorers, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                        noise=noise, progress=progress)
         save_images(run.images, out / "images" / split, grid_name=None)
         save_grid(run.images, out / f"{split}_grid.png", nrow=8)
         entry: dict = {"images": len(run.conditions), "sampling_seconds": round(run.seconds, 2)}
-        if run.score is not None:
-            entry.update(accuracy=run.accuracy, per_image=run.score.per_image(run.conditions))
+        if run.scores:
+            entry["accuracy"] = {name: score.accuracy for name, score in run.scores.items()}
+            entry["per_image"] = [{"condition": c, "labels": len(c),
+                                   "hits": {name: score.hits[i] for name, score in run.scores.items()}}
+                                  for i, c in enumerate(run.conditions)]
         results["splits"][split] = entry
         log(f"{split}: {len(run.conditions)} images in {run.seconds:.1f} s"
-            + (f", accuracy {entry['accuracy']:.4f}" if "accuracy" in entry else ""))
+            + "".join(f", {name} accuracy {value:.4f}" for name, value in entry.get("accuracy", {}).items()))
     figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, progress=False)
+                           seed=seed, noise=noise, progress=False)
     denoising_process(figure, out, name="denoising")
     (out / "accuracy.json").write_text(json.dumps(results, indent=2))
     (out / "summary.md").write_text(summary_markdown(results))
@@ -63,20 +65,22 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
 
 def summary_markdown(results: dict) -> str:
     s = results["settings"]
+    names = list(s["evaluators"])
     lines = [
         "# lab6 report",
         "",
         f"Model `{s['model']}`, sampler {s['sampler']} ({s['steps']} steps), guidance w = {s['guidance']:g}, "
         f"seed {s['seed']}.",
-        f"Evaluator: `{s['evaluator']}`." if s["evaluator"] else "No evaluator was available: no accuracy.",
+        ("Evaluators: " + ", ".join(f"{name} (`{source}`)" for name, source in s["evaluators"].items()) + "."
+         if names else "No evaluator was available: no accuracy."),
         f"Data root: `{s['data_root']}`.",
         "",
-        "| split | images | accuracy | sampling time (s) |",
-        "| --- | --- | --- | --- |",
+        "| split | images | " + "".join(f"accuracy ({name}) | " for name in names) + "sampling time (s) |",
+        "| --- | --- | " + "--- | " * len(names) + "--- |",
     ]
     for split, entry in results["splits"].items():
-        accuracy = f"{entry['accuracy']:.4f}" if "accuracy" in entry else "n/a"
-        lines.append(f"| {split} | {entry['images']} | {accuracy} | {entry['sampling_seconds']} |")
+        accuracy = entry.get("accuracy", {})
+        lines.append(f"| {split} | {entry['images']} | " + "".join(f"{accuracy[n]:.4f} | " for n in names)
+                     + f"{entry['sampling_seconds']} |")
     lines += ["", "Grids: `test_grid.png`, `new_test_grid.png`; denoising process: `denoising.png`.", ""]
     return "\n".join(lines)
-

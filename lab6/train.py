@@ -32,7 +32,7 @@ from .config import TrainConfig
 CHECKPOINTS = "checkpoints"
 PARENT_FILE = "parent_lab6.json"  # the starting model's record, kept for --resume
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
-EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance"]
+EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]
 
 
 class TrainState:
@@ -60,7 +60,6 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's."""
     from diffusers import DDPMScheduler
 
-    from .diffusion import make_noise_scheduler
     from .model import ConditionalUNet
     from .pipeline import resolve_model_dir
 
@@ -68,9 +67,8 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     pretrained = ConditionalUNet.from_pretrained(directory)
     mismatched = {k: (pretrained.config[k], v) for k, v in cfg.model_config().items()
                   if k in pretrained.config and _plain(pretrained.config[k]) != _plain(v)}
-    saved, expected = DDPMScheduler.load_config(directory), make_noise_scheduler(
-        cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction).config
-    for key in ("beta_schedule", "num_train_timesteps", "prediction_type"):
+    saved, expected = DDPMScheduler.load_config(directory), cfg.noise_scheduler().config
+    for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
         if saved.get(key) != expected[key]:
             mismatched[key] = (saved.get(key), expected[key])
     if mismatched:
@@ -137,7 +135,6 @@ class Trainer:
         from diffusers.training_utils import EMAModel
 
         from .data import ICLEVRDataset
-        from .diffusion import make_noise_scheduler
         from .model import ConditionalUNet
 
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
@@ -159,7 +156,7 @@ class Trainer:
         self.steps_per_epoch = len(self.dataset) // cfg.batch_size
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(self.dataset)} training images are fewer than one batch of {cfg.batch_size}")
-        self.noise_scheduler = make_noise_scheduler(cfg.num_train_timesteps, cfg.beta_schedule, cfg.prediction)
+        self.noise_scheduler = cfg.noise_scheduler()
         torch.manual_seed(cfg.seed)
         model = ConditionalUNet(**cfg.model_config())
         checkpoint = latest_checkpoint(self.out) if resume else None
@@ -360,17 +357,15 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         """Sample the data root's test conditions with the EMA weights; save grids; score if an evaluator exists."""
         from .data import load_split
-        from .evaluator import EvaluatorLoadError, load_evaluator
+        from .evaluator import load_evaluators
         from .pipeline import LoadedModel, generate, save_grid
 
         acc, cfg = self.accelerator, self.cfg
         results: dict[str, float] = {}
         if acc.is_main_process:
-            try:
-                evaluator = load_evaluator(self.evaluator_path, self.data_root, device=acc.device)
-            except EvaluatorLoadError as err:
-                evaluator = None
-                warnings.warn(f"no accuracy during training: {err}", stacklevel=2)
+            evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
+                                         device=acc.device, required=False,
+                                         log=lambda message: warnings.warn(f"during training: {message}", stacklevel=2))
             model = acc.unwrap_model(self.model)
             self.ema.store(model.parameters())
             self.ema.copy_to(model.parameters())
@@ -385,12 +380,12 @@ class Trainer:
                 images = generate(loaded, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
                                   seed=cfg.seed, progress=False).images
                 save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
-                if evaluator is not None:
+                for evaluator in evaluators:
                     accuracy = evaluator.score(images, conditions).accuracy
-                    results[split] = accuracy
+                    results[f"{split} ({evaluator.name})"] = accuracy
                     self.evals.append(step=self.state.step, elapsed_min=round(self.state.elapsed / 60, 2),
                                       split=split, accuracy=round(accuracy, 4), sampler=cfg.eval_sampler,
-                                      steps=cfg.eval_steps, guidance=cfg.guidance)
+                                      steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=evaluator.name)
             model.train()
             self.ema.restore(model.parameters())
             if results:

@@ -291,13 +291,14 @@ class LabelPicker:
         """The evaluator, or None (the reason in ``evaluator_error``)."""
         if not self._evaluator_tried:
             self._evaluator_tried = True
-            from .evaluator import Evaluator, EvaluatorLoadError, load_evaluator
+            from .evaluator import Evaluator, EvaluatorLoadError, load_evaluators
 
             if isinstance(self._evaluator_arg, Evaluator):
                 self._evaluator = self._evaluator_arg
             else:
-                try:
-                    self._evaluator = load_evaluator(self._evaluator_arg, self.data_root, device=self.device)
+                try:  # the picker shows one evaluator's view: the first (the ResNet18's by default)
+                    paths = [self._evaluator_arg] if self._evaluator_arg else None
+                    self._evaluator = load_evaluators(paths, self.data_root, device=self.device)[0]
                 except EvaluatorLoadError as err:
                     self._evaluator_error = str(err)
         return self._evaluator

@@ -89,6 +89,19 @@ def evaluator_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def second_evaluator_file(tmp_path_factory) -> Path:
+    """An untrained EfficientNet-B0 evaluator (safetensors, architecture recorded): plumbing only."""
+    import torch
+
+    from lab6.evaluator import build_classifier, save_evaluator
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("evaluator") / "proxy_efficientnet_b0.safetensors"
+    save_evaluator(build_classifier("efficientnet_b0"), path, arch="efficientnet_b0")
+    return path
+
+
+@pytest.fixture(scope="session")
 def reference_root() -> Path:
     if not (REFERENCE / "train.json").is_file():
         pytest.skip(f"the real i-CLEVR data is not at {REFERENCE} (course data, never committed): "

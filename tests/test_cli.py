@@ -37,14 +37,16 @@ def test_evaluate_prints_and_writes_json(tiny_run, tiny_root, tmp_path, evaluato
           "--steps", "2"])
     assert main(["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"),
                  "--evaluator", str(evaluator_file)]) == 0
-    assert "accuracy" in capsys.readouterr().out
+    assert "official accuracy" in capsys.readouterr().out  # named after checkpoint.pth
     result = json.loads((images / "accuracy.json").read_text())
-    assert 0 <= result["accuracy"] <= 1 and len(result["per_image"]) == 6
+    assert list(result["accuracy"]) == ["official"] and 0 <= result["accuracy"]["official"] <= 1
+    assert len(result["per_image"]) == 6 and set(result["per_image"][0]["hits"]) == {"official"}
 
 
 def test_evaluate_dataset_scores_the_roots_own_images(tiny_root, tmp_path, evaluator_file, capsys):
     from lab6.data import ICLEVRDataset
-    from lab6.evaluator import Evaluator, topk_accuracy, upsample_like_official
+    from lab6.evaluator import Evaluator, topk_accuracy
+    from lab6.proxy import upsample_like_official
 
     out = tmp_path / "transfer.json"
     assert main(["evaluate", "--dataset", str(tiny_root), "--limit", "5", "--evaluator", str(evaluator_file),
@@ -57,7 +59,7 @@ def test_evaluate_dataset_scores_the_roots_own_images(tiny_root, tmp_path, evalu
     chosen = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(0))[:5]
     images, labels = dataset.batch(chosen)
     probabilities = Evaluator.load(evaluator_file).probabilities(upsample_like_official(images, 32))
-    assert result["accuracy"] == pytest.approx(topk_accuracy(probabilities, labels))
+    assert result["accuracy"]["official"] == pytest.approx(topk_accuracy(probabilities, labels))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -79,9 +81,31 @@ def test_report_writes_the_contract_files(tiny_run, tiny_root, tmp_path, evaluat
         assert (out / name).is_file(), name
     report = json.loads((out / "accuracy.json").read_text())
     assert set(report["splits"]) == {"test", "new_test"}
-    assert report["settings"]["steps"] == 4 and "accuracy" in report["splits"]["test"]
+    assert report["settings"]["steps"] == 4 and "official" in report["splits"]["test"]["accuracy"]
     grid = Image.open(out / "test_grid.png")
     assert grid.size == (6 * 66 + 2, 66 + 2)  # up to 8 per row: the 6 images fit one row
+
+
+def test_evaluate_and_report_score_with_two_architectures(tiny_run, tiny_root, tmp_path, evaluator_file,
+                                                          second_evaluator_file, capsys):
+    images = tmp_path / "images"
+    main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out", str(images),
+          "--steps", "2"])
+    assert main(["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"),
+                 "--evaluator", str(evaluator_file), "--evaluator", str(second_evaluator_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "official accuracy" in printed and "efficientnet_b0 accuracy" in printed
+    result = json.loads((images / "accuracy.json").read_text())
+    assert list(result["accuracy"]) == ["official", "efficientnet_b0"]
+    assert set(result["per_image"][0]["hits"]) == {"official", "efficientnet_b0"}
+
+    out = tmp_path / "report"
+    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator", str(evaluator_file),
+                 "--evaluator", str(second_evaluator_file), "--out", str(out), "--steps", "2"]) == 0
+    report = json.loads((out / "accuracy.json").read_text())
+    assert set(report["splits"]["new_test"]["accuracy"]) == {"official", "efficientnet_b0"}
+    header = next(line for line in (out / "summary.md").read_text().splitlines() if line.startswith("| split"))
+    assert "accuracy (official)" in header and "accuracy (efficientnet_b0)" in header
 
 
 def test_bad_conditions_give_a_clear_error(tiny_run, tmp_path, capsys):

@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-from lab6.evaluator import (Evaluator, EvaluatorLoadError, build_resnet18, save_evaluator, topk_accuracy,
-                            topk_hits)
+from lab6.evaluator import (SHIPPED_EVALUATORS, Evaluator, EvaluatorLoadError, build_classifier, build_resnet18,
+                            default_evaluator_paths, load_evaluators, save_evaluator, topk_accuracy, topk_hits)
 
 
 def official_compute_acc(out, onehot_labels):
@@ -81,7 +81,7 @@ def test_a_pickle_that_runs_code_is_refused(tmp_path):
 def test_wrong_weights_are_named(tmp_path):
     path = tmp_path / "checkpoint.pth"
     torch.save({"model": {"fc.weight": torch.zeros(3)}}, path)
-    with pytest.raises(EvaluatorLoadError, match="does not hold ResNet18"):
+    with pytest.raises(EvaluatorLoadError, match="does not hold resnet18"):
         Evaluator.load(path)
     with pytest.raises(EvaluatorLoadError, match="not found"):
         Evaluator.load(tmp_path / "missing.pth")
@@ -100,3 +100,66 @@ def test_safetensors_load_accepts_an_indexed_cpu_device(tmp_path):
     path = tmp_path / "evaluator.safetensors"
     save_evaluator(build_resnet18(), path)
     assert Evaluator.load(path, device="cpu:0").device.type == "cpu"  # accelerate's device name in a process group
+
+
+def test_another_architecture_is_recorded_and_reloaded(tmp_path):
+    torch.manual_seed(0)
+    model = build_classifier("mobilenet_v3_small").eval()
+    path = tmp_path / "proxy.safetensors"
+    save_evaluator(model, path, arch="mobilenet_v3_small")
+    loaded = Evaluator.load(path)
+    assert loaded.arch == loaded.name == "mobilenet_v3_small"
+    images = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        expected = model(images)
+    assert torch.allclose(loaded.probabilities(images), expected, atol=2e-2)  # fp16 on disk
+    assert loaded.features(images).shape == (2, 1024)  # the input of the last linear layer
+
+
+def test_unknown_architecture_is_a_clear_error():
+    with pytest.raises(ValueError, match="unknown architecture 'resnet7'.*torchvision classification model"):
+        build_classifier("resnet7")
+
+
+def test_the_official_format_is_for_resnet18_only(tmp_path):
+    with pytest.raises(ValueError, match="official .pth format holds a ResNet18; save a efficientnet_b0 as .safetensors"):
+        save_evaluator(build_classifier("efficientnet_b0"), tmp_path / "e.pth", arch="efficientnet_b0")
+
+
+def test_wrong_architecture_names_what_is_missing(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    torch.save({"model": build_classifier("efficientnet_b0").state_dict()}, path)
+    with pytest.raises(EvaluatorLoadError, match=r"does not hold resnet18.*expected tensors missing"):
+        Evaluator.load(path)
+
+
+def test_not_a_checkpoint_is_named(tmp_path):
+    path = tmp_path / "checkpoint.pth"
+    path.write_text("this is a text file")
+    with pytest.raises(EvaluatorLoadError, match="could not read .* as a torch checkpoint"):
+        Evaluator.load(path)
+    truncated = tmp_path / "proxy.safetensors"
+    save_evaluator(build_resnet18(), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:1000])
+    with pytest.raises(EvaluatorLoadError, match="could not read .* as safetensors"):
+        Evaluator.load(truncated)
+
+
+def test_defaults_score_with_two_architectures(tmp_path, evaluator_file):
+    shipped = [p for p in SHIPPED_EVALUATORS.values() if p.is_file()]
+    assert default_evaluator_paths(None) == shipped
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "checkpoint.pth").write_bytes(evaluator_file.read_bytes())
+    # the official checkpoint replaces the ResNet18 proxy, never the second architecture
+    assert default_evaluator_paths(root) == [root / "checkpoint.pth"] + shipped[1:]
+    if len(shipped) == 2:
+        assert [e.name for e in load_evaluators(None, root)] == ["official", "efficientnet_b0"]
+
+
+def test_no_evaluator_is_an_empty_list_when_not_required(tmp_path):
+    messages = []
+    assert load_evaluators([tmp_path / "missing.pth"], required=False, log=messages.append) == []
+    assert "not found" in messages[0]
+    with pytest.raises(EvaluatorLoadError, match="not found"):
+        load_evaluators([tmp_path / "missing.pth"])

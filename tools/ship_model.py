@@ -1,11 +1,11 @@
 """Ship a trained model and a proxy evaluator inside the package, with a model card of measured accuracy.
 
-    python tools/ship_model.py --model runs/ref-cpu --evaluator runs/proxy/proxy_resnet18.pth \
-        --data-root ../shared/iclevr-reference [--guidance 4]
+    python tools/ship_model.py --model runs/ref-cpu --data-root ../shared/iclevr-reference [--guidance 4] \
+        [--evaluator runs/proxy/proxy_efficientnet_b0.safetensors ...]
 
-Copies the run's EMA model to ``lab6/assets/model`` and the evaluator (as fp16 safetensors, to stay
-under 25 MB) to ``lab6/assets/evaluator``, then samples every split with every sampler setting, scores
-the images with the shipped evaluator, and writes ``lab6/assets/model/README.md`` (the model card).
+Copies the run's EMA model to ``lab6/assets/model`` and any ``--evaluator`` given (as fp16 safetensors, to
+stay under 25 MB) to ``lab6/assets/evaluator``, then samples every split with every sampler setting, scores
+the images with every shipped evaluator, and writes ``lab6/assets/model/README.md`` (the model card).
 ``--guidance`` ships another guidance scale than the one the run was evaluated with; choose it on the
 held-out conditions (``bench/bench_sampling.py --guidance 2 3 4 --also heldout``), not on test.json.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from lab6.data import load_split
-from lab6.evaluator import SHIPPED_EVALUATOR, Evaluator
+from lab6.evaluator import SHIPPED_EVALUATORS, Evaluator, load_evaluators
 from lab6.pipeline import (METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_minutes,
                            training_stages)
 
@@ -32,7 +32,8 @@ SPLITS = ("test", "new_test", "heldout")
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="run or model folder to ship")
-    parser.add_argument("--evaluator", type=Path, required=True, help="proxy evaluator .pth (with its .json)")
+    parser.add_argument("--evaluator", type=Path, action="append", default=[],
+                        help="a proxy evaluator (with its .json) to ship too; repeat for several")
     parser.add_argument("--data-root", type=Path, required=True, help="where test.json / new_test.json are")
     parser.add_argument("--command", default="", help="the command that trained the model, for the card")
     parser.add_argument("--guidance", type=float, default=None,
@@ -48,29 +49,42 @@ def main() -> None:
     if args.guidance is not None:
         meta["guidance"] = args.guidance
     (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(meta, indent=2))
-    Evaluator.load(args.evaluator).save(SHIPPED_EVALUATOR)
-    proxy_report = json.loads(args.evaluator.with_suffix(".json").read_text())
-    SHIPPED_EVALUATOR.with_suffix(".json").write_text(json.dumps(proxy_report, indent=2))
+    for path in args.evaluator:
+        ship_evaluator(path)
 
     loaded = load_model(SHIPPED_MODEL)
-    evaluator = Evaluator.load(SHIPPED_EVALUATOR)
-    table: dict[str, dict[str, float]] = {}
+    evaluators = load_evaluators(list(SHIPPED_EVALUATORS.values()))
+    table: dict[str, dict[str, dict[str, float]]] = {}  # sampler -> evaluator -> split -> accuracy
     seconds: dict[str, float] = {}
     for sampler, steps in SETTINGS:
         key = f"{sampler}-{steps}"
-        table[key] = {}
+        table[key] = {e.name: {} for e in evaluators}
         for split in SPLITS:
             conditions = load_split(args.data_root, split)
             start = time.perf_counter()
             images = generate(loaded, conditions, sampler=sampler, steps=steps, progress=False).images
             if split == "test":
                 seconds[key] = time.perf_counter() - start
-            table[key][split] = evaluator.score(images, conditions).accuracy
-            print(f"{key} {split}: {table[key][split]:.4f}", flush=True)
+            for evaluator in evaluators:
+                table[key][evaluator.name][split] = evaluator.score(images, conditions).accuracy
+            print(f"{key} {split}: " + ", ".join(f"{n} {t[split]:.4f}" for n, t in table[key].items()), flush=True)
     (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps({"accuracy": table, "seconds_32_images": seconds,
                                                               "guidance": loaded.guidance}, indent=2))
-    (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, proxy_report, args))
+    reports = {e.name: json.loads(Path(e.source).with_suffix(".json").read_text()) for e in evaluators}
+    (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, reports, args))
     print(f"shipped {source} -> {SHIPPED_MODEL}")
+
+
+def ship_evaluator(path: Path) -> Path:
+    """Copy a proxy evaluator (fp16 safetensors) and its training report into the package, by architecture."""
+    evaluator = Evaluator.load(path)
+    target = SHIPPED_EVALUATORS.get(evaluator.arch)
+    if target is None:
+        raise SystemExit(f"{path} is a {evaluator.arch}; the package ships {', '.join(SHIPPED_EVALUATORS)} evaluators")
+    evaluator.save(target)
+    report = without_machine_paths(json.loads(path.with_suffix(".json").read_text()))
+    target.with_suffix(".json").write_text(json.dumps(report, indent=2))
+    return target
 
 
 def without_machine_paths(meta: dict) -> dict:
@@ -98,7 +112,7 @@ def stage_lines(meta: dict) -> list[str]:
     return lines
 
 
-def model_card(loaded, table, seconds, proxy_report, args) -> str:
+def model_card(loaded, table, seconds, proxy_reports, args) -> str:
     meta = loaded.metadata
     recipe = meta.get("recipe", {})
     params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
@@ -122,15 +136,17 @@ def model_card(loaded, table, seconds, proxy_report, args) -> str:
         "",
         "## Accuracy",
         "",
-        f"Top-k accuracy scored by the shipped proxy evaluator (ResNet18 trained on real images; "
-        f"{proxy_report['heldout_accuracy']:.4f} on {proxy_report['heldout_images']} held-out real images). "
-        "`heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seed 0.",
+        "Top-k accuracy scored by the shipped proxy evaluators, two architectures trained on real images ("
+        + "; ".join(f"{name}: {r['heldout_accuracy']:.4f} on {r['heldout_images']} held-out real images"
+                    for name, r in proxy_reports.items())
+        + "). `heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seed 0.",
         "",
-        "| sampler | " + " | ".join(SPLITS) + f" | seconds for 32 images ({torch.get_num_threads()} CPU thread(s)) |",
-        "| --- | " + " | ".join("---" for _ in SPLITS) + " | --- |",
+        "| sampler | evaluator | " + " | ".join(SPLITS) + f" | seconds for 32 images ({torch.get_num_threads()} CPU thread(s)) |",
+        "| --- | --- | " + " | ".join("---" for _ in SPLITS) + " | --- |",
     ]
-    for key, row in table.items():
-        lines.append(f"| {key} | " + " | ".join(f"{row[s]:.4f}" for s in SPLITS) + f" | {seconds[key]:.1f} |")
+    for key, by_evaluator in table.items():
+        for name, row in by_evaluator.items():
+            lines.append(f"| {key} | {name} | " + " | ".join(f"{row[s]:.4f}" for s in SPLITS) + f" | {seconds[key]:.1f} |")
     lines += ["", "DDIM and DPM-Solver++ solve the same probability-flow ODE from the same starting noise (seed 0), so "
               "they draw nearly the same images and their scores often coincide; DDPM-1000 (stochastic) is in "
               "`bench/bench_sampling.py`.",

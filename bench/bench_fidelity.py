@@ -1,0 +1,114 @@
+"""Do generated images look like i-CLEVR? One table: Frechet distance, sharpness, colour cast, accuracy, time.
+
+For N generated images on the labels of N held-out real images (held out from both proxy evaluators'
+training, so their features have not seen them):
+
+- Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
+  same distance between the reference and N *other* real images (a perfect model would score the floor);
+- sharpness: mean Laplacian variance over the reference's (1.0 = as sharp as real images);
+- background colour cast (0-255): mean, 90th percentile, share of images above 8;
+- top-k accuracy of each evaluator on the generated images' labels;
+- seconds to draw 32 images (every stage included), on this machine's threads.
+
+    python bench/bench_fidelity.py --data-root ../shared/iclevr-reference [--n 1000] \\
+        --candidate shipped=lab6/assets/model --candidate cpu64=runs/cpu64:sampler=dpmsolver,steps=20
+
+A candidate is ``LABEL=MODEL[:key=value,...]`` with keys sampler, steps, guidance, seed and the
+sampler options of ``lab6.diffusion.sample`` (e.g. ``noise=grey``). Rows for real images and for real images
+sent through 32 px come first. Needs the real data (the held-out images) and the shipped evaluators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from lab6.data import ICLEVRDataset
+from lab6.evaluator import load_evaluators
+from lab6.fidelity import colour_cast, frechet_distance, sharpness
+from lab6.labels import decode
+from lab6.pipeline import generate, load_model
+from lab6.proxy import split_holdout, upsample_like_official
+
+NUMBER_KEYS = {"steps": int, "guidance": float, "seed": int}
+
+
+def candidate(text: str) -> tuple[str, str, dict]:
+    """``"label=path:sampler=ddim,steps=50"`` -> ``("label", "path", {"sampler": "ddim", "steps": 50})``."""
+    label, sep, rest = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: write LABEL=MODEL[:key=value,...]")
+    path, _, options = rest.partition(":")
+    settings = {}
+    for item in filter(None, options.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"bad option {item!r} in {text!r}: write key=value")
+        settings[key] = NUMBER_KEYS.get(key, str)(value)
+    return label, path, settings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", required=True, help="the real data (course layout)")
+    parser.add_argument("--n", type=int, default=1000, help="images per set (default 1000)")
+    parser.add_argument("--candidate", type=candidate, action="append", default=[], metavar="LABEL=MODEL[:k=v,...]")
+    parser.add_argument("--seed", type=int, default=0, help="which held-out images make the reference set")
+    args = parser.parse_args()
+
+    evaluators = load_evaluators(None, None)
+    dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
+    held, train = split_holdout(len(dataset))  # the proxies' split: seed 0, 10%
+    g = torch.Generator().manual_seed(args.seed)
+    if args.n > len(held):
+        raise SystemExit(f"--n {args.n} is more than the {len(held)} held-out images")
+    reference_idx = held[torch.randperm(len(held), generator=g)[:args.n]]
+    # The floor's second set must not overlap the reference; the held-out images are too few for two sets of
+    # 1,000, so it comes from the proxies' training images (their features saw these: a slightly high floor).
+    others = torch.cat([held[~torch.isin(held, reference_idx)], train[torch.randperm(len(train), generator=g)]])
+    reference, labels = dataset.batch(reference_idx)
+    conditions = [decode(row) for row in labels]
+    other_images, other_labels = dataset.batch(others[:args.n])
+    other_conditions = [decode(row) for row in other_labels]
+    reference_features = {e.name: e.features(reference) for e in evaluators}
+    real_sharpness = float(sharpness(reference).mean())
+
+    rows = []
+
+    def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None) -> None:
+        casts = colour_cast(images)
+        row = {"label": label, "sharpness": float(sharpness(images).mean()) / real_sharpness,
+               "cast": float(casts.mean()), "cast_p90": float(casts.quantile(0.9)),
+               "cast_over_8": float((casts > 8).float().mean()), "seconds": seconds}
+        for e in evaluators:
+            row[f"fd {e.name}"] = frechet_distance(reference_features[e.name], e.features(images))
+            row[f"acc {e.name}"] = e.score(images, image_conditions).accuracy
+        rows.append(row)
+        print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+
+    add_row("real images (the floor: N other real images)", other_images, other_conditions, None)
+    add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None)
+    for label, path, settings in args.candidate:
+        loaded = load_model(path)
+        start = time.perf_counter()
+        images = generate(loaded, conditions, progress=True, **settings).images
+        seconds = (time.perf_counter() - start) * 32 / len(conditions)
+        add_row(label, images, conditions, seconds)
+
+    names = [e.name for e in evaluators]
+    print(f"\n{args.n} images per set; reference: held-out real images (seed {args.seed}); "
+          f"{torch.get_num_threads()} thread(s)\n")
+    print("| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | cast mean | cast p90 "
+          "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |")
+    print("| --- " * (2 * len(names) + 6) + "|")
+    for row in rows:
+        seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
+        print(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
+              + f" | {row['sharpness']:.2f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | {row['cast_over_8']:.1%} | "
+              + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names) + f" | {seconds} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -29,7 +29,7 @@ from lab6.data import ICLEVRDataset
 from lab6.evaluator import load_evaluators
 from lab6.fidelity import colour_cast, frechet_distance, sharpness
 from lab6.labels import decode
-from lab6.pipeline import generate, load_model
+from lab6.pipeline import generate, load_pipeline
 from lab6.proxy import split_holdout, upsample_like_official
 
 NUMBER_KEYS = {"steps": int, "guidance": float, "seed": int}
@@ -91,7 +91,7 @@ def main() -> None:
     add_row("real images (the floor: N other real images)", other_images, other_conditions, None)
     add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None)
     for label, path, settings in args.candidate:
-        loaded = load_model(path)
+        loaded = load_pipeline(path)
         start = time.perf_counter()
         images = generate(loaded, conditions, progress=True, **settings).images
         seconds = (time.perf_counter() - start) * 32 / len(conditions)

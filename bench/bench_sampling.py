@@ -24,7 +24,7 @@ from lab6.data import conditions_file, resolve_data_root
 from lab6.diffusion import SAMPLERS
 from lab6.evaluator import load_evaluators
 from lab6.labels import load_conditions
-from lab6.pipeline import generate, load_model
+from lab6.pipeline import generate, load_pipeline
 
 SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-25"]
 
@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     root = resolve_data_root(args.data_root, need_images=False)
     splits = {split: load_conditions(conditions_file(root, split)) for split in [args.split, *args.also]}
-    loaded = load_model(args.model)
+    loaded = load_pipeline(args.model)
     evaluators = load_evaluators(args.evaluator, root)
     names = [e.name for e in evaluators]
     settings = [(sampler, steps, loaded.guidance if w is None else w)

@@ -62,11 +62,12 @@ def cmd_train(args) -> None:
 
 def cmd_sample(args) -> None:
     from .labels import load_conditions
-    from .pipeline import generate, load_model, save_images
+    from .images import save_images
+    from .pipeline import generate, load_pipeline
 
     conditions = load_conditions(args.conditions)
-    loaded = load_model(args.model, device=args.device)
-    result = generate(loaded, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+    pipe = load_pipeline(args.model, device=args.device)
+    result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                       seed=args.seed, noise=args.noise)
     save_images(result.images, args.out)
     print(f"{len(conditions)} images and grid.png written to {args.out}")
@@ -75,7 +76,7 @@ def cmd_sample(args) -> None:
 def cmd_evaluate(args) -> None:
     from .evaluator import load_evaluators
     from .labels import load_conditions
-    from .pipeline import load_images
+    from .images import load_images
     from .proxy import score_data_root
     from .run_files import write_text_atomic
 

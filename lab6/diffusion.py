@@ -1,15 +1,13 @@
 """Diffusion: the noise schedule, the training loss, and sampling with classifier-free guidance.
 
 The forward process and all samplers are diffusers scheduler objects built from one config, so they are
-interchangeable: ``make_sampler("ddpm" | "ddim" | "dpmsolver", ...)``. Sampling runs the conditional
-and the null condition in one batch and mixes them as ``uncond + w * (cond - uncond)``: ``w = 1`` is the
-plain conditional model, ``w = 0`` the unconditional one, ``w > 1`` trades variety for fidelity.
+interchangeable: ``make_sampler("ddpm" | "ddim" | "dpmsolver", ...)``. Guided sampling runs the conditional
+and the null condition in one batch and mixes them as ``uncond + w * (cond - uncond)`` (:func:`guided_output`):
+``w = 1`` is the plain conditional model, ``w = 0`` the unconditional one, ``w > 1`` trades variety for
+fidelity. The sampling loop itself is ``lab6.pipeline.Lab6Pipeline.__call__``.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass, field
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -75,9 +73,11 @@ def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMSched
     noise_scheduler_config = {k: v for k, v in dict(noise_scheduler_config).items() if not k.startswith("_")}
     if name == "ddpm":
         return DDPMScheduler.from_config(noise_scheduler_config)
+    # "trailing" spacing starts at the last training step (t = 999): "leading" started DPM-Solver++ 20 at
+    # t = 940, on pure noise that the model reads as holding signal (Lin et al. 2024, "sample steps are flawed").
+    noise_scheduler_config["timestep_spacing"] = "trailing"
     if name == "ddim":
-        # "trailing" spacing starts at the last training step, which matters at few steps.
-        return DDIMScheduler.from_config(noise_scheduler_config, timestep_spacing="trailing", set_alpha_to_one=True)
+        return DDIMScheduler.from_config(noise_scheduler_config, set_alpha_to_one=True)
     if name == "dpmsolver":
         return DPMSolverMultistepScheduler.from_config(noise_scheduler_config, algorithm_type="dpmsolver++",
                                                        solver_order=2)
@@ -119,68 +119,10 @@ def predicted_x0(sample: torch.Tensor, model_output: torch.Tensor, alpha_cumprod
     return a * sample - s * model_output
 
 
-@dataclass
-class SampleResult:
-    images: torch.Tensor  # (B, 3, H, W) in [-1, 1]
-    timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
-    intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
-    predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
-    sampler: str = "dpmsolver"
-    steps: int = 0
-    guidance: float = 1.0
-    noise: str = "gaussian"
-    conditions: list[list[str]] | None = None  # set by pipeline.generate, which knows the label names
-
-
-@torch.no_grad()
-def sample(model, condition: torch.Tensor, noise_scheduler_config, *, sampler: str = "dpmsolver",
-           steps: int | None = None, guidance: float = 2.0, seed: int = 0, record_every: int = 0,
-           batch_size: int = 64, progress: bool = False, noise: str = "gaussian",
-           callback: Callable[[int, int], None] | None = None) -> SampleResult:
-    """Draw one image per row of ``condition`` (B, 24); the same seed gives the same images.
-
-    ``record_every=k`` keeps x_t and the predicted x_0 every k steps (and at the last step) for the
-    progressive-denoising figure. ``callback(done, total)`` is called after every step (progress widgets).
-    ``noise`` is how the starting noise is drawn (:func:`initial_noise`).
-    """
-    from tqdm.auto import tqdm
-
-    steps = steps or DEFAULT_STEPS[sampler]
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
-    scheduler = make_sampler(sampler, noise_scheduler_config)
-    scheduler.set_timesteps(steps, device=device)
-    prediction = scheduler.config.prediction_type.replace("v_prediction", "v")
-    alphas_cumprod = scheduler.alphas_cumprod.to(device)
-    size = model.config.sample_size
-    generator = torch.Generator().manual_seed(seed)
-    condition = condition.to(device, dtype)
-    # The starting noise of the whole batch comes from one generator first, so a chunked run matches.
-    x = initial_noise((len(condition), model.config.in_channels, size, size), generator, noise).to(device, dtype)
-    result = SampleResult(images=x, sampler=sampler, steps=steps, guidance=guidance, noise=noise)
-    bar = tqdm(total=steps, desc=f"sampling ({sampler}, {steps} steps)", disable=not progress, unit="step")
-    for i, t in enumerate(scheduler.timesteps):
-        outputs = []
-        for xs, cs in zip(x.split(batch_size), condition.split(batch_size)):
-            model_in = scheduler.scale_model_input(xs, t)
-            if guidance == 1:
-                out = model(model_in, t.expand(len(xs)), cs)
-            else:
-                both = model(torch.cat([model_in, model_in]), t.expand(2 * len(xs)), torch.cat([cs, torch.zeros_like(cs)]))
-                cond_out, uncond_out = both.chunk(2)
-                out = uncond_out + guidance * (cond_out - uncond_out)
-            outputs.append(out)
-        out = torch.cat(outputs)
-        if record_every and (i % record_every == 0 or i == steps - 1):
-            result.timesteps.append(int(t))
-            result.intermediates.append(x.float().cpu())
-            result.predicted_x0.append(predicted_x0(x, out, alphas_cumprod[t], prediction).clamp(-1, 1).float().cpu())
-        x = scheduler.step(out, t, x, generator=generator).prev_sample
-        bar.update()
-        if callback is not None:
-            callback(i + 1, steps)
-    bar.close()
-    result.images = x.clamp(-1, 1).float().cpu()
-    return result
+def guided_output(model, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, guidance: float) -> torch.Tensor:
+    """Classifier-free guidance: ``uncond + w * (cond - uncond)``, the two in one batch (w = 1: one call)."""
+    if guidance == 1:
+        return model(x, t.expand(len(x)), condition)
+    both = model(torch.cat([x, x]), t.expand(2 * len(x)), torch.cat([condition, torch.zeros_like(condition)]))
+    cond, uncond = both.chunk(2)
+    return uncond + guidance * (cond - uncond)

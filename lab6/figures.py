@@ -120,7 +120,7 @@ def notebook_settings(env: dict | None = None, *, quick: bool | None = None, **o
     ``overrides`` (None values are ignored) replace any field afterwards.
     """
     from .data import resolve_data_root
-    from .pipeline import SHIPPED_MODEL
+    from .run_files import SHIPPED_MODEL, is_model_folder
 
     env = os.environ if env is None else env
     quick = _truthy(env.get("LAB6_QUICK")) if quick is None else quick
@@ -131,7 +131,7 @@ def notebook_settings(env: dict | None = None, *, quick: bool | None = None, **o
     model_arg = overrides.pop("model", None) or env.get("LAB6_MODEL")
     if model_arg:
         model, model_source = Path(model_arg).expanduser(), "LAB6_MODEL / --model"
-    elif (SHIPPED_MODEL / "config.json").is_file():
+    elif is_model_folder(SHIPPED_MODEL):
         model, model_source = SHIPPED_MODEL, "the model shipped with lab6"
     else:
         model, model_source = None, f"no LAB6_MODEL and no shipped model in {SHIPPED_MODEL}"
@@ -170,10 +170,11 @@ def notebook_model(settings: NotebookSettings, log=print, train_fallback: bool =
 
     With ``train_fallback=False`` a missing model raises ``pipeline.ModelNotFoundError`` instead.
     """
-    from .pipeline import ModelNotFoundError, load_model, resolve_model_dir
+    from .pipeline import load_pipeline
+    from .run_files import ModelNotFoundError, resolve_model_dir
 
     if settings.model is not None:
-        return load_model(settings.model, device=settings.device)
+        return load_pipeline(settings.model, device=settings.device)
     if not train_fallback:
         raise ModelNotFoundError(f"{settings.model_source}: give --model (a model or training run folder)")
     from .config import preset
@@ -188,7 +189,7 @@ def notebook_model(settings: NotebookSettings, log=print, train_fallback: bool =
             f"{settings.train_budget}) into {run}. Its images are rough; set LAB6_MODEL to a better one.")
         train(preset(settings.preset, **settings.train_budget), settings.data_root, run)
     settings.model, settings.model_source = run, f"quick fallback model in {run}"
-    return load_model(run, device=settings.device)
+    return load_pipeline(run, device=settings.device)
 
 
 def notebook_evaluators(settings: NotebookSettings, log=print) -> list:
@@ -248,7 +249,7 @@ def _expand_groups(groups: Iterable[str]) -> list[str]:
 
 def _uint8(images) -> np.ndarray:
     """[-1, 1] tensor (B, 3, H, W) -> uint8 numpy (B, H, W, 3)."""
-    from .pipeline import to_uint8
+    from .images import to_uint8
 
     return to_uint8(images).numpy()
 
@@ -535,7 +536,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     starts where that model's training ended, so a chain of fine-tunes reads as one curve of total minutes.
     """
     from .config import TrainConfig
-    from .pipeline import training_minutes
+    from .run_files import training_minutes
     from .train import PARENT_FILE
 
     fig = new_figure(6.5, 4.0)
@@ -576,12 +577,14 @@ def watch_loss_curve(run_dir: str | Path, out: str | Path, every_s: float = 15, 
     """
     from IPython.display import clear_output, display
 
+    from .run_files import is_model_folder
+
     deadline = time.time() + 60 * minutes
     while True:
         fig = loss_curve(run_dir, out)
         clear_output(wait=True)
         display(fig)
-        if (Path(run_dir) / "model" / "config.json").is_file() or time.time() > deadline:
+        if is_model_folder(Path(run_dir) / "model") or time.time() > deadline:
             return
         time.sleep(every_s)
 

@@ -1,168 +1,248 @@
-"""From a trained model to images: load a model folder, generate for conditions, write PNGs and grids.
+"""``Lab6Pipeline``: a diffusers ``DiffusionPipeline`` that draws i-CLEVR scenes for label conditions.
 
-A model folder is what ``save_model`` writes (and what ``lab6 train`` exports, and what the package
-ships in ``lab6/assets/model``): ``config.json`` + ``diffusion_pytorch_model.safetensors`` (the
-ConditionalUNet), ``scheduler_config.json`` (the training noise schedule) and ``lab6.json`` (the recipe
-and the guidance scale it was evaluated with).
+It registers two modules, the ``ConditionalUNet`` (``unet``) and a scheduler (``scheduler``), so a model
+folder is the diffusers layout::
+
+    model_index.json   unet/{config.json, diffusion_pytorch_model.safetensors}   scheduler/scheduler_config.json
+    lab6.json          (the training record: recipe, minutes, the model it was fine-tuned from)
+    README.md          (the model card, when shipped)
+
+and ``Lab6Pipeline.from_pretrained(folder)`` / ``save_pretrained`` round-trip it. Samplers are swapped the
+diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)``): the loop below works
+with any scheduler that implements ``set_timesteps``, ``scale_model_input`` and ``step``. The guidance scale
+and the starting noise the model is shipped with live in ``model_index.json`` (``pipe.config``).
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import DDPMScheduler
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import SampleResult, sample
-from .labels import encode_many
+from .diffusion import DEFAULT_STEPS, INITIAL_NOISE, guided_output, make_sampler, predicted_x0
+from .diffusion import initial_noise as draw_initial_noise
+from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
+from .run_files import METADATA_FILE, atomic_path, resolve_model_dir
 
 OUTPUT_SIZE = 64
-SHIPPED_MODEL = Path(__file__).parent / "assets" / "model"
-METADATA_FILE = "lab6.json"
 
 
-class ModelNotFoundError(FileNotFoundError):
-    pass
+class ModelLoadError(RuntimeError):
+    """A model folder that exists but cannot be loaded (truncated weights, a broken config)."""
 
 
-@dataclass
-class LoadedModel:
-    model: ConditionalUNet
-    noise_scheduler_config: dict
-    metadata: dict
-    path: Path
+def conditions_tensor(conditions) -> torch.Tensor:
+    """Label lists (the test.json form) or a (B, 24) multi-hot tensor -> (B, 24) float, validated."""
+    if isinstance(conditions, torch.Tensor):
+        if conditions.ndim != 2 or conditions.shape[1] != 24:
+            raise ConditionError(f"a condition tensor is (B, 24) multi-hot, got shape {tuple(conditions.shape)}")
+        if not torch.all((conditions == 0) | (conditions == 1)):
+            raise ConditionError("a condition tensor must hold only 0 and 1 (multi-hot)")
+        for row in conditions:
+            validate_condition(decode(row))
+        multi_hot = conditions.float()
+    else:
+        if isinstance(conditions, (str, bytes)) or not isinstance(conditions, (list, tuple)):
+            raise ConditionError(f"conditions must be a list of label lists, like [['red cube']], got {conditions!r}")
+        multi_hot = torch.from_numpy(encode_many(conditions))
+    if len(multi_hot) == 0:
+        raise ConditionError("no conditions to draw: give at least one, like [['red cube', 'blue sphere']]")
+    return multi_hot
 
+
+class Lab6Pipeline(DiffusionPipeline):
+    """Conditions in, 64x64 scenes out: classifier-free guided sampling with any diffusers scheduler."""
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents", "noisy_sample", "pred_original_sample"]
+
+    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = "gaussian"):
+        super().__init__()
+        if initial_noise not in INITIAL_NOISE:
+            raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise)
+        self.metadata: dict = {}  # lab6.json: the training record (set by load_pipeline)
+        self.path: Path | None = None  # the folder it was loaded from
+
+    @torch.no_grad()
+    def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
+                 return_dict: bool = True, batch_size: int = 64,
+                 callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
+                 callback_on_step_end_tensor_inputs: list[str] = ("latents",)):
+        """Draw one image per condition.
+
+        ``conditions``: label lists (``[["red cube", "blue sphere"], ...]``) or a (B, 24) multi-hot tensor.
+        ``guidance_scale`` w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
+        ``generator``: the same generator state gives the same images. ``output_type``: ``"pil"`` (a list of
+        images), ``"np"`` ((B, H, W, 3) in [0, 1]) or ``"pt"`` ((B, 3, H, W) in [0, 1]), always 64x64.
+        ``callback_on_step_end(pipe, i, t, tensors)`` runs after every step with the tensors named in
+        ``callback_on_step_end_tensor_inputs``: ``latents`` (x after the step), ``noisy_sample`` (the x_t the
+        model saw at step t) and ``pred_original_sample`` (its predicted x_0); returning ``{"latents": x}``
+        replaces x.
+        """
+        if output_type not in ("pil", "np", "pt"):
+            raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
+        if num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(f"callback tensors {sorted(unknown)} unknown; choose from {self._callback_tensor_inputs}")
+        w = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        unet, device, dtype = self.unet, self.unet.device, self.unet.dtype
+        condition = conditions_tensor(conditions).to(device, dtype)
+        size = unet.config.sample_size
+        # The starting noise of the whole batch is drawn first, so a chunked run matches an unchunked one.
+        x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator or torch.Generator(),
+                               initial_noise or self.config.initial_noise).to(device, dtype)
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        prediction = "v" if self.scheduler.config.prediction_type == "v_prediction" else "epsilon"
+        alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(x, t)
+            output = torch.cat([guided_output(unet, xs, t, cs, w)
+                                for xs, cs in zip(model_input.split(batch_size), condition.split(batch_size))])
+            x0 = None
+            if callback_on_step_end is not None and "pred_original_sample" in callback_on_step_end_tensor_inputs:
+                x0 = predicted_x0(model_input, output, alphas_cumprod[t], prediction).clamp(-1, 1)
+            noisy, x = x, self.scheduler.step(output, t, x, generator=generator).prev_sample
+            if callback_on_step_end is not None:
+                tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
+                returned = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
+                x = (returned or {}).get("latents", x)
+        images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
+        if output_type == "pt":
+            result = images.cpu()
+        else:
+            result = images.permute(0, 2, 3, 1).cpu().numpy()
+            if output_type == "pil":
+                result = self.numpy_to_pil(result)
+        return ImagePipelineOutput(images=result) if return_dict else (result,)
+
+    # Shorthands for lab6's own code: the shipped sampling settings and the training record.
     @property
     def guidance(self) -> float:
-        return float(self.metadata.get("guidance", 2.0))
+        return float(self.config.guidance_scale)
 
     @property
     def noise(self) -> str:
-        """The starting noise the model is shipped with (``diffusion.initial_noise``)."""
-        return self.metadata.get("noise", "gaussian")
+        return self.config.initial_noise
 
-
-def save_model(model: ConditionalUNet, noise_scheduler: DDPMScheduler, path: str | Path, metadata: dict) -> Path:
-    """Write a model folder atomically: into a temporary sibling, then renamed over ``path``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    noise_scheduler.save_pretrained(tmp)
-    (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
-    old = path.with_name(f".{path.name}.old{os.getpid()}")
-    if path.exists():
-        os.replace(path, old)
-    os.replace(tmp, path)
-    shutil.rmtree(old, ignore_errors=True)
-    return path
-
-
-def training_stages(metadata: dict) -> list[dict]:
-    """A model's training stages, oldest first: its ``lab6.json`` record and, through ``parent``, every
-    model it was fine-tuned from."""
-    chain = []
-    while metadata:
-        chain.append(metadata)
-        metadata = metadata.get("parent") or {}
-    return chain[::-1]
-
-
-def training_minutes(metadata: dict) -> float:
-    """Minutes of training over all of a model's stages (:func:`training_stages`)."""
-    return sum(float(stage.get("train_minutes", 0)) for stage in training_stages(metadata))
-
-
-def resolve_model_dir(path: str | Path | None) -> Path:
-    """A model folder, or a training run (its exported ``model/``, else its newest checkpoint's EMA weights)."""
-    if path is None:
-        if not (SHIPPED_MODEL / "config.json").is_file():
-            raise ModelNotFoundError(f"no --model given and no shipped model in {SHIPPED_MODEL}")
-        return SHIPPED_MODEL
-    path = Path(path)
-    if (path / "config.json").is_file():
-        return path
-    if (path / "model" / "config.json").is_file():
-        return path / "model"
-    from .train import latest_checkpoint
-
-    checkpoint = latest_checkpoint(path)
-    if checkpoint is not None and (checkpoint / "ema" / "config.json").is_file():
-        return checkpoint / "ema"
-    raise ModelNotFoundError(f"{path} is neither a model folder (config.json) nor a training run with a checkpoint")
-
-
-def load_model(path: str | Path | None = None, device: str | torch.device = "cpu") -> LoadedModel:
-    directory = resolve_model_dir(path)
-    model = ConditionalUNet.from_pretrained(directory).to(device).eval()
-    scheduler_config = DDPMScheduler.load_config(directory)
-    metadata_path = directory / METADATA_FILE
-    metadata = json.loads(metadata_path.read_text()) if metadata_path.is_file() else {}
-    return LoadedModel(model, scheduler_config, metadata, directory)
+    def with_sampler(self, sampler: str) -> "Lab6Pipeline":
+        """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler."""
+        pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise)
+        pipe.metadata, pipe.path = self.metadata, self.path
+        pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
+        return pipe
 
 
 def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tensor:
-    """Upsample generated images (e.g. 32x32) to the lab's 64x64, the way the evaluator was trained."""
+    """Images in [-1, 1] at the lab's 64x64 (a 32-px model's are upsampled the way the evaluator was trained)."""
     if images.shape[-1] == size:
         return images
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 
-def generate(loaded: LoadedModel, conditions: list[list[str]], *, sampler: str = "dpmsolver",
-             steps: int | None = None, guidance: float | None = None, seed: int = 0, record_every: int = 0,
-             progress: bool = True, callback=None, noise: str | None = None) -> SampleResult:
-    """Images for a list of conditions, at 64x64 in [-1, 1] (intermediates stay at the model's size).
-    ``guidance`` and ``noise`` default to the model's own (its ``lab6.json``)."""
-    result = sample(loaded.model, torch.from_numpy(encode_many(conditions)), loaded.noise_scheduler_config,
-                    sampler=sampler, steps=steps, guidance=loaded.guidance if guidance is None else guidance,
-                    seed=seed, record_every=record_every, progress=progress, callback=callback,
-                    noise=noise or loaded.noise)
-    result.images = to_output_size(result.images)
-    result.conditions = [list(c) for c in conditions]
-    return result
+def build_pipeline(unet: ConditionalUNet, noise_scheduler_config, *, guidance: float = 2.0,
+                   noise: str = "gaussian") -> Lab6Pipeline:
+    """A pipeline around freshly trained weights: DPM-Solver++ on the training schedule."""
+    return Lab6Pipeline(unet, make_sampler("dpmsolver", noise_scheduler_config), guidance, noise)
 
 
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 (B, H, W, 3)."""
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
-
-
-def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
-    """``<out>/<i>.png`` for each image (in order) and an ``nrow``-wide grid."""
-    from PIL import Image
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, array in enumerate(to_uint8(images).numpy()):
-        Image.fromarray(array).save(out_dir / f"{i}.png")
-    if grid_name:
-        save_grid(images, out_dir / grid_name, nrow=nrow)
-    return out_dir
-
-
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
-    from PIL import Image
-    from torchvision.utils import make_grid
-
-    grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2)
-    Image.fromarray((grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).save(path)
+def save_pipeline(pipe: Lab6Pipeline, path: str | Path, metadata: dict) -> Path:
+    """Write a model folder whole or not at all (into a temporary sibling, then renamed over ``path``)."""
+    with atomic_path(path) as tmp:
+        pipe.save_pretrained(tmp, safe_serialization=True)
+        (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     return Path(path)
 
 
-def load_images(folder: str | Path, count: int) -> torch.Tensor:
-    """``<folder>/0.png .. <count-1>.png`` -> (count, 3, H, W) in [-1, 1]."""
-    import numpy as np
-    from PIL import Image
+def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:
+    """A model folder of the layout before the pipeline (config.json, scheduler_config.json side by side)."""
+    unet = ConditionalUNet.from_pretrained(directory)
+    return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=float(metadata.get("guidance", 2.0)),
+                          noise=metadata.get("noise", "gaussian"))
 
-    folder = Path(folder)
-    missing = [f"{i}.png" for i in range(count) if not (folder / f"{i}.png").is_file()]
-    if missing:
-        raise FileNotFoundError(f"{len(missing)} of {count} images missing in {folder}: {', '.join(missing[:5])}")
-    arrays = [np.asarray(Image.open(folder / f"{i}.png").convert("RGB"), dtype=np.uint8) for i in range(count)]
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+def _quietly(load, *args):
+    """Run a diffusers loader without its "Loading pipeline components" bar (a command prints its own progress)."""
+    from diffusers.utils import logging as diffusers_logging
+
+    was_enabled = diffusers_logging.is_progress_bar_enabled()
+    diffusers_logging.disable_progress_bar()
+    try:
+        return load(*args)
+    finally:
+        if was_enabled:
+            diffusers_logging.enable_progress_bar()
+
+
+def load_pipeline(path: str | Path | None = None, device: str | torch.device = "cpu") -> Lab6Pipeline:
+    """A model folder (or a training run: its final model, else its newest checkpoint) as a pipeline;
+    without ``path``, the model shipped in ``lab6/assets/model``."""
+    directory = resolve_model_dir(path)
+    metadata_file = directory / METADATA_FILE
+    try:
+        metadata = json.loads(metadata_file.read_text()) if metadata_file.is_file() else {}
+        if (directory / "model_index.json").is_file():
+            pipe = _quietly(Lab6Pipeline.from_pretrained, directory)
+        else:
+            pipe = _flat_folder_pipeline(directory, metadata)
+    except (OSError, ValueError, RuntimeError, KeyError) as err:
+        raise ModelLoadError(f"could not load the model in {directory} (truncated or incomplete files?): "
+                             f"{str(err).splitlines()[0][:300]}") from None
+    pipe.metadata, pipe.path = metadata, directory
+    pipe.set_progress_bar_config(disable=True)
+    pipe.unet.eval()
+    return pipe.to(device)
+
+
+@dataclass
+class SampleResult:
+    images: torch.Tensor  # (B, 3, 64, 64) in [-1, 1]
+    timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
+    intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
+    predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
+    sampler: str = "dpmsolver"
+    steps: int = 0
+    guidance: float = 1.0
+    noise: str = "gaussian"
+    conditions: list[list[str]] | None = None
+
+
+def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", steps: int | None = None,
+             guidance: float | None = None, seed: int = 0, noise: str | None = None, record_every: int = 0,
+             progress: bool = True, callback: Callable[[int, int], None] | None = None) -> SampleResult:
+    """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
+    x_0 every k steps and at the last, for the denoising figure. ``callback(done, total)`` after every step."""
+    steps = steps or DEFAULT_STEPS[sampler]
+    runner = pipe.with_sampler(sampler)
+    runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampler}, {steps} steps)")
+    guidance = pipe.guidance if guidance is None else guidance
+    result = SampleResult(images=torch.empty(0), sampler=sampler, steps=steps, guidance=guidance,
+                          noise=noise or pipe.noise, conditions=None if isinstance(conditions, torch.Tensor)
+                          else [list(c) for c in conditions])
+
+    def on_step(_, i: int, t, tensors: dict) -> dict:
+        if record_every and (i % record_every == 0 or i == steps - 1):
+            result.timesteps.append(int(t))
+            result.intermediates.append(tensors["noisy_sample"].float().cpu())
+            result.predicted_x0.append(tensors["pred_original_sample"].float().cpu())
+        if callback is not None:
+            callback(i + 1, steps)
+        return {}
+
+    images = runner(conditions, num_inference_steps=steps, guidance_scale=guidance,
+                    generator=torch.Generator().manual_seed(seed), initial_noise=noise, output_type="pt",
+                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"]
+                    ).images
+    result.images = images * 2 - 1
+    return result

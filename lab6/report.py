@@ -25,12 +25,13 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
     from .figures import denoising_process, run_denoising, run_split
-    from .pipeline import load_model, save_grid, save_images
+    from .images import save_grid, save_images
+    from .pipeline import load_pipeline
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     root = resolve_data_root(data_root, need_images=False, progress=progress)
-    loaded = load_model(model, device=device)
+    loaded = load_pipeline(model, device=device)
     guidance = loaded.guidance if guidance is None else guidance
     noise = noise or loaded.noise
     steps = steps or DEFAULT_STEPS[sampler]

@@ -1,8 +1,12 @@
-"""Files that appear whole or not at all: write to a temporary sibling, then rename over the target.
+"""Where lab6 keeps things on disk, and files that appear whole or not at all.
 
-A rename within one folder is atomic, so a reader (or a run killed mid-write) sees either the old file or
-folder or the complete new one, never half of one. Every writer of results, models and checkpoints in
-lab6 goes through :func:`atomic_path`.
+- **Writing**: :func:`atomic_path` writes to a temporary sibling, then renames it over the target. A rename
+  within one folder is atomic, so a reader (or a run killed mid-write) sees the old file or folder or the
+  complete new one, never half of one. Every writer of results, models and checkpoints goes through it.
+- **Layout**: a model folder (``model_index.json``, ``unet/``, ``scheduler/``, ``lab6.json``; see
+  ``lab6.pipeline``) and a training run (``train_config.json``, ``metrics.csv``, ``eval.csv``,
+  ``checkpoints/step-N`` each with an ``ema/`` model folder, and ``model/`` at the end). A leaf module:
+  it imports nothing from lab6, so the pipeline and the training loop can both use it.
 """
 
 from __future__ import annotations
@@ -12,6 +16,14 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+SHIPPED_MODEL = Path(__file__).parent / "assets" / "model"
+METADATA_FILE = "lab6.json"  # a model's training record
+CHECKPOINTS = "checkpoints"
+
+
+class ModelNotFoundError(FileNotFoundError):
+    pass
 
 
 def _remove(path: Path) -> None:
@@ -59,3 +71,48 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     return Path(path)
+
+
+def is_model_folder(path: Path) -> bool:
+    """A pipeline folder (model_index.json), or one of the flat layout before it (config.json at the top)."""
+    return (path / "model_index.json").is_file() or (path / "config.json").is_file()
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint of a run (temporary folders of a killed save are ignored)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()) if folder.is_dir() else []
+    return done[-1] if done else None
+
+
+def resolve_model_dir(path: str | Path | None) -> Path:
+    """A model folder, or a training run (its exported ``model/``, else its newest checkpoint's EMA weights);
+    None: the shipped model."""
+    if path is None:
+        if not is_model_folder(SHIPPED_MODEL):
+            raise ModelNotFoundError(f"no --model given and no shipped model in {SHIPPED_MODEL}")
+        return SHIPPED_MODEL
+    path = Path(path)
+    if is_model_folder(path):
+        return path
+    if is_model_folder(path / "model"):
+        return path / "model"
+    checkpoint = latest_checkpoint(path)
+    if checkpoint is not None and is_model_folder(checkpoint / "ema"):
+        return checkpoint / "ema"
+    raise ModelNotFoundError(f"{path} is neither a model folder (model_index.json) nor a training run with a checkpoint")
+
+
+def training_stages(metadata: dict) -> list[dict]:
+    """A model's training stages, oldest first: its ``lab6.json`` record and, through ``parent``, every
+    model it was fine-tuned from."""
+    chain = []
+    while metadata:
+        chain.append(metadata)
+        metadata = metadata.get("parent") or {}
+    return chain[::-1]
+
+
+def training_minutes(metadata: dict) -> float:
+    """Minutes of training over all of a model's stages (:func:`training_stages`)."""
+    return sum(float(stage.get("train_minutes", 0)) for stage in training_stages(metadata))

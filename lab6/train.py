@@ -26,10 +26,20 @@ import warnings
 from pathlib import Path
 
 import torch
+from accelerate import Accelerator
+from accelerate.utils import broadcast
+from diffusers.training_utils import EMAModel
+from tqdm.auto import tqdm
 
 from .config import TrainConfig
+from .data import ICLEVRDataset, load_split
+from .diffusion import training_loss
+from .evaluator import load_evaluators
+from .images import save_grid
+from .model import ConditionalUNet
+from .pipeline import build_pipeline, generate, load_pipeline, save_pipeline
+from .run_files import CHECKPOINTS, METADATA_FILE, latest_checkpoint, resolve_model_dir
 
-CHECKPOINTS = "checkpoints"
 PARENT_FILE = "parent_lab6.json"  # the starting model's record, kept for --resume
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
 EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]
@@ -49,39 +59,25 @@ class TrainState:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run (temporary folders of a killed save are ignored)."""
-    folder = Path(run_dir) / CHECKPOINTS
-    done = sorted(p for p in folder.glob("step-*") if p.is_dir() and p.name[5:].isdigit()) if folder.is_dir() else []
-    return done[-1] if done else None
-
-
 def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's."""
-    from diffusers import DDPMScheduler
-
-    from .model import ConditionalUNet
-    from .pipeline import resolve_model_dir
-
-    directory = resolve_model_dir(cfg.init_from)
-    pretrained = ConditionalUNet.from_pretrained(directory)
-    mismatched = {k: (pretrained.config[k], v) for k, v in cfg.model_config().items()
-                  if k in pretrained.config and _plain(pretrained.config[k]) != _plain(v)}
-    saved, expected = DDPMScheduler.load_config(directory), cfg.noise_scheduler().config
+    pretrained = load_pipeline(cfg.init_from)
+    unet = pretrained.unet
+    mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
+                  if k in unet.config and _plain(unet.config[k]) != _plain(v)}
+    saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
     for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
-        if saved.get(key) != expected[key]:
+        if _plain(saved.get(key)) != _plain(expected[key]):
             mismatched[key] = (saved.get(key), expected[key])
     if mismatched:
-        details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}" for k, (a, b) in sorted(mismatched.items()))
-        raise ValueError(f"init_from {directory} does not match the recipe ({details}); "
+        details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
+        raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "
                          "choose the preset it was trained with or override those fields")
-    return pretrained.state_dict()
+    return unet.state_dict()
 
 
 def parent_metadata(init_from: str | Path) -> dict:
     """The ``lab6.json`` of the model a run started from ({} when it has none)."""
-    from .pipeline import METADATA_FILE, resolve_model_dir
-
     path = resolve_model_dir(init_from) / METADATA_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -107,7 +103,6 @@ def resolve_mixed_precision(choice: str) -> str:
 
 class _CsvLog:
     """Append rows to a CSV; on resume, drop rows past the resumed step (they belong to the lost steps)."""
-
     def __init__(self, path: Path, fields: list[str], resume_step: int | None):
         self.path, self.fields = path, fields
         if resume_step is not None and path.is_file():
@@ -131,12 +126,6 @@ class _CsvLog:
 class Trainer:
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
                  evaluator: str | Path | None = None, progress: bool = True):
-        from accelerate import Accelerator
-        from diffusers.training_utils import EMAModel
-
-        from .data import ICLEVRDataset
-        from .model import ConditionalUNet
-
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
@@ -226,11 +215,6 @@ class Trainer:
     # -- the loop -----------------------------------------------------------------------------------------------
     def train(self) -> Path | None:
         """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM)."""
-        from accelerate.utils import broadcast
-        from tqdm.auto import tqdm
-
-        from .diffusion import training_loss
-
         cfg, acc, state = self.cfg, self.accelerator, self.state
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
         bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
@@ -317,14 +301,13 @@ class Trainer:
 
     def export(self, path: Path) -> Path:
         """Write the EMA weights as a model folder (main process)."""
-        from .pipeline import save_model
-
         acc = self.accelerator
         if acc.is_main_process:
             model = acc.unwrap_model(self.model)
             self.ema.store(model.parameters())
             self.ema.copy_to(model.parameters())
-            save_model(model, self.noise_scheduler, path, self.metadata())
+            save_pipeline(build_pipeline(model, self.noise_scheduler.config, guidance=self.cfg.guidance), path,
+                          self.metadata())
             self.ema.restore(model.parameters())
         acc.wait_for_everyone()
         return path
@@ -356,10 +339,6 @@ class Trainer:
 
     def evaluate(self) -> dict[str, float]:
         """Sample the data root's test conditions with the EMA weights; save grids; score if an evaluator exists."""
-        from .data import load_split
-        from .evaluator import load_evaluators
-        from .pipeline import LoadedModel, generate, save_grid
-
         acc, cfg = self.accelerator, self.cfg
         results: dict[str, float] = {}
         if acc.is_main_process:
@@ -370,14 +349,14 @@ class Trainer:
             self.ema.store(model.parameters())
             self.ema.copy_to(model.parameters())
             model.eval()
-            loaded = LoadedModel(model, self.noise_scheduler.config, {"guidance": cfg.guidance}, self.out)
+            pipe = build_pipeline(model, self.noise_scheduler.config, guidance=cfg.guidance)
             (self.out / "samples").mkdir(exist_ok=True)
             for split in cfg.eval_splits:
                 try:
                     conditions = load_split(self.data_root, split)
                 except FileNotFoundError:
                     continue
-                images = generate(loaded, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
+                images = generate(pipe, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
                                   seed=cfg.seed, progress=False).images
                 save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
                 for evaluator in evaluators:

@@ -92,10 +92,10 @@ class LabelPicker:
         import ipywidgets as w
 
         from .diffusion import DEFAULT_STEPS, SAMPLERS
-        from .pipeline import LoadedModel
+        from .pipeline import Lab6Pipeline
 
         self._model_arg = model
-        self.loaded = model if isinstance(model, LoadedModel) else None
+        self.loaded = model if isinstance(model, Lab6Pipeline) else None
         self._evaluator_arg = evaluator
         self._evaluator = None
         self._evaluator_error: str | None = None if evaluator is not False else "evaluator turned off"
@@ -282,9 +282,9 @@ class LabelPicker:
     # -- the model and the evaluator, loaded when first needed ------------------------------------------------
     def model(self):
         if self.loaded is None:
-            from .pipeline import load_model
+            from .pipeline import load_pipeline
 
-            self.loaded = load_model(self._model_arg, device=self.device)
+            self.loaded = load_pipeline(self._model_arg, device=self.device)
         return self.loaded
 
     def evaluator(self):
@@ -311,7 +311,8 @@ class LabelPicker:
     # -- generate ---------------------------------------------------------------------------------------------
     def generate(self) -> PickerResult:
         """Draw one image for the chosen labels with the current controls; score it when an evaluator exists."""
-        from .pipeline import generate, to_uint8
+        from .images import to_uint8
+        from .pipeline import generate
 
         if not self.selected:
             raise ConditionError("choose 1-3 objects first (or press Surprise me)")

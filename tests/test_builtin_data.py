@@ -30,7 +30,7 @@ def test_a_small_render_feeds_the_dataset_and_training(tmp_path):
     images, labels = data.batch(torch.arange(8))
     assert images.shape == (8, 3, 16, 16) and labels.sum(1).min() >= 1
     model_dir = train(preset("tiny", steps=20), root, tmp_path / "run", progress=False)
-    assert (model_dir / "diffusion_pytorch_model.safetensors").is_file()
+    assert (model_dir / "unet" / "diffusion_pytorch_model.safetensors").is_file()
 
 
 def test_default_root_is_rendered_once_then_reused(tmp_path, monkeypatch):

@@ -133,7 +133,7 @@ def test_environment_yml_lists_the_pyproject_dependencies():
 
 
 def test_uint8_round_trip_of_saved_images(tmp_path):
-    from lab6.pipeline import load_images, save_images
+    from lab6.images import load_images, save_images
 
     images = torch.rand(3, 3, 64, 64) * 2 - 1
     save_images(images, tmp_path, grid_name=None)

@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from lab6.diffusion import SAMPLERS, make_noise_scheduler, make_sampler, predicted_x0, sample, training_loss
+from lab6.diffusion import SAMPLERS, initial_noise, make_noise_scheduler, make_sampler, predicted_x0, training_loss
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet
+from lab6.pipeline import Lab6Pipeline, generate
 from tests.test_model import TINY
 
 
@@ -16,13 +17,19 @@ def model():
 CONDITIONS = torch.from_numpy(encode_many([["red cube"], ["gray sphere", "cyan cube"]]))
 
 
+def sample(model, condition, config, *, sampler, steps, seed, guidance=2.0, noise="gaussian", record_every=0):
+    """Draw with lab6's pipeline around ``model`` (images in [-1, 1] at 64x64)."""
+    return generate(Lab6Pipeline(model, make_sampler(sampler, config)), condition, sampler=sampler, steps=steps,
+                    guidance=guidance, seed=seed, noise=noise, record_every=record_every, progress=False)
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_each_sampler_runs_and_is_seed_deterministic(model, sampler):
     config = make_noise_scheduler(100).config
     a = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=3).images
     b = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=3).images
     c = sample(model, CONDITIONS, config, sampler=sampler, steps=5, seed=4).images
-    assert a.shape == (2, 3, 16, 16) and a.min() >= -1 and a.max() <= 1
+    assert a.shape == (2, 3, 64, 64) and a.min() >= -1 and a.max() <= 1
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
@@ -31,17 +38,14 @@ def test_guidance_one_is_the_conditional_model(model):
     guided = sample(model, CONDITIONS, config, sampler="ddim", steps=4, guidance=1.0, seed=0).images
     calls = []
 
-    class Conditional(torch.nn.Module):  # counts calls: w = 1 must not evaluate the null condition
-        config = model.config
-
-        def parameters(self):
-            return model.parameters()
-
+    class Conditional(ConditionalUNet):  # counts calls: w = 1 must not evaluate the null condition
         def forward(self, x, t, c):
             calls.append(len(x))
-            return model(x, t, c)
+            return super().forward(x, t, c)
 
-    plain = sample(Conditional(), CONDITIONS, config, sampler="ddim", steps=4, guidance=1.0, seed=0).images
+    counting = Conditional(**TINY).eval()
+    counting.load_state_dict(model.state_dict())
+    plain = sample(counting, CONDITIONS, config, sampler="ddim", steps=4, guidance=1.0, seed=0).images
     assert torch.allclose(guided, plain) and calls == [2] * 4
 
 
@@ -61,6 +65,23 @@ def test_intermediates_for_the_denoising_figure(model):
     assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 5
     assert len(result.intermediates) == len(result.predicted_x0) == 5
     assert result.intermediates[0].shape == (1, 3, 16, 16)
+
+
+def test_grey_mean_noise_has_equal_channel_means_and_keeps_the_rest():
+    plain = initial_noise((4, 3, 8, 8), torch.Generator().manual_seed(0))
+    grey = initial_noise((4, 3, 8, 8), torch.Generator().manual_seed(0), "grey-mean")
+    means = grey.mean(dim=(2, 3))
+    assert torch.allclose(means, means.mean(dim=1, keepdim=True).expand_as(means), atol=1e-6)
+    assert torch.allclose(grey - means[..., None, None], plain - plain.mean(dim=(2, 3), keepdim=True), atol=1e-6)
+    assert torch.allclose(means.mean(dim=1), plain.mean(dim=(1, 2, 3)), atol=1e-6)  # brightness still varies
+    with pytest.raises(ValueError, match="initial noise must be one of gaussian, grey-mean"):
+        initial_noise((1, 3, 8, 8), torch.Generator(), "pink")
+
+
+def test_snr_shift_multiplies_every_timesteps_snr():
+    base, shifted = make_noise_scheduler(1000, "cosine", "v"), make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25)
+    snr = lambda s: s.alphas_cumprod.double() / (1 - s.alphas_cumprod.double())  # noqa: E731
+    assert torch.allclose(snr(shifted), 0.25 * snr(base), rtol=2e-3)  # alphas_cumprod is float32
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])

@@ -78,7 +78,7 @@ def test_without_a_model_the_notebooks_train_a_quick_one_once(tiny_root, tmp_pat
     settings.model = None  # as when no model ships with the package
     messages = []
     loaded = notebook_model(settings, log=messages.append)
-    assert "training a quick model" in messages[0] and loaded.model.config.sample_size == 16
+    assert "training a quick model" in messages[0] and loaded.unet.config.sample_size == 16
     assert settings.model == tmp_path / "run-fallback" and (tmp_path / "run-fallback" / "model").is_dir()
     settings.model = None
     notebook_model(settings, log=messages.append)  # the second time it reuses that run

@@ -91,4 +91,4 @@ def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_en
         assert WIDGET_VIEW in notebook.cells[-1].outputs[-1]["data"]
     if name.startswith("02"):
         run = Path(notebook_env["LAB6_RUN"])
-        assert (run / "model" / "config.json").is_file() and (run / "checkpoints" / "step-00000015").is_dir()
+        assert (run / "model" / "model_index.json").is_file() and (run / "checkpoints" / "step-00000015").is_dir()

@@ -1,12 +1,14 @@
-"""The maintenance scripts under tools/ that are not exercised elsewhere: ship_model's model card and record, pack_images."""
+"""The maintenance scripts under tools/ that are not exercised elsewhere: ship_model, convert_model, pack_images."""
 
 import importlib.util
 from argparse import Namespace
 from pathlib import Path
 
+import pytest
 import torch
+from diffusers import DDPMScheduler
 
-from lab6.pipeline import load_model
+from lab6.pipeline import load_pipeline as load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,8 +25,8 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     loaded = load_model(tiny_run)
     first = dict(loaded.metadata)
     # a fine-tuned model, shipped at w = 4 although its run was evaluated at the recipe's w
-    loaded.metadata = {**first, "train_step": 30, "epochs": 5.0, "train_minutes": 2.5, "guidance": 4.0,
-                       "parent": first}
+    loaded.metadata = {**first, "train_step": 30, "epochs": 5.0, "train_minutes": 2.5, "parent": first}
+    loaded.register_to_config(guidance_scale=4.0)
     table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.25, "heldout": 0.125},
                               "efficientnet_b0": {"test": 0.25, "new_test": 0.5, "heldout": 0.75}}}
     proxies = {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10},
@@ -65,3 +67,23 @@ def test_packed_images_unpack_to_a_data_root_that_trains_without_its_pngs(tiny_r
     assert np.array_equal(ICLEVRDataset(moved, 16, progress=False).images.numpy(),
                           cached_images(tiny_root, files, 16, progress=False))
     assert (moved / "test.json").read_text() == (tiny_root / "test.json").read_text()
+
+
+def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run, tmp_path):
+    from lab6.pipeline import load_pipeline, save_pipeline
+
+    convert_model = load_tool("convert_model")
+    pipe = load_model(tiny_run)
+    flat = tmp_path / "flat"  # the layout before the pipeline
+    pipe.unet.save_pretrained(flat)
+    DDPMScheduler.from_config(pipe.scheduler.config).save_pretrained(flat)
+    (flat / "lab6.json").write_text('{"guidance": 2.5}')
+    new = convert_model.convert(flat, tmp_path / "new")
+    assert (new / "model_index.json").is_file() and load_pipeline(new).guidance == 2.5
+    assert (new / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == \
+        (flat / "diffusion_pytorch_model.safetensors").read_bytes()
+    with pytest.raises(SystemExit, match="already in the pipeline layout"):
+        convert_model.convert(new, tmp_path / "again")
+    save_pipeline(pipe, tmp_path / "taken", {})
+    with pytest.raises(SystemExit, match="exists: give a new folder"):
+        convert_model.convert(flat, tmp_path / "taken")

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lab6.config import TrainConfig, preset
-from lab6.pipeline import load_model
+from lab6.pipeline import load_pipeline as load_model
 from lab6.train import latest_checkpoint, lr_factor
 
 
@@ -21,11 +21,11 @@ def lab6(*args, **kwargs) -> subprocess.CompletedProcess:
 
 
 def weights(model_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(model_dir / "diffusion_pytorch_model.safetensors"))
+    return load_file(str(model_dir / "unet" / "diffusion_pytorch_model.safetensors"))
 
 
 def test_tiny_run_writes_everything(tiny_run):
-    assert (tiny_run / "model" / "config.json").is_file()
+    assert (tiny_run / "model" / "model_index.json").is_file()
     assert (tiny_run / "train_config.json").is_file()
     assert latest_checkpoint(tiny_run).name == "step-00000012"
     rows = list(csv.DictReader((tiny_run / "metrics.csv").open()))
@@ -34,7 +34,7 @@ def test_tiny_run_writes_everything(tiny_run):
     assert sorted(p.name for p in (tiny_run / "samples").iterdir()) == [
         "step-00000012-new_test.png", "step-00000012-test.png"]
     loaded = load_model(tiny_run)
-    assert loaded.metadata["train_step"] == 12 and loaded.model.config.sample_size == 16
+    assert loaded.metadata["train_step"] == 12 and loaded.unet.config.sample_size == 16
 
 
 def test_budget_is_required(tiny_root, tmp_path):
@@ -60,7 +60,7 @@ def test_resumed_fine_tuning_keeps_the_record_it_started_from(tiny_run, tiny_roo
     import json
     import shutil
 
-    from lab6.pipeline import METADATA_FILE
+    from lab6.run_files import METADATA_FILE
     from lab6.train import Trainer
 
     start = tmp_path / "start"

@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
 import torch
 
 from lab6.data import load_split
+from lab6.diffusion import INITIAL_NOISE
 from lab6.evaluator import SHIPPED_EVALUATORS, Evaluator, load_evaluators
-from lab6.pipeline import (METADATA_FILE, SHIPPED_MODEL, generate, load_model, resolve_model_dir, training_minutes,
-                           training_stages)
+from lab6.pipeline import Lab6Pipeline, generate, load_pipeline, save_pipeline
+from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 SPLITS = ("test", "new_test", "heldout")
@@ -38,21 +38,20 @@ def main() -> None:
     parser.add_argument("--command", default="", help="the command that trained the model, for the card")
     parser.add_argument("--guidance", type=float, default=None,
                         help="guidance scale w to ship with (default: the one the run was evaluated with)")
+    parser.add_argument("--noise", choices=INITIAL_NOISE, default=None,
+                        help="starting noise to ship with (default: the run's)")
     args = parser.parse_args()
 
-    source = resolve_model_dir(args.model)
-    shutil.rmtree(SHIPPED_MODEL, ignore_errors=True)
-    SHIPPED_MODEL.mkdir(parents=True)
-    for name in ("config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json"):
-        shutil.copy2(source / name, SHIPPED_MODEL / name)
-    meta = without_machine_paths(json.loads((source / METADATA_FILE).read_text()))
-    if args.guidance is not None:
-        meta["guidance"] = args.guidance
-    (SHIPPED_MODEL / METADATA_FILE).write_text(json.dumps(meta, indent=2))
+    source = load_pipeline(args.model)  # a pipeline folder, a flat folder of the older layout, or a run
+    shipped = Lab6Pipeline(source.unet, source.scheduler, source.guidance if args.guidance is None else args.guidance,
+                           args.noise or source.noise)
+    meta = without_machine_paths(source.metadata)
+    meta.update(guidance=shipped.guidance, noise=shipped.noise)
+    save_pipeline(shipped, SHIPPED_MODEL, meta)
     for path in args.evaluator:
         ship_evaluator(path)
 
-    loaded = load_model(SHIPPED_MODEL)
+    loaded = load_pipeline(SHIPPED_MODEL)
     evaluators = load_evaluators(list(SHIPPED_EVALUATORS.values()))
     table: dict[str, dict[str, dict[str, float]]] = {}  # sampler -> evaluator -> split -> accuracy
     seconds: dict[str, float] = {}
@@ -72,7 +71,7 @@ def main() -> None:
                                                               "guidance": loaded.guidance}, indent=2))
     reports = {e.name: json.loads(Path(e.source).with_suffix(".json").read_text()) for e in evaluators}
     (SHIPPED_MODEL / "README.md").write_text(model_card(loaded, table, seconds, reports, args))
-    print(f"shipped {source} -> {SHIPPED_MODEL}")
+    print(f"shipped {source.path} -> {SHIPPED_MODEL}")
 
 
 def ship_evaluator(path: Path) -> Path:
@@ -115,7 +114,7 @@ def stage_lines(meta: dict) -> list[str]:
 def model_card(loaded, table, seconds, proxy_reports, args) -> str:
     meta = loaded.metadata
     recipe = meta.get("recipe", {})
-    params = sum(p.numel() for p in loaded.model.parameters()) / 1e6
+    params = sum(p.numel() for p in loaded.unet.parameters()) / 1e6
     lines = [
         "# lab6 reference model",
         "",

@@ -1,0 +1,76 @@
+"""Images on disk: generated images as ``<i>.png`` files and grids, and back.
+
+Tensors are (B, 3, H, W) in [-1, 1], the range the model and the evaluator use. Files are written whole
+or not at all (``run_files.atomic_path``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .run_files import atomic_path
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 (B, H, W, 3)."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
+    """The images ``nrow`` per row with a 2-pixel gap, as one PNG."""
+    from torchvision.utils import save_image
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        save_image((images.clamp(-1, 1) + 1) / 2, tmp, nrow=nrow, padding=2, format="png")
+    return path
+
+
+def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
+    """``<out>/<i>.png`` for each image (in order) and an ``nrow``-wide grid.
+
+    Everything is written into a temporary folder first: a new ``out_dir`` appears complete (one rename),
+    and in an existing one each file is replaced by one rename, so no reader ever sees half an image.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"cannot write images into {out_dir}: it is a file, not a folder")
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        for i, array in enumerate(to_uint8(images).numpy()):
+            Image.fromarray(array).save(tmp / f"{i}.png")
+        if grid_name:
+            save_grid(images, tmp / grid_name, nrow=nrow)
+        if out_dir.exists():
+            for file in sorted(tmp.iterdir()):
+                os.replace(file, out_dir / file.name)
+        else:
+            os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir
+
+
+def load_images(folder: str | Path, count: int) -> torch.Tensor:
+    """``<folder>/0.png .. <count-1>.png`` -> (count, 3, H, W) in [-1, 1]."""
+    folder = Path(folder)
+    missing = [f"{i}.png" for i in range(count) if not (folder / f"{i}.png").is_file()]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} of {count} images missing in {folder}: {', '.join(missing[:5])}")
+    arrays = []
+    for i in range(count):
+        try:
+            with Image.open(folder / f"{i}.png") as image:
+                arrays.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
+        except OSError as err:
+            raise OSError(f"{folder / f'{i}.png'} is not a readable image: {err}") from None
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)

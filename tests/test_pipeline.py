@@ -1,0 +1,128 @@
+"""The diffusers contract of Lab6Pipeline: save/load round trip, output types, scheduler swap, callbacks."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from PIL import Image
+
+from lab6.diffusion import make_noise_scheduler, make_sampler
+from lab6.labels import ConditionError
+from lab6.model import ConditionalUNet
+from lab6.pipeline import Lab6Pipeline, ModelLoadError, build_pipeline, generate, load_pipeline, save_pipeline
+from tests.test_model import TINY
+
+CONDITIONS = [["red cube"], ["gray sphere", "cyan cube"]]
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    torch.manual_seed(0)
+    unet = ConditionalUNet(conditioning="cross_attention", **TINY).eval()
+    pipe = build_pipeline(unet, make_noise_scheduler(100, "cosine", "v").config, guidance=3.0, noise="grey-mean")
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def images(pipe, **kwargs):
+    return pipe(CONDITIONS, num_inference_steps=3, generator=torch.Generator().manual_seed(1), **kwargs).images
+
+
+def test_save_and_from_pretrained_round_trip_in_the_diffusers_layout(pipe, tmp_path):
+    save_pipeline(pipe, tmp_path / "model", {"train_step": 7})
+    folder = tmp_path / "model"
+    index = json.loads((folder / "model_index.json").read_text())
+    assert index["_class_name"] == "Lab6Pipeline" and index["unet"] == ["lab6.model", "ConditionalUNet"]
+    assert index["guidance_scale"] == 3.0 and index["initial_noise"] == "grey-mean"
+    assert (folder / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert (folder / "scheduler" / "scheduler_config.json").is_file()
+    again = Lab6Pipeline.from_pretrained(folder)
+    again.set_progress_bar_config(disable=True)
+    assert isinstance(again.scheduler, DPMSolverMultistepScheduler)
+    assert torch.equal(images(pipe, output_type="pt"), images(again, output_type="pt"))
+    assert load_pipeline(folder).metadata == {"train_step": 7}
+
+
+def test_output_types(pipe):
+    as_pt, as_np, as_pil = images(pipe, output_type="pt"), images(pipe, output_type="np"), images(pipe)
+    assert as_pt.shape == (2, 3, 64, 64) and 0 <= as_pt.min() and as_pt.max() <= 1
+    assert as_np.shape == (2, 64, 64, 3) and np.allclose(as_np, as_pt.permute(0, 2, 3, 1).numpy())
+    assert isinstance(as_pil[0], Image.Image) and as_pil[0].size == (64, 64)
+    with pytest.raises(ValueError, match="output_type must be"):
+        images(pipe, output_type="latent")
+
+
+def test_conditions_as_multi_hot_tensors_draw_the_same_images(pipe):
+    from lab6.labels import encode_many
+
+    tensor = torch.from_numpy(encode_many(CONDITIONS))
+    assert torch.equal(images(pipe, output_type="pt"),
+                       pipe(tensor, num_inference_steps=3, generator=torch.Generator().manual_seed(1),
+                            output_type="pt").images)
+
+
+@pytest.mark.parametrize("bad, message", [
+    ([], "no conditions to draw"),
+    ([["red cone"]], "unknown label 'red cone'"),
+    ("red cube", "must be a list of label lists"),
+    (torch.zeros(2, 5), r"\(B, 24\) multi-hot"),
+    (torch.full((1, 24), 0.5), "only 0 and 1"),
+])
+def test_bad_conditions_are_named(pipe, bad, message):
+    with pytest.raises(ConditionError, match=message):
+        pipe(bad, num_inference_steps=2)
+
+
+def test_any_scheduler_swaps_in_the_diffusers_way(pipe):
+    for scheduler_class in (DDIMScheduler, EulerDiscreteScheduler):
+        swapped = Lab6Pipeline(pipe.unet, scheduler_class.from_config(pipe.scheduler.config))
+        swapped.set_progress_bar_config(disable=True)
+        out = images(swapped, output_type="pt")
+        assert out.shape == (2, 3, 64, 64) and torch.isfinite(out).all()
+
+
+def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
+    seen = []
+
+    def callback(p, i, t, tensors):
+        seen.append((i, int(t), tuple(tensors)))
+        return {"latents": torch.zeros_like(tensors["latents"])} if i == 2 else {}
+
+    out = images(pipe, output_type="pt", callback_on_step_end=callback,
+                 callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"])
+    assert [s[0] for s in seen] == [0, 1, 2] and seen[0][2] == ("latents", "pred_original_sample")
+    assert torch.allclose(out, torch.full_like(out, 0.5))  # the last step's latents were replaced by zeros
+    with pytest.raises(ValueError, match="callback tensors"):
+        images(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise"])
+
+
+def test_generate_names_the_sampler_and_records_frames(pipe):
+    result = generate(pipe, CONDITIONS, sampler="ddim", steps=4, seed=0, record_every=2, progress=False)
+    assert result.sampler == "ddim" and result.guidance == 3.0 and result.noise == "grey-mean"
+    assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 3
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)  # the pipeline itself is unchanged
+
+
+def test_a_flat_folder_of_the_older_layout_still_loads(pipe, tmp_path):
+    flat = tmp_path / "flat"
+    pipe.unet.save_pretrained(flat)
+    make_noise_scheduler(100, "cosine", "v").save_pretrained(flat)
+    (flat / "lab6.json").write_text(json.dumps({"guidance": 4.0}))
+    loaded = load_pipeline(flat)
+    assert loaded.guidance == 4.0 and isinstance(loaded.scheduler, DPMSolverMultistepScheduler)
+
+
+def test_truncated_weights_are_named(pipe, tmp_path):
+    save_pipeline(pipe, tmp_path / "model", {})
+    weights = tmp_path / "model" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:2000])
+    with pytest.raises(ModelLoadError, match="could not load the model in .*truncated"):
+        load_pipeline(tmp_path / "model")
+
+
+def test_the_shipped_model_loads_as_a_pipeline():
+    pipe = load_pipeline()
+    assert isinstance(pipe, Lab6Pipeline) and pipe.guidance > 0
+    assert isinstance(make_sampler("ddpm", pipe.scheduler.config).config.num_train_timesteps, int)

@@ -7,8 +7,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from .evaluator import EvaluatorLoadError
+from .labels import ConditionError
+from .pipeline import ModelLoadError
+
+#: Failures whose message already says what is wrong and what to do: printed as they are.
+EXPECTED_ERRORS = (ConditionError, EvaluatorLoadError, ModelLoadError, OSError, ValueError)
 
 
 def _add_data_root(p: argparse.ArgumentParser) -> None:
@@ -62,9 +70,10 @@ def cmd_train(args) -> None:
 
 def cmd_sample(args) -> None:
     from .labels import load_conditions
-    from .images import save_images
+    from .images import check_output_folder, save_images
     from .pipeline import generate, load_pipeline
 
+    check_output_folder(args.out)
     conditions = load_conditions(args.conditions)
     pipe = load_pipeline(args.model, device=args.device)
     result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
@@ -262,17 +271,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    from .labels import ConditionError
+def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
+    """``--debug`` on every verb (and sub-verb): show the traceback of a failure instead of one line."""
+    parser.add_argument("--debug", action="store_true", help="on failure, show the Python traceback (or LAB6_DEBUG=1)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                _add_debug_flag(sub)
 
-    args = build_parser().parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one verb. A failure ends in one line, ``lab6 VERB: error: ...``, and exit status 2 (130 when
+    interrupted); ``--debug`` or ``LAB6_DEBUG=1`` shows the traceback instead."""
+    parser = build_parser()
+    _add_debug_flag(parser)
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("LAB6_DEBUG", "").strip() not in ("", "0")
     try:
         args.func(args)
-    except (ConditionError, FileNotFoundError, ValueError) as err:
-        print(f"lab6 {args.verb}: error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
+        print(f"lab6 {args.verb}: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # every failure, expected or not, is one line unless --debug
+        if debug:
+            raise
+        lines = str(err).strip().splitlines()
+        message = lines[0] if lines else "no details"
+        if not isinstance(err, EXPECTED_ERRORS):  # a bug or an unforeseen input: name its kind, point to --debug
+            message = f"{type(err).__name__}: {message} (run again with --debug for the traceback)"
+        print(f"lab6 {args.verb}: error: {message}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .labels import ConditionError, encode, load_conditions
+from .labels import ConditionError, check_objects, encode, load_conditions
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,10 @@ def evaluator_checkpoint(root: str | Path | None) -> Path | None:
 
 
 def read_train_index(root: str | Path) -> tuple[list[str], np.ndarray]:
-    """``train.json`` -> (filenames, (N, 24) multi-hot labels), in the file's order."""
+    """``train.json`` -> (filenames, (N, 24) multi-hot labels), in the file's order; ``objects.json``, when
+    present, must give the labels lab6's indices."""
+    if (Path(root) / "objects.json").is_file():
+        check_objects(Path(root) / "objects.json")
     path = Path(root) / "train.json"
     try:
         index = json.loads(path.read_text())

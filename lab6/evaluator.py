@@ -112,13 +112,20 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
 
 
 def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
+    import zipfile
+
+    with path.open("rb") as f:
+        is_pickle = f.read(1) == b"\x80"  # the protocol opcode that starts a (legacy) torch.save pickle
+    if not (zipfile.is_zipfile(path) or is_pickle):
+        raise EvaluatorLoadError(f"could not read {path} as a torch checkpoint: it is neither the zip archive that "
+                                 "torch.save writes nor a pickle (a different or damaged file?)")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        detail = str(err).split("WeightsUnpickler error:")[-1].strip().splitlines()[0][:160]
         raise EvaluatorLoadError(
-            f"refused to load {path}: it is not a checkpoint of plain tensors (either another kind of file, or "
-            f"pickled objects that could run code on load). An evaluator checkpoint is {{'model': state_dict}}. "
-            f"({str(err).splitlines()[0]})"
+            f"refused to load {path}: it holds pickled objects other than tensors, which could run code on load "
+            f"({detail}). An evaluator checkpoint is {{'model': state_dict}} of plain tensors"
         ) from None
     except Exception as err:  # torch.load fails in many ways on a file that is not a checkpoint
         raise EvaluatorLoadError(f"could not read {path} as a torch checkpoint (truncated or not one?): "

@@ -32,15 +32,26 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
     return path
 
 
+def check_output_folder(out_dir: str | Path) -> Path:
+    """Fail early, before minutes of sampling, when ``out_dir`` cannot become a folder of images."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NotADirectoryError(f"cannot write images into {out_dir}: it is a file, not a folder")
+    existing = next((p for p in [out_dir, *out_dir.parents] if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise NotADirectoryError(f"cannot write images into {out_dir}: {existing} is a file, not a folder")
+    if existing is not None and not os.access(existing, os.W_OK):
+        raise PermissionError(f"cannot write images into {out_dir}: {existing} is not writable")
+    return out_dir
+
+
 def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
     """``<out>/<i>.png`` for each image (in order) and an ``nrow``-wide grid.
 
     Everything is written into a temporary folder first: a new ``out_dir`` appears complete (one rename),
     and in an existing one each file is replaced by one rename, so no reader ever sees half an image.
     """
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise NotADirectoryError(f"cannot write images into {out_dir}: it is a file, not a folder")
+    out_dir = check_output_folder(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)

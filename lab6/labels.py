@@ -117,11 +117,24 @@ def load_conditions(path: str | Path) -> list[list[str]]:
     return data
 
 
-def load_objects(path: str | Path) -> None:
-    """Check a course ``objects.json`` against the built-in label order (raise if they differ)."""
-    mapping = json.loads(Path(path).read_text())
-    if mapping != LABEL_TO_INDEX:
-        raise ConditionError(f"{path} does not match the official i-CLEVR label order that lab6 uses")
+def check_objects(path: str | Path) -> None:
+    """Check a course ``objects.json`` against the built-in label order; raise naming the first difference."""
+    try:
+        mapping = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as err:
+        raise ConditionError(f"{path} is not valid JSON: {err}") from None
+    if mapping == LABEL_TO_INDEX:
+        return
+    if not isinstance(mapping, dict):
+        raise ConditionError(f"{path} must map label names to indices, like {{\"gray cube\": 0, ...}}")
+    for name, index in LABEL_TO_INDEX.items():
+        if mapping.get(name) != index:
+            raise ConditionError(
+                f"{path} gives {name!r} the index {mapping.get(name)!r}, but lab6 (and the official evaluator) use "
+                f"{index}: labels would be mixed up. Use the course's objects.json, whose order is "
+                "8 * shape + colour (cube, sphere, cylinder x gray, red, blue, green, brown, purple, cyan, yellow)")
+    extra = sorted(set(mapping) - set(LABEL_TO_INDEX))
+    raise ConditionError(f"{path} lists labels lab6 does not know: {', '.join(map(repr, extra[:5]))}")
 
 
 def random_condition(rng: np.random.Generator, n_objects: int | None = None) -> list[str]:

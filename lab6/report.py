@@ -24,12 +24,16 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
-    from .figures import denoising_process, run_denoising, run_split
-    from .images import save_grid, save_images
+    from .figures import denoising_process, run_denoising
+    from .images import check_output_folder
     from .pipeline import load_pipeline
+    from .run_files import atomic_path
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    final = Path(out)
+    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "accuracy.json").is_file())):
+        raise FileExistsError(f"refusing to write the report over {final}: it is a file or a folder that is not a lab6 "
+                              "report (no accuracy.json). Choose a new --out")
+    check_output_folder(final)
     root = resolve_data_root(data_root, need_images=False, progress=progress)
     loaded = load_pipeline(model, device=device)
     guidance = loaded.guidance if guidance is None else guidance
@@ -41,9 +45,27 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     settings = {"model": str(loaded.path), "data_root": str(root), "sampler": sampler, "steps": steps,
                 "guidance": guidance, "seed": seed, "noise": noise, "evaluators": {e.name: e.source for e in scorers}}
     results: dict = {"settings": settings, "splits": {}}
-    for split in SPLITS:
-        run = run_split(loaded, root, split, scorers, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                        noise=noise, progress=progress)
+    with atomic_path(final) as out:  # the report appears whole (replacing an older one) or not at all
+        out.mkdir()
+        _write_splits(out, results, loaded, root, scorers, SPLITS, progress, log)
+        figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
+                               seed=seed, noise=noise, progress=False)
+        denoising_process(figure, out, name="denoising")
+        (out / "accuracy.json").write_text(json.dumps(results, indent=2))
+        (out / "summary.md").write_text(summary_markdown(results))
+    log(f"report written to {final}")
+    return results
+
+
+def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log) -> None:
+    """Each split's images, grid and accuracy into ``out`` and ``results``."""
+    from .figures import run_split
+    from .images import save_grid, save_images
+
+    s = results["settings"]
+    for split in splits:
+        run = run_split(loaded, root, split, scorers, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"],
+                        seed=s["seed"], noise=s["noise"], progress=progress)
         save_images(run.images, out / "images" / split, grid_name=None)
         save_grid(run.images, out / f"{split}_grid.png", nrow=8)
         entry: dict = {"images": len(run.conditions), "sampling_seconds": round(run.seconds, 2)}
@@ -55,13 +77,6 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         results["splits"][split] = entry
         log(f"{split}: {len(run.conditions)} images in {run.seconds:.1f} s"
             + "".join(f", {name} accuracy {value:.4f}" for name, value in entry.get("accuracy", {}).items()))
-    figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
-                           seed=seed, noise=noise, progress=False)
-    denoising_process(figure, out, name="denoising")
-    (out / "accuracy.json").write_text(json.dumps(results, indent=2))
-    (out / "summary.md").write_text(summary_markdown(results))
-    log(f"report written to {out}")
-    return results
 
 
 def summary_markdown(results: dict) -> str:

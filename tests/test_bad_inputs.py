@@ -1,0 +1,132 @@
+"""Every bad input ends in one line, ``lab6 VERB: error: <what, the value, what is allowed>``, and exit 2."""
+
+import json
+
+import pytest
+
+from lab6.cli import main
+from lab6.evaluator import build_classifier, save_evaluator
+
+
+def fails_with(capsys, argv, *fragments):
+    assert main(argv) == 2
+    printed = capsys.readouterr().err.strip()
+    assert "Traceback" not in printed, printed
+    err = printed.splitlines()[-1]  # progress bars may come first; the failure is one closing line
+    assert err.startswith(f"lab6 {argv[0]}: error: "), printed
+    for fragment in fragments:
+        assert fragment in err, err
+    return err
+
+
+@pytest.mark.parametrize("conditions, fragment", [
+    ([["red cone"]], "condition 0: unknown label 'red cone'"),
+    ([["red cube", "red cube"]], "'red cube' appears twice"),
+    ([["red cube", "blue cube", "gray cube", "cyan cube", "green cube", "brown cube"]], "at most 5 are allowed"),
+    ([], "no conditions to draw"),
+    ([[]], "empty condition"),
+    ({"a": ["red cube"]}, "must hold a JSON list of lists of label names"),
+    ([["red cube", 3]], "must hold a JSON list of lists of label names"),
+])
+def test_bad_conditions(tiny_run, tmp_path, capsys, conditions, fragment):
+    path = tmp_path / "conditions.json"
+    path.write_text(json.dumps(conditions))
+    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
+               fragment)
+    assert not (tmp_path / "o").exists()  # nothing half-written
+
+
+def test_conditions_that_are_not_json(tiny_run, tmp_path, capsys):
+    path = tmp_path / "conditions.json"
+    path.write_text("[['red cube']")
+    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
+               "is not valid JSON")
+
+
+def test_missing_and_truncated_models(tiny_run, tiny_root, tmp_path, capsys):
+    conditions = str(tiny_root / "test.json")
+    fails_with(capsys, ["sample", "--model", str(tmp_path / "nothing"), "--conditions", conditions, "--out",
+                        str(tmp_path / "o")], "neither a model folder")
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_run / "model", model)
+    weights = model / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:500])
+    fails_with(capsys, ["sample", "--model", str(model), "--conditions", conditions, "--out", str(tmp_path / "o")],
+               f"could not load the model in {model}")
+
+
+def test_bad_evaluators(tiny_run, tiny_root, tmp_path, capsys):
+    images = tmp_path / "images"
+    assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                 str(images), "--steps", "2"]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"), "--evaluator"]
+    fails_with(capsys, evaluate + [str(tmp_path / "missing.pth")], "evaluator checkpoint not found")
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint")
+    fails_with(capsys, evaluate + [str(text)], "could not read", "as a torch checkpoint")
+    wrong = tmp_path / "checkpoint.pth"
+    import torch
+
+    torch.save({"model": build_classifier("mobilenet_v3_small").state_dict()}, wrong)
+    fails_with(capsys, evaluate + [str(wrong)], "does not hold resnet18", "expected tensors missing")
+    truncated = tmp_path / "proxy.safetensors"
+    save_evaluator(build_classifier("resnet18"), truncated)
+    truncated.write_bytes(truncated.read_bytes()[:4000])
+    fails_with(capsys, evaluate + [str(truncated)], "could not read", "as safetensors")
+
+
+def test_output_paths_of_the_wrong_kind(tiny_run, tiny_root, tmp_path, capsys):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                        str(a_file), "--steps", "2"], "it is a file, not a folder")
+    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                        str(a_file / "inside"), "--steps", "2"], str(a_file))
+
+
+def test_an_unwritable_folder_is_named(tiny_run, tiny_root, tmp_path, capsys):
+    import os
+
+    if os.geteuid() == 0:
+        pytest.skip("root writes into read-only folders: this check needs an ordinary user")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                        str(locked / "o"), "--steps", "2"], "is not writable")
+
+
+def test_data_roots_with_missing_or_corrupt_files(tiny_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    fails_with(capsys, ["train", "--data-root", str(tmp_path / "empty"), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], "holds neither train.json nor test.json")
+    first = sorted((root / "iclevr").iterdir())[0]
+    first.write_bytes(b"not a png")
+    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], "could not be read", first.name)
+    first.unlink()
+    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], "missing from", first.name)
+
+
+def test_objects_json_that_disagrees_with_the_label_order(tiny_root, tmp_path, capsys):
+    import shutil
+
+    root = tmp_path / "root"
+    shutil.copytree(tiny_root, root)
+    mapping = json.loads((root / "objects.json").read_text())
+    mapping["gray cube"], mapping["red cube"] = 1, 0
+    (root / "objects.json").write_text(json.dumps(mapping))
+    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], "gives 'gray cube' the index 1", "use 0")
+
+
+def test_debug_shows_the_traceback(tmp_path, tiny_root):
+    with pytest.raises(FileNotFoundError):
+        main(["sample", "--model", str(tmp_path / "nothing"), "--conditions", str(tiny_root / "test.json"),
+              "--out", str(tmp_path / "o"), "--debug"])

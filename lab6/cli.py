@@ -77,9 +77,21 @@ def cmd_sample(args) -> None:
     conditions = load_conditions(args.conditions)
     pipe = load_pipeline(args.model, device=args.device)
     result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                      seed=args.seed, noise=args.noise)
+                      seed=args.seed, noise=args.noise, **guiding(args))
     save_images(result.images, args.out)
     print(f"{len(conditions)} images and grid.png written to {args.out}")
+
+
+def guiding(args) -> dict:
+    """The evaluator-guidance arguments of ``generate`` from the command line (none when the scale is 0)."""
+    if not args.evaluator_guidance:
+        return {}
+    from .evaluator import SHIPPED_EVALUATORS, OFFICIAL_ARCH, Evaluator
+
+    evaluator = Evaluator.load(args.guide_with or SHIPPED_EVALUATORS[OFFICIAL_ARCH], device=args.device)
+    print(f"evaluator guidance {args.evaluator_guidance:g} by {evaluator.name} ({evaluator.source}): score these "
+          f"images with another evaluator", file=sys.stderr)
+    return {"guiding_evaluator": evaluator, "evaluator_guidance": args.evaluator_guidance}
 
 
 def cmd_evaluate(args) -> None:
@@ -134,7 +146,7 @@ def cmd_report(args) -> None:
 
     write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
                  sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, noise=args.noise,
-                 device=args.device)
+                 device=args.device, **guiding(args))
 
 
 def cmd_figures(args) -> None:
@@ -171,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
                             "colour cast); default: the model's")
         p.add_argument("--device", default="cpu")
 
+    def evaluator_guidance_options(p):
+        p.add_argument("--evaluator-guidance", type=float, default=0.0, metavar="SCALE",
+                       help="steer sampling with an evaluator's gradient (default 0: off). It optimises the images "
+                            "for that evaluator, so its accuracy then means nothing: score with another")
+        p.add_argument("--guide-with", type=Path, default=None, metavar="EVALUATOR",
+                       help="the evaluator that steers --evaluator-guidance (default: the shipped ResNet18 proxy)")
+
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
     p.add_argument("--preset", default="cpu", help="recipe: cpu, cpu-add, paper, tiny (see lab6.config)")
@@ -198,6 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
     p.add_argument("--out", type=Path, required=True, help="writes <out>/<i>.png and <out>/grid.png")
     sampling_options(p)
+    evaluator_guidance_options(p)
     p.set_defaults(func=cmd_sample)
 
     p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file, or a data root's own images",
@@ -242,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shipped ResNet18 proxy, and the shipped EfficientNet-B0 proxy)")
     p.add_argument("--out", type=Path, required=True)
     sampling_options(p)
+    evaluator_guidance_options(p)
     p.set_defaults(func=cmd_report)
 
     p = verbs.add_parser("figures", help="the notebooks' figures as PNG + PDF: data, training, denoising, samplers, "

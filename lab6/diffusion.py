@@ -126,3 +126,25 @@ def guided_output(model, x: torch.Tensor, t: torch.Tensor, condition: torch.Tens
     both = model(torch.cat([x, x]), t.expand(2 * len(x)), torch.cat([condition, torch.zeros_like(condition)]))
     cond, uncond = both.chunk(2)
     return uncond + guidance * (cond - uncond)
+
+
+def x0_to_model_output(sample: torch.Tensor, x0: torch.Tensor, alpha_cumprod: torch.Tensor, prediction: str) -> torch.Tensor:
+    """The model output (epsilon or v) that :func:`predicted_x0` turns into ``x0`` at this noise level."""
+    a, s = alpha_cumprod.sqrt(), (1 - alpha_cumprod).sqrt()
+    if prediction == "epsilon":
+        return (sample - a * x0) / s
+    return (a * sample - x0) / s
+
+
+def evaluator_steered_x0(x0: torch.Tensor, condition: torch.Tensor, classifier, scale: float) -> torch.Tensor:
+    """Evaluator guidance: move the predicted clean image ``scale`` gradient steps down a classifier's
+    binary cross-entropy for the asked labels (the gradient is taken through the classifier only, not the
+    UNet: one classifier forward and backward per step). This steers images towards what that classifier
+    reads as the labels, so accuracy measured by the same classifier means nothing: score with another."""
+    with torch.enable_grad():
+        x0 = x0.detach().requires_grad_(True)
+        images = F.interpolate(x0.clamp(-1, 1), size=(64, 64), mode="bilinear", align_corners=False)
+        probabilities = classifier(images).clamp(1e-6, 1 - 1e-6)
+        loss = F.binary_cross_entropy(probabilities.float(), condition.float(), reduction="sum")
+        (gradient,) = torch.autograd.grad(loss, x0)
+    return (x0 - scale * gradient).detach()

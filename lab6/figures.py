@@ -715,8 +715,9 @@ class SplitRun:
 
 def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampler: str = "dpmsolver",
               steps: int | None = None, guidance: float | None = None, seed: int = 0, noise: str | None = None,
-              progress: bool = True) -> SplitRun:
-    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None)."""
+              progress: bool = True, **steering) -> SplitRun:
+    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None).
+    ``steering``: evaluator guidance (``guiding_evaluator``, ``evaluator_guidance``) passed to ``generate``."""
     from .data import load_split
     from .diffusion import DEFAULT_STEPS
     from .pipeline import generate
@@ -726,7 +727,7 @@ def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampl
     guidance = loaded.guidance if guidance is None else guidance
     start = time.perf_counter()
     images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
-                      progress=progress).images
+                      progress=progress, **steering).images
     seconds = time.perf_counter() - start
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]

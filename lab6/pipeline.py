@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import DEFAULT_STEPS, INITIAL_NOISE, guided_output, make_sampler, predicted_x0
+from .diffusion import (DEFAULT_STEPS, INITIAL_NOISE, evaluator_steered_x0, guided_output, make_sampler, predicted_x0,
+                        x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -75,7 +76,7 @@ class Lab6Pipeline(DiffusionPipeline):
     @torch.no_grad()
     def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
-                 return_dict: bool = True, batch_size: int = 64,
+                 return_dict: bool = True, batch_size: int = 64, evaluator=None, evaluator_guidance_scale: float = 0.0,
                  callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
                  callback_on_step_end_tensor_inputs: list[str] = ("latents",)):
         """Draw one image per condition.
@@ -97,6 +98,8 @@ class Lab6Pipeline(DiffusionPipeline):
         if unknown:
             raise ValueError(f"callback tensors {sorted(unknown)} unknown; choose from {self._callback_tensor_inputs}")
         w = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        if evaluator_guidance_scale and evaluator is None:
+            raise ValueError("evaluator_guidance_scale needs an evaluator (a classifier returning probabilities)")
         unet, device, dtype = self.unet, self.unet.device, self.unet.dtype
         condition = conditions_tensor(conditions).to(device, dtype)
         size = unet.config.sample_size
@@ -111,6 +114,10 @@ class Lab6Pipeline(DiffusionPipeline):
             output = torch.cat([guided_output(unet, xs, t, cs, w)
                                 for xs, cs in zip(model_input.split(batch_size), condition.split(batch_size))])
             x0 = None
+            if evaluator_guidance_scale:
+                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alphas_cumprod[t], prediction), condition,
+                                          evaluator, evaluator_guidance_scale)
+                output = x0_to_model_output(model_input, x0, alphas_cumprod[t], prediction)
             if callback_on_step_end is not None and "pred_original_sample" in callback_on_step_end_tensor_inputs:
                 x0 = predicted_x0(model_input, output, alphas_cumprod[t], prediction).clamp(-1, 1)
             noisy, x = x, self.scheduler.step(output, t, x, generator=generator).prev_sample
@@ -215,20 +222,23 @@ class SampleResult:
     steps: int = 0
     guidance: float = 1.0
     noise: str = "gaussian"
+    evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
     conditions: list[list[str]] | None = None
 
 
 def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", steps: int | None = None,
              guidance: float | None = None, seed: int = 0, noise: str | None = None, record_every: int = 0,
-             progress: bool = True, callback: Callable[[int, int], None] | None = None) -> SampleResult:
+             progress: bool = True, callback: Callable[[int, int], None] | None = None, guiding_evaluator=None,
+             evaluator_guidance: float = 0.0) -> SampleResult:
     """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
-    x_0 every k steps and at the last, for the denoising figure. ``callback(done, total)`` after every step."""
+    x_0 every k steps and at the last, for the denoising figure. ``callback(done, total)`` after every step.
+    ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``)."""
     steps = steps or DEFAULT_STEPS[sampler]
     runner = pipe.with_sampler(sampler)
     runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampler}, {steps} steps)")
     guidance = pipe.guidance if guidance is None else guidance
     result = SampleResult(images=torch.empty(0), sampler=sampler, steps=steps, guidance=guidance,
-                          noise=noise or pipe.noise, conditions=None if isinstance(conditions, torch.Tensor)
+                          noise=noise or pipe.noise, evaluator_guidance=evaluator_guidance, conditions=None if isinstance(conditions, torch.Tensor)
                           else [list(c) for c in conditions])
 
     def on_step(_, i: int, t, tensors: dict) -> dict:
@@ -242,6 +252,8 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
 
     images = runner(conditions, num_inference_steps=steps, guidance_scale=guidance,
                     generator=torch.Generator().manual_seed(seed), initial_noise=noise, output_type="pt",
+                    evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
+                    evaluator_guidance_scale=evaluator_guidance,
                     callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"]
                     ).images
     result.images = images * 2 - 1

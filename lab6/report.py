@@ -20,7 +20,7 @@ from .labels import DENOISING_FIGURE_CONDITION
 def write_report(out: str | Path, *, data_root: str | Path | None = None, model: str | Path | None = None,
                  evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, noise: str | None = None, device: str = "cpu",
-                 progress: bool = True, log=print) -> dict:
+                 guiding_evaluator=None, evaluator_guidance: float = 0.0, progress: bool = True, log=print) -> dict:
     from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
@@ -43,11 +43,13 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         evaluator = [evaluator]
     scorers = load_evaluators(evaluator, root, device=device, required=False, log=log)
     settings = {"model": str(loaded.path), "data_root": str(root), "sampler": sampler, "steps": steps,
-                "guidance": guidance, "seed": seed, "noise": noise, "evaluators": {e.name: e.source for e in scorers}}
+                "guidance": guidance, "seed": seed, "noise": noise, "evaluators": {e.name: e.source for e in scorers},
+                "evaluator_guidance": ({"scale": evaluator_guidance, "evaluator": guiding_evaluator.source}
+                                       if evaluator_guidance else None)}
     results: dict = {"settings": settings, "splits": {}}
     with atomic_path(final) as out:  # the report appears whole (replacing an older one) or not at all
         out.mkdir()
-        _write_splits(out, results, loaded, root, scorers, SPLITS, progress, log)
+        _write_splits(out, results, loaded, root, scorers, SPLITS, progress, log, guiding_evaluator)
         figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
                                seed=seed, noise=noise, progress=False)
         denoising_process(figure, out, name="denoising")
@@ -57,7 +59,8 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     return results
 
 
-def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log) -> None:
+def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log,
+                  guiding_evaluator=None) -> None:
     """Each split's images, grid and accuracy into ``out`` and ``results``."""
     from .figures import run_split
     from .images import save_grid, save_images
@@ -65,7 +68,8 @@ def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits,
     s = results["settings"]
     for split in splits:
         run = run_split(loaded, root, split, scorers, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"],
-                        seed=s["seed"], noise=s["noise"], progress=progress)
+                        seed=s["seed"], noise=s["noise"], progress=progress, guiding_evaluator=guiding_evaluator,
+                        evaluator_guidance=(s["evaluator_guidance"] or {}).get("scale", 0.0))
         save_images(run.images, out / "images" / split, grid_name=None)
         save_grid(run.images, out / f"{split}_grid.png", nrow=8)
         entry: dict = {"images": len(run.conditions), "sampling_seconds": round(run.seconds, 2)}
@@ -90,6 +94,9 @@ def summary_markdown(results: dict) -> str:
         ("Evaluators: " + ", ".join(f"{name} (`{source}`)" for name, source in s["evaluators"].items()) + "."
          if names else "No evaluator was available: no accuracy."),
         f"Data root: `{s['data_root']}`.",
+        *([f"**Evaluator guidance {s['evaluator_guidance']['scale']:g}** steered these images with "
+           f"`{s['evaluator_guidance']['evaluator']}`: that evaluator's accuracy measures nothing; read the other's."]
+          if s.get("evaluator_guidance") else []),
         "",
         "| split | images | " + "".join(f"accuracy ({name}) | " for name in names) + "sampling time (s) |",
         "| --- | --- | " + "--- | " * len(names) + "--- |",

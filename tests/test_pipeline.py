@@ -126,3 +126,35 @@ def test_the_shipped_model_loads_as_a_pipeline():
     pipe = load_pipeline()
     assert isinstance(pipe, Lab6Pipeline) and pipe.guidance > 0
     assert isinstance(make_sampler("ddpm", pipe.scheduler.config).config.num_train_timesteps, int)
+
+
+def test_evaluator_guidance_moves_images_towards_the_guiding_classifiers_labels(pipe):
+    from lab6.evaluator import build_classifier
+    from lab6.labels import encode_many
+
+    torch.manual_seed(0)
+    classifier = build_classifier("resnet18").eval()
+    wanted = torch.from_numpy(encode_many(CONDITIONS))
+
+    def loss(images):
+        with torch.no_grad():
+            return torch.nn.functional.binary_cross_entropy(classifier(images * 2 - 1), wanted).item()
+
+    plain = images(pipe, output_type="pt")
+    steered = images(pipe, output_type="pt", evaluator=classifier, evaluator_guidance_scale=0.5)
+    assert loss(steered) < loss(plain)
+    with pytest.raises(ValueError, match="needs an evaluator"):
+        images(pipe, evaluator_guidance_scale=1.0)
+
+
+def test_the_report_says_when_evaluator_guidance_steered_it(tiny_run, tiny_root, tmp_path, evaluator_file,
+                                                            second_evaluator_file):
+    from lab6.cli import main
+
+    out = tmp_path / "report"
+    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator", str(evaluator_file),
+                 "--evaluator", str(second_evaluator_file), "--out", str(out), "--steps", "2",
+                 "--evaluator-guidance", "0.5", "--guide-with", str(evaluator_file)]) == 0
+    report = json.loads((out / "accuracy.json").read_text())
+    assert report["settings"]["evaluator_guidance"] == {"scale": 0.5, "evaluator": str(evaluator_file)}
+    assert "**Evaluator guidance 0.5** steered these images" in (out / "summary.md").read_text()

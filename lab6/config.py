@@ -31,6 +31,7 @@ class TrainConfig:
     prediction: str = "v"  # v, not epsilon: with the cosine schedule eps-prediction's x_0 blows up at low SNR
     min_snr_gamma: float = 5.0  # 0 turns the weighting off
     cond_dropout: float = 0.1  # probability of the null condition in training (classifier-free guidance)
+    offset_noise: float = 0.0  # std of a per-channel constant added to the training noise (a colour-cast fix)
     # optimisation
     batch_size: int = 32  # global: split across processes
     lr: float = 5e-4

@@ -86,8 +86,13 @@ def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMSched
 
 def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_scheduler: DDPMScheduler, *,
                   generator: torch.Generator | None = None, cond_dropout: float = 0.1,
-                  min_snr_gamma: float | None = 5.0) -> torch.Tensor:
-    """One denoising loss on a batch: random timesteps, noise, label dropout for guidance, min-SNR weighting."""
+                  min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0) -> torch.Tensor:
+    """One denoising loss on a batch: random timesteps, noise, label dropout for guidance, min-SNR weighting.
+
+    ``offset_noise > 0`` adds a per-image, per-channel constant of that standard deviation to the noise
+    (Guttenberg 2023): the model then learns that the overall colour of a noisy image is mostly noise, the
+    training-side candidate against colour casts (docs/experiments.md, seventh session).
+    """
     b = images.shape[0]
     device = images.device
     T = noise_scheduler.config.num_train_timesteps
@@ -96,6 +101,8 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
     if cond_dropout > 0:
         keep = (torch.rand(b, generator=generator) >= cond_dropout).to(device)
         condition = condition * keep[:, None].to(condition.dtype)
+    if offset_noise > 0:  # drawn last, so runs without it keep their random stream (and exact resume)
+        noise = noise + offset_noise * torch.randn(b, images.shape[1], 1, 1, generator=generator).to(device)
     noisy = noise_scheduler.add_noise(images, noise, timesteps)
     prediction = noise_scheduler.config.prediction_type
     target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(images, noise, timesteps)

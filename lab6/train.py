@@ -231,7 +231,8 @@ class Trainer:
                     group["lr"] = cfg.lr * lr_factor(state.step, self.progress_fraction(), cfg)
                 with acc.autocast():
                     loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
-                                         cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None)
+                                         cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None,
+                                         offset_noise=cfg.offset_noise)
                 acc.backward(loss)
                 if cfg.grad_clip:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

@@ -125,3 +125,16 @@ def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
     assert torch.equal(from_memory.timesteps, from_disk.timesteps)
     private = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}  # noqa: E731
     assert private(from_memory.config) == private(from_disk.config)
+
+
+def test_offset_noise_leaves_the_random_stream_of_runs_without_it(model):
+    scheduler = make_noise_scheduler(100, "cosine", "v")
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+
+    def loss(**kwargs):
+        return training_loss(model, images, CONDITIONS.repeat(2, 1), scheduler,
+                             generator=torch.Generator().manual_seed(0), **kwargs)
+
+    with torch.no_grad():
+        assert torch.equal(loss(), loss(offset_noise=0.0))
+        assert not torch.equal(loss(), loss(offset_noise=0.1))

@@ -150,7 +150,8 @@ def cmd_report(args) -> None:
 
 
 def cmd_figures(args) -> None:
-    from .figures import notebook_settings, write_figures
+    from .figures import write_figures
+    from .settings import notebook_settings
 
     settings = notebook_settings(quick=True if args.quick else None, data_root=args.data_root, model=args.model,
                                  evaluator=args.evaluator, figures=args.out, device=args.device, sampler=args.sampler,

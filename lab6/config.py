@@ -120,3 +120,14 @@ def preset(name: str, **overrides) -> TrainConfig:
     except KeyError:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
     return base.replace(**overrides)
+
+
+def parameter_count(preset_name: str) -> int:
+    """Parameters of a preset's model, counted without allocating its weights (meta device)."""
+    import torch
+
+    from .model import ConditionalUNet
+
+    with torch.device("meta"):
+        model = ConditionalUNet(**preset(preset_name).model_config())
+    return sum(p.numel() for p in model.parameters())

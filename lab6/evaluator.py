@@ -14,7 +14,6 @@ safetensors with their architecture recorded in the file's metadata.
 
 from __future__ import annotations
 
-import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path

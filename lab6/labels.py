@@ -16,6 +16,13 @@ import numpy as np
 
 SHAPES = ("cube", "sphere", "cylinder")
 COLOURS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
+#: CLEVR's colours (RGB, 0-255), as in CLEVR's properties.json.
+CLEVR_RGB: dict[str, tuple[int, int, int]] = {
+    "gray": (87, 87, 87), "red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
+    "brown": (129, 74, 25), "purple": (129, 38, 192), "cyan": (41, 208, 208), "yellow": (255, 238, 51),
+}
+
+
 LABELS = tuple(f"{colour} {shape}" for shape in SHAPES for colour in COLOURS)
 LABEL_TO_INDEX = {name: i for i, name in enumerate(LABELS)}
 NUM_LABELS = len(LABELS)
@@ -152,3 +159,13 @@ def heldout_conditions(n: int = 128, seed: int = 2024) -> list[list[str]]:
     """
     rng = np.random.default_rng(seed)
     return [random_condition(rng) for _ in range(n)]
+
+
+def clevr_hex(colour: str) -> str:
+    """``"red"`` -> ``"#ad2323"``."""
+    return "#{:02x}{:02x}{:02x}".format(*CLEVR_RGB[colour])
+
+
+def label_hex(label: str) -> str:
+    """The CLEVR colour of a label such as ``"red cube"``."""
+    return clevr_hex(label.split()[0])

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput

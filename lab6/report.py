@@ -24,7 +24,8 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
-    from .figures import denoising_process, run_denoising
+    from .figures import denoising_process
+    from .sampling import run_denoising
     from .images import check_output_folder
     from .pipeline import load_pipeline
     from .run_files import atomic_path
@@ -62,7 +63,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
 def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log,
                   guiding_evaluator=None) -> None:
     """Each split's images, grid and accuracy into ``out`` and ``results``."""
-    from .figures import run_split
+    from .sampling import run_split
     from .images import save_grid, save_images
 
     s = results["settings"]

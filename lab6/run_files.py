@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 from contextlib import contextmanager
@@ -116,3 +117,11 @@ def training_stages(metadata: dict) -> list[dict]:
 def training_minutes(metadata: dict) -> float:
     """Minutes of training over all of a model's stages (:func:`training_stages`)."""
     return sum(float(stage.get("train_minutes", 0)) for stage in training_stages(metadata))
+
+
+def read_csv_rows(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open() as f:
+        return list(csv.DictReader(f))

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import COLOURS, LABEL_TO_INDEX, LABELS, ConditionError, validate_condition
+from .labels import CLEVR_RGB, LABEL_TO_INDEX, LABELS, ConditionError, validate_condition
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +60,8 @@ TEST_SPLITS = {
     "new_test": (2,) * 12 + (3,) * 20,
 }
 
-#: CLEVR's colours (properties.json), 0-255.
-COLOUR_RGB = {
-    "gray": (87, 87, 87),
-    "red": (173, 35, 35),
-    "blue": (42, 75, 215),
-    "green": (29, 105, 20),
-    "brown": (129, 74, 25),
-    "purple": (129, 38, 192),
-    "cyan": (41, 208, 208),
-    "yellow": (255, 238, 51),
-}
-assert tuple(COLOUR_RGB) == COLOURS
+#: CLEVR's colours (properties.json), 0-255: the one table, kept in ``lab6.labels``.
+COLOUR_RGB = CLEVR_RGB
 
 # ---------------------------------------------------------------------------------------------- geometry
 #: The one object size (world units): sphere radius, cylinder radius and half height, cube half side. Measured

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .figures import CLEVR_RGB, SAMPLER_NAMES, clevr_hex, denoising_frame, denoising_strip
-from .labels import COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, label_index
+from .figures.denoising import denoising_frame, denoising_strip
+from .labels import CLEVR_RGB, COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, clevr_hex, label_index
+from .sampling import SAMPLER_NAMES
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:

@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab6.labels import COLOURS, LABELS, LABEL_TO_INDEX
+from lab6.labels import CLEVR_RGB, COLOURS, LABELS, LABEL_TO_INDEX
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "iclevr-reference"
-_RGB = {"gray": (87, 87, 87), "red": (173, 35, 35), "blue": (42, 75, 215), "green": (29, 105, 20),
-        "brown": (129, 74, 25), "purple": (129, 38, 192), "cyan": (41, 208, 208), "yellow": (255, 238, 51)}
+
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -37,7 +36,7 @@ def draw_scene(labels: list[str], rng: np.random.Generator, size: int = 64) -> n
             mask = (xx - cx) ** 2 + (yy - cy) ** 2 < 36
         else:
             mask = (abs(xx - cx) < 4) & (abs(yy - cy) < 8)
-        image[mask] = _RGB[colour]
+        image[mask] = CLEVR_RGB[colour]
     return image
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from lab6.cli import main
-from lab6.figures import FIGURE_GROUPS, figure_files, notebook_settings
+from lab6.figures import FIGURE_GROUPS, figure_files
+from lab6.settings import notebook_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def test_strip_notebooks_removes_outputs(tmp_path):
 
 
 def test_without_a_model_the_notebooks_train_a_quick_one_once(tiny_root, tmp_path):
-    from lab6.figures import notebook_model
+    from lab6.settings import notebook_model
 
     settings = notebook_settings({"LAB6_DATA": str(tiny_root), "LAB6_QUICK": "1", "LAB6_DEVICE": "cpu",
                                   "LAB6_RUN": str(tmp_path / "run"), "LAB6_FIGURES": str(tmp_path / "f")})

@@ -4,7 +4,8 @@
 import pytest
 import torch
 
-from lab6.figures import CLEVR_RGB, run_denoising
+from lab6.labels import CLEVR_RGB
+from lab6.sampling import run_denoising
 from lab6.labels import LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
 from lab6.pipeline import load_pipeline as load_model
 from lab6.widgets import LabelPicker, denoising_slider

@@ -1,0 +1,157 @@
+"""Sampling studies behind the figures, without plotting: a split's images and scores, the denoising run,
+samplers side by side, guidance and step sweeps, and the failed images.
+
+Each returns plain data (tensors, lists, dataclasses) that the notebooks can look at and that
+``lab6.figures`` draws.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from .data import load_split
+from .diffusion import DEFAULT_STEPS
+from tqdm.auto import tqdm
+
+from .labels import DENOISING_FIGURE_CONDITION, LABELS
+from .pipeline import generate
+
+SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver": "DPM-Solver++"}
+
+def run_denoising(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, *, sampler: str = "dpmsolver",
+                  steps: int | None = None, frames: int = 10, guidance: float | None = None, seed: int = 0,
+                  noise: str | None = None, progress: bool = True):
+    """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps."""
+    steps = steps or DEFAULT_STEPS[sampler]
+    result = generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                      noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress)
+    return result
+
+
+@dataclass
+class SamplerRun:
+    sampler: str
+    steps: int
+    seconds: float
+    result: object  # SampleResult
+
+    @property
+    def name(self) -> str:
+        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps}"
+
+
+def compare_samplers(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION,
+                     specs: Sequence[tuple[str, int]] = (("ddpm", 1000), ("ddim", 50), ("dpmsolver", 20)), *,
+                     guidance: float | None = None, seed: int = 0, frames: int = 5, progress: bool = True
+                     ) -> list[SamplerRun]:
+    """The same condition and starting noise through each (sampler, steps), timed."""
+    runs = []
+    for sampler, steps in specs:
+        start = time.perf_counter()
+        result = run_denoising(loaded, condition, sampler=sampler, steps=steps, frames=frames, guidance=guidance,
+                               seed=seed, progress=progress)
+        runs.append(SamplerRun(sampler, steps, time.perf_counter() - start, result))
+    return runs
+
+
+@dataclass
+class SplitRun:
+    split: str
+    conditions: list[list[str]]
+    images: object  # (N, 3, 64, 64) tensor in [-1, 1]
+    seconds: float
+    sampler: str
+    steps: int
+    guidance: float
+    scores: dict = field(default_factory=dict)  # evaluator name -> evaluator.Score (empty without evaluators)
+
+    @property
+    def score(self):
+        """The first evaluator's score (the ResNet18's by default): what the figures mark images with."""
+        return next(iter(self.scores.values()), None)
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.score is None else self.score.accuracy
+
+
+def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampler: str = "dpmsolver",
+              steps: int | None = None, guidance: float | None = None, seed: int = 0, noise: str | None = None,
+              progress: bool = True, **steering) -> SplitRun:
+    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None).
+    ``steering``: evaluator guidance (``guiding_evaluator``, ``evaluator_guidance``) passed to ``generate``."""
+    conditions = load_split(data_root, split)
+    steps = steps or DEFAULT_STEPS[sampler]
+    guidance = loaded.guidance if guidance is None else guidance
+    start = time.perf_counter()
+    images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
+                      progress=progress, **steering).images
+    seconds = time.perf_counter() - start
+    if evaluators is None or hasattr(evaluators, "score"):
+        evaluators = [] if evaluators is None else [evaluators]
+    scores = {e.name: e.score(images, conditions) for e in evaluators}
+    return SplitRun(split, conditions, images, seconds, sampler, steps, guidance, scores)
+
+
+def failures(runs: Sequence[SplitRun]) -> list[dict]:
+    """Every image whose labels were not all found: split, index, true labels, the evaluator's top-k with probabilities."""
+    found = []
+    for run in runs:
+        if run.score is None:
+            continue
+        for i, condition in enumerate(run.conditions):
+            if run.score.hits[i] == run.score.labels_per_image[i]:
+                continue
+            probabilities = run.score.probabilities[i]
+            top = probabilities.topk(len(condition)).indices.tolist()
+            found.append({"split": run.split, "index": i, "condition": condition, "hits": run.score.hits[i],
+                          "top": [(LABELS[j], float(probabilities[j])) for j in top],
+                          "true": [(n, float(probabilities[LABELS.index(n)])) for n in condition]})
+    return found
+
+
+@dataclass
+class Sweep:
+    parameter: str  # "guidance" or "steps"
+    values: list
+    conditions: list[list[str]]
+    images: list  # one (N, 3, 64, 64) tensor per value
+    seconds: list[float]
+    accuracies: list[float] | None  # None without an evaluator
+    sampler: str
+    fixed: dict
+
+
+def _sweep(loaded, conditions, evaluator, parameter: str, values, *, sampler: str, steps: int | None,
+           guidance: float | None, seed: int, progress: bool) -> Sweep:
+    images, seconds, accuracies = [], [], []
+    for value in tqdm(list(values), desc=f"accuracy vs {parameter}", disable=not progress, unit="setting"):
+        kwargs = {"steps": steps, "guidance": guidance, parameter: value}
+        start = time.perf_counter()
+        batch = generate(loaded, conditions, sampler=sampler, seed=seed, progress=False, **kwargs).images
+        seconds.append(time.perf_counter() - start)
+        images.append(batch)
+        if evaluator is not None:
+            accuracies.append(evaluator.score(batch, conditions).accuracy)
+    fixed = {"steps": steps, "guidance": loaded.guidance if guidance is None else guidance}
+    fixed.pop(parameter)
+    return Sweep(parameter, list(values), [list(c) for c in conditions], images, seconds,
+                 accuracies if evaluator is not None else None, sampler, fixed)
+
+
+def sweep_guidance(loaded, conditions, evaluator=None, scales: Sequence[float] = (0, 1, 2, 3, 4), *,
+                   sampler: str = "dpmsolver", steps: int | None = 20, seed: int = 0, progress: bool = True) -> Sweep:
+    """The same conditions and noise at each guidance scale w (scored when an evaluator is given)."""
+    return _sweep(loaded, conditions, evaluator, "guidance", scales, sampler=sampler, steps=steps, guidance=None,
+                  seed=seed, progress=progress)
+
+
+def sweep_steps(loaded, conditions, evaluator=None, counts: Sequence[int] = (5, 10, 20, 50), *,
+                sampler: str = "dpmsolver", guidance: float | None = None, seed: int = 0, progress: bool = True) -> Sweep:
+    """The same conditions and noise with each number of sampler steps (scored when an evaluator is given)."""
+    return _sweep(loaded, conditions, evaluator, "steps", counts, sampler=sampler, steps=None, guidance=guidance,
+                  seed=seed, progress=progress)

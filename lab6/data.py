@@ -21,19 +21,13 @@ import torch
 from PIL import Image
 
 from .labels import LABELS, ConditionError, check_objects, encode, load_conditions
+from .run_files import cache_dir
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("test", "new_test")
 #: 128 random valid conditions (``lab6.labels.heldout_conditions()``), the same for every data root.
 HELDOUT_FILE = Path(__file__).parent / "assets" / "conditions" / "heldout128.json"
-
-
-def cache_dir() -> Path:
-    """Folder for derived files (decoded images, the default synthetic data): ``$LAB6_CACHE`` or ``~/.cache/lab6``."""
-    path = Path(os.environ.get("LAB6_CACHE", Path.home() / ".cache" / "lab6"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool = True, progress: bool = True) -> Path:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers.training_utils import compute_snr
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
@@ -110,8 +111,7 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
     loss = F.mse_loss(output.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if min_snr_gamma:
         # Min-SNR weighting (Hang et al., 2023): stops the easy, low-noise steps from dominating.
-        alphas = noise_scheduler.alphas_cumprod.to(device)[timesteps]
-        snr = alphas / (1 - alphas)
+        snr = compute_snr(noise_scheduler, timesteps)
         clipped = torch.clamp(snr, max=min_snr_gamma)
         loss = loss * (clipped / snr if prediction == "epsilon" else clipped / (snr + 1))
     return loss.mean()

@@ -74,6 +74,14 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     return Path(path)
 
 
+def cache_dir() -> Path:
+    """Folder for derived files (decoded images, the default synthetic data): ``$LAB6_CACHE`` when set and not
+    empty, else ``~/.cache/lab6``. Created on first use."""
+    path = Path(os.environ.get("LAB6_CACHE") or Path.home() / ".cache" / "lab6").expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
 def is_model_folder(path: Path) -> bool:
     """A pipeline folder (model_index.json), or one of the flat layout before it (config.json at the top)."""
     return (path / "model_index.json").is_file() or (path / "config.json").is_file()

@@ -38,7 +38,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .labels import CLEVR_RGB, LABEL_TO_INDEX, LABELS, ConditionError, validate_condition
+from .labels import CLEVR_RGB, LABEL_TO_INDEX, ConditionError, random_condition, validate_condition
+from .run_files import cache_dir as default_cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -587,7 +588,7 @@ def image_name(index: int) -> str:
 
 def _image_labels(rng: np.random.Generator, index: int) -> list[str]:
     count = MIN_OBJECTS + index % (MAX_OBJECTS - MIN_OBJECTS + 1)  # 1, 2, 3, 1, 2, 3, ...: balanced counts
-    return [LABELS[i] for i in rng.choice(len(LABELS), size=count, replace=False)]
+    return random_condition(rng, count)
 
 
 def _write_png(path: Path, pixels: np.ndarray) -> None:
@@ -631,7 +632,7 @@ def make_conditions(counts: Sequence[int], rng: np.random.Generator) -> list[lis
     conditions = []
     for count in counts:
         while True:
-            names = [LABELS[i] for i in rng.choice(len(LABELS), size=count, replace=False)]
+            names = random_condition(rng, count)
             if frozenset(names) not in seen:
                 break
         seen.add(frozenset(names))
@@ -769,7 +770,7 @@ def default_data_root(
     ``.complete`` marker matches (an interrupted render is simply rendered again).
     """
     n = _check_positive_int(n, "n (the number of images)")
-    base = Path(cache_dir or os.environ.get("LAB6_CACHE") or Path.home() / ".cache" / "lab6").expanduser()
+    base = Path(cache_dir).expanduser() if cache_dir else default_cache_dir()
     root = base / f"synthetic-v{VERSION}-n{n}-s{seed}"
     try:
         done = json.loads((root / ".complete").read_text()) == _marker(n, seed, 64)

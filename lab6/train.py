@@ -23,6 +23,7 @@ import shutil
 import signal
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -87,7 +88,10 @@ def _plain(value):
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1."""
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1.
+
+    Progress, not steps: a ``--minutes`` budget does not know its number of steps in advance, which
+    ``diffusers.optimization.get_cosine_schedule_with_warmup`` needs (and it decays to 0, not to a floor)."""
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
@@ -300,16 +304,24 @@ class Trainer:
             meta["parent"] = self.parent
         return meta
 
+    @contextmanager
+    def ema_weights(self):
+        """The model with its EMA weights in place for the block (exports and evaluation), then its own again."""
+        model = self.accelerator.unwrap_model(self.model)
+        self.ema.store(model.parameters())
+        self.ema.copy_to(model.parameters())
+        try:
+            yield model
+        finally:
+            self.ema.restore(model.parameters())
+
     def export(self, path: Path) -> Path:
         """Write the EMA weights as a model folder (main process)."""
         acc = self.accelerator
         if acc.is_main_process:
-            model = acc.unwrap_model(self.model)
-            self.ema.store(model.parameters())
-            self.ema.copy_to(model.parameters())
-            save_pipeline(build_pipeline(model, self.noise_scheduler.config, guidance=self.cfg.guidance), path,
-                          self.metadata())
-            self.ema.restore(model.parameters())
+            with self.ema_weights() as model:
+                save_pipeline(build_pipeline(model, self.noise_scheduler.config, guidance=self.cfg.guidance), path,
+                              self.metadata())
         acc.wait_for_everyone()
         return path
 
@@ -346,32 +358,34 @@ class Trainer:
             evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
                                          device=acc.device, required=False,
                                          log=lambda message: warnings.warn(f"during training: {message}", stacklevel=2))
-            model = acc.unwrap_model(self.model)
-            self.ema.store(model.parameters())
-            self.ema.copy_to(model.parameters())
-            model.eval()
-            pipe = build_pipeline(model, self.noise_scheduler.config, guidance=cfg.guidance)
-            (self.out / "samples").mkdir(exist_ok=True)
-            for split in cfg.eval_splits:
-                try:
-                    conditions = load_split(self.data_root, split)
-                except FileNotFoundError:
-                    continue
-                images = generate(pipe, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
-                                  seed=cfg.seed, progress=False).images
-                save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
-                for evaluator in evaluators:
-                    accuracy = evaluator.score(images, conditions).accuracy
-                    results[f"{split} ({evaluator.name})"] = accuracy
-                    self.evals.append(step=self.state.step, elapsed_min=round(self.state.elapsed / 60, 2),
-                                      split=split, accuracy=round(accuracy, 4), sampler=cfg.eval_sampler,
-                                      steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=evaluator.name)
-            model.train()
-            self.ema.restore(model.parameters())
+            with self.ema_weights() as model:
+                model.eval()
+                self._evaluate_splits(build_pipeline(model, self.noise_scheduler.config, guidance=cfg.guidance),
+                                      evaluators, results)
+                model.train()
             if results:
                 acc.print(f"step {self.state.step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
         acc.wait_for_everyone()
         return results
+
+    def _evaluate_splits(self, pipe, evaluators, results: dict) -> None:
+        """Sample each evaluation split, save its grid, and add each evaluator's accuracy to ``results`` and eval.csv."""
+        cfg = self.cfg
+        (self.out / "samples").mkdir(exist_ok=True)
+        for split in cfg.eval_splits:
+            try:
+                conditions = load_split(self.data_root, split)
+            except FileNotFoundError:
+                continue
+            images = generate(pipe, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
+                              seed=cfg.seed, progress=False).images
+            save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
+            for evaluator in evaluators:
+                accuracy = evaluator.score(images, conditions).accuracy
+                results[f"{split} ({evaluator.name})"] = accuracy
+                self.evals.append(step=self.state.step, elapsed_min=round(self.state.elapsed / 60, 2),
+                                  split=split, accuracy=round(accuracy, 4), sampler=cfg.eval_sampler,
+                                  steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=evaluator.name)
 
 
 def train(cfg: TrainConfig, data_root: str | Path, out: str | Path, **kwargs) -> Path | None:

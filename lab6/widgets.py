@@ -13,7 +13,6 @@ tested without a browser; the widgets carry stable CSS classes (``lab6-label``, 
 from __future__ import annotations
 
 import io
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .figures.denoising import denoising_frame, denoising_strip
-from .labels import CLEVR_RGB, COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, clevr_hex, label_index
+from .labels import (CLEVR_RGB, COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, clevr_hex, label_index,
+                     random_condition)
 from .sampling import SAMPLER_NAMES
 
 
@@ -104,7 +104,7 @@ class LabelPicker:
         self.data_root = data_root
         self.device = device
         self.strip_frames = strip_frames
-        self.rng = random.Random(rng_seed)
+        self.rng = np.random.default_rng(rng_seed)
         self.selected: list[str] = []
         self.message = ""
         self.last: PickerResult | None = None
@@ -233,7 +233,7 @@ class LabelPicker:
 
     def surprise(self) -> list[str]:
         """Choose a random valid condition: 1-3 distinct labels."""
-        condition = self.rng.sample(LABELS, self.rng.randint(1, self.MAX_CHOSEN))
+        condition = random_condition(self.rng)
         self.set_condition(condition)
         self._say(f"Surprise: {', '.join(condition)}")
         return condition

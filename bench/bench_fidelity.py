@@ -28,6 +28,7 @@ import torch
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import load_evaluators
 from lab6.fidelity import colour_cast, frechet_distance, sharpness
+from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import decode
 from lab6.pipeline import generate, load_pipeline
 from lab6.proxy import split_holdout, upsample_like_official
@@ -56,6 +57,8 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="images per set (default 1000)")
     parser.add_argument("--candidate", type=candidate, action="append", default=[], metavar="LABEL=MODEL[:k=v,...]")
     parser.add_argument("--seed", type=int, default=0, help="which held-out images make the reference set")
+    parser.add_argument("--figure", default=None, metavar="FOLDER",
+                        help="also draw fidelity_real_vs_generated.png/.pdf there: 8 real images above each candidate's")
     args = parser.parse_args()
 
     evaluators = load_evaluators(None, None)
@@ -76,6 +79,7 @@ def main() -> None:
     real_sharpness = float(sharpness(reference).mean())
 
     rows = []
+    drawn = {}  # candidate label -> its images, for --figure
 
     def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None) -> None:
         casts = colour_cast(images)
@@ -96,6 +100,9 @@ def main() -> None:
         images = generate(loaded, conditions, progress=True, **settings).images
         seconds = (time.perf_counter() - start) * 32 / len(conditions)
         add_row(label, images, conditions, seconds)
+        drawn[label] = images[:8]
+    if args.figure:
+        real_vs_generated(reference[:8], drawn, conditions[:8], args.figure)
 
     names = [e.name for e in evaluators]
     print(f"\n{args.n} images per set; reference: held-out real images (seed {args.seed}); "

@@ -127,3 +127,22 @@ def guidance_images(sweep: Sweep, out: str | Path, rows: int = 4):
         axes[r][0].set_ylabel("\n".join(sweep.conditions[r]), fontsize=6, rotation=0, ha="right", va="center")
     fig.suptitle("classifier-free guidance: the same noise at growing w", fontsize=10)
     return save_figure(fig, out, "guidance_images")
+
+
+def real_vs_generated(real, rows: dict, conditions: Sequence[Sequence[str]], out: str | Path,
+                      name: str = "fidelity_real_vs_generated"):
+    """``fidelity_real_vs_generated``: real images (top row) above each model's images for the same labels.
+
+    ``real`` and every value of ``rows`` are (N, 3, 64, 64) tensors in [-1, 1] drawn for ``conditions``;
+    the keys of ``rows`` label the rows (e.g. "before: 32 px, Gaussian noise" and "after: ...").
+    """
+    columns = len(conditions)
+    fig = new_figure(1.2 * columns + 1.6, 1.25 * (len(rows) + 1) + 0.6)
+    axes = fig.subplots(len(rows) + 1, columns, squeeze=False)
+    for r, (label, images) in enumerate([("real", real), *rows.items()]):
+        pixels = uint8_pixels(images[:columns])
+        for c in range(columns):
+            image_axis(axes[r][c], pixels[c], "\n".join(conditions[c]) if r == 0 else None, fontsize=5)
+        axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, ha="right", va="center", fontsize=7)
+    fig.suptitle("real images above generated ones for the same labels", fontsize=10)
+    return save_figure(fig, out, name)

@@ -57,11 +57,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="images per set (default 1000)")
     parser.add_argument("--candidate", type=candidate, action="append", default=[], metavar="LABEL=MODEL[:k=v,...]")
     parser.add_argument("--seed", type=int, default=0, help="which held-out images make the reference set")
+    parser.add_argument("--evaluator", action="append", default=None,
+                        help="evaluator file; repeat for several (default: the shipped ones)")
     parser.add_argument("--figure", default=None, metavar="FOLDER",
                         help="also draw fidelity_real_vs_generated.png/.pdf there: 8 real images above each candidate's")
     args = parser.parse_args()
 
-    evaluators = load_evaluators(None, None)
+    evaluators = load_evaluators(args.evaluator, None)
     dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
     held, train = split_holdout(len(dataset))  # the proxies' split: seed 0, 10%
     g = torch.Generator().manual_seed(args.seed)

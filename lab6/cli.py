@@ -86,9 +86,9 @@ def guiding(args) -> dict:
     """The evaluator-guidance arguments of ``generate`` from the command line (none when the scale is 0)."""
     if not args.evaluator_guidance:
         return {}
-    from .evaluator import SHIPPED_EVALUATORS, OFFICIAL_ARCH, Evaluator
+    from .evaluator import OFFICIAL_ARCH, Evaluator, shipped_evaluator_path
 
-    evaluator = Evaluator.load(args.guide_with or SHIPPED_EVALUATORS[OFFICIAL_ARCH], device=args.device)
+    evaluator = Evaluator.load(args.guide_with or shipped_evaluator_path(OFFICIAL_ARCH), device=args.device)
     print(f"evaluator guidance {args.evaluator_guidance:g} by {evaluator.name} ({evaluator.source}): score these "
           f"images with another evaluator", file=sys.stderr)
     return {"guiding_evaluator": evaluator, "evaluator_guidance": args.evaluator_guidance}
@@ -232,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="with --dataset --limit: which random images")
     p.add_argument("--evaluator", type=Path, action="append",
                    help="checkpoint.pth or .safetensors; repeat for several (default: the data root's checkpoint.pth, "
-                        "else the shipped ResNet18 proxy, and the shipped EfficientNet-B0 proxy)")
+                        "else the shipped ResNet18 proxy, and the shipped proxies of other architectures)")
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True,
                    help="checkpoint path: .pth (official format, ResNet18 only) or .safetensors (any architecture)")
     p.add_argument("--arch", default="resnet18",
-                   help="torchvision classification architecture (default resnet18, the official one; e.g. efficientnet_b0)")
+                   help="torchvision classification architecture (default resnet18, the official one; e.g. regnet_y_800mf)")
     p.add_argument("--native-fraction", type=float, default=0.5,
                    help="share of training images shown at native 64 px; the rest go 32 -> 64 px as the official "
                         "evaluator's did (default 0.5)")
@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
     p.add_argument("--evaluator", type=Path, action="append",
                    help="evaluator file; repeat for several (default: the data root's checkpoint.pth, else the "
-                        "shipped ResNet18 proxy, and the shipped EfficientNet-B0 proxy)")
+                        "shipped ResNet18 proxy, and the shipped proxies of other architectures)")
     p.add_argument("--out", type=Path, required=True)
     sampling_options(p)
     evaluator_guidance_options(p)

@@ -7,7 +7,7 @@ file train a proxy of the same architecture (``lab6 evaluator-train``, :mod:`lab
 One classifier family can be blind to a defect that another sees (a ResNet18 scored colour-cast images 11
 points higher than a classifier of another architecture that was as accurate on real images), so lab6
 scores with two evaluators of different architectures by default: the ResNet18 (the official one when the
-data root has ``checkpoint.pth``, else the shipped proxy) and a shipped EfficientNet-B0 proxy. Any
+data root has ``checkpoint.pth``, else the shipped proxy) and the shipped proxies of other architectures. Any
 torchvision classification architecture can be trained (``--arch``); those other than ResNet18 are saved as
 safetensors with their architecture recorded in the file's metadata.
 """
@@ -26,10 +26,19 @@ from .labels import NUM_LABELS, encode_many
 
 EVAL_SIZE = 64
 OFFICIAL_ARCH = "resnet18"
-SECOND_ARCH = "efficientnet_b0"
+#: The proxy evaluators shipped with the package: ``proxy_<architecture>.safetensors`` (fp16, to stay small).
 SHIPPED_DIR = Path(__file__).parent / "assets" / "evaluator"
-#: The proxy evaluators shipped with the package (fp16 safetensors, to stay small), by architecture.
-SHIPPED_EVALUATORS = {arch: SHIPPED_DIR / f"proxy_{arch}.safetensors" for arch in (OFFICIAL_ARCH, SECOND_ARCH)}
+
+
+def shipped_evaluator_path(arch: str) -> Path:
+    """Where the package keeps (or would keep) its proxy evaluator of architecture ``arch``."""
+    return SHIPPED_DIR / f"proxy_{arch}.safetensors"
+
+
+def shipped_evaluator_paths() -> list[Path]:
+    """The shipped proxies: the ResNet18 first, then those of other architectures (by name)."""
+    others = sorted(p for p in SHIPPED_DIR.glob("proxy_*.safetensors") if p != shipped_evaluator_path(OFFICIAL_ARCH))
+    return [p for p in [shipped_evaluator_path(OFFICIAL_ARCH), *others] if p.is_file()]
 
 
 class EvaluatorLoadError(RuntimeError):
@@ -70,7 +79,7 @@ def build_classifier(arch: str = OFFICIAL_ARCH) -> nn.Module:
     names = classifier_architectures()
     if arch not in names:
         raise ValueError(f"unknown architecture {arch!r}: choose a torchvision classification model, e.g. "
-                         f"resnet18, {SECOND_ARCH}, mobilenet_v3_large, regnet_y_800mf, convnext_tiny "
+                         "resnet18, regnet_y_800mf, efficientnet_b0, mobilenet_v3_large, convnext_tiny "
                          f"({len(names)} in all: torchvision.models.list_models(torchvision.models))")
     import torchvision
 
@@ -250,12 +259,15 @@ def save_evaluator(model: nn.Module, path: str | Path, arch: str = OFFICIAL_ARCH
 
 
 def default_evaluator_paths(data_root: str | Path | None = None) -> list[Path]:
-    """The evaluators lab6 scores with: the data root's ``checkpoint.pth`` when present (else the shipped
-    ResNet18 proxy), and the shipped proxy of the second architecture. Missing files are left out."""
+    """The evaluators lab6 scores with: the data root's ``checkpoint.pth`` when present (it replaces the shipped
+    ResNet18 proxy, never a proxy of another architecture), and every shipped proxy."""
     from .data import evaluator_checkpoint
 
-    first = evaluator_checkpoint(data_root) or SHIPPED_EVALUATORS[OFFICIAL_ARCH]
-    return [p for p in (first, SHIPPED_EVALUATORS[SECOND_ARCH]) if p.is_file()]
+    shipped = shipped_evaluator_paths()
+    official = evaluator_checkpoint(data_root)
+    if official is None:
+        return shipped
+    return [official, *(p for p in shipped if p != shipped_evaluator_path(OFFICIAL_ARCH))]
 
 
 def _default_name(path: Path, arch: str) -> str:

@@ -142,7 +142,7 @@ def notebook_model(settings: NotebookSettings, log=print, train_fallback: bool =
 
 
 def notebook_evaluators(settings: NotebookSettings, log=print) -> list:
-    """The evaluators for the settings (``LAB6_EVALUATOR``, else the defaults: ResNet18 and EfficientNet-B0),
+    """The evaluators for the settings (``LAB6_EVALUATOR``, else the defaults: the ResNet18 and every other proxy),
     or an empty list (with the reason logged) when none can be loaded."""
 
     evaluators = load_evaluators([settings.evaluator] if settings.evaluator else None, settings.data_root,

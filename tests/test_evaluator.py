@@ -3,8 +3,9 @@ import os
 import pytest
 import torch
 
-from lab6.evaluator import (SHIPPED_EVALUATORS, Evaluator, EvaluatorLoadError, build_classifier, build_resnet18,
-                            default_evaluator_paths, load_evaluators, save_evaluator, topk_accuracy, topk_hits)
+from lab6.evaluator import (Evaluator, EvaluatorLoadError, build_classifier, build_resnet18,
+                            default_evaluator_paths, load_evaluators, save_evaluator, shipped_evaluator_paths, topk_accuracy,
+                            topk_hits)
 
 
 def official_compute_acc(out, onehot_labels):
@@ -145,16 +146,23 @@ def test_not_a_checkpoint_is_named(tmp_path):
         Evaluator.load(truncated)
 
 
-def test_defaults_score_with_two_architectures(tmp_path, evaluator_file):
-    shipped = [p for p in SHIPPED_EVALUATORS.values() if p.is_file()]
-    assert default_evaluator_paths(None) == shipped
+def test_the_official_checkpoint_replaces_only_the_resnet18_proxy(tmp_path, evaluator_file, monkeypatch):
+    from lab6 import evaluator as evaluator_module
+
+    shipped = tmp_path / "assets"
+    shipped.mkdir()
+    monkeypatch.setattr(evaluator_module, "SHIPPED_DIR", shipped)
+    save_evaluator(build_resnet18(), shipped / "proxy_resnet18.safetensors")
+    save_evaluator(build_classifier("mobilenet_v3_small"), shipped / "proxy_mobilenet_v3_small.safetensors",
+                   arch="mobilenet_v3_small")
+    assert [p.name for p in shipped_evaluator_paths()] == ["proxy_resnet18.safetensors",
+                                                           "proxy_mobilenet_v3_small.safetensors"]
+    assert default_evaluator_paths(None) == shipped_evaluator_paths()
     root = tmp_path / "root"
     root.mkdir()
     (root / "checkpoint.pth").write_bytes(evaluator_file.read_bytes())
-    # the official checkpoint replaces the ResNet18 proxy, never the second architecture
-    assert default_evaluator_paths(root) == [root / "checkpoint.pth"] + shipped[1:]
-    if len(shipped) == 2:
-        assert [e.name for e in load_evaluators(None, root)] == ["official", "efficientnet_b0"]
+    assert default_evaluator_paths(root) == [root / "checkpoint.pth", shipped / "proxy_mobilenet_v3_small.safetensors"]
+    assert [e.name for e in load_evaluators(None, root)] == ["official", "mobilenet_v3_small"]
 
 
 def test_no_evaluator_is_an_empty_list_when_not_required(tmp_path):

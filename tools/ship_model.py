@@ -1,7 +1,7 @@
 """Ship a trained model and a proxy evaluator inside the package, with a model card of measured accuracy.
 
     python tools/ship_model.py --model runs/ref-cpu --data-root ../shared/iclevr-reference [--guidance 4] \
-        [--evaluator runs/proxy/proxy_efficientnet_b0.safetensors ...]
+        [--evaluator runs/proxy/proxy_regnet_y_800mf.safetensors ...]
 
 Copies the run's EMA model to ``lab6/assets/model`` and any ``--evaluator`` given (as fp16 safetensors, to
 stay under 25 MB) to ``lab6/assets/evaluator``, then samples every split with every sampler setting, scores
@@ -21,7 +21,7 @@ import torch
 
 from lab6.data import load_split
 from lab6.diffusion import INITIAL_NOISE
-from lab6.evaluator import SHIPPED_EVALUATORS, Evaluator, load_evaluators
+from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
 from lab6.pipeline import Lab6Pipeline, generate, load_pipeline, save_pipeline
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
 
@@ -52,7 +52,7 @@ def main() -> None:
         ship_evaluator(path)
 
     loaded = load_pipeline(SHIPPED_MODEL)
-    evaluators = load_evaluators(list(SHIPPED_EVALUATORS.values()))
+    evaluators = load_evaluators(shipped_evaluator_paths())
     table: dict[str, dict[str, dict[str, float]]] = {}  # sampler -> evaluator -> split -> accuracy
     seconds: dict[str, float] = {}
     for sampler, steps in SETTINGS:
@@ -77,9 +77,7 @@ def main() -> None:
 def ship_evaluator(path: Path) -> Path:
     """Copy a proxy evaluator (fp16 safetensors) and its training report into the package, by architecture."""
     evaluator = Evaluator.load(path)
-    target = SHIPPED_EVALUATORS.get(evaluator.arch)
-    if target is None:
-        raise SystemExit(f"{path} is a {evaluator.arch}; the package ships {', '.join(SHIPPED_EVALUATORS)} evaluators")
+    target = shipped_evaluator_path(evaluator.arch)
     evaluator.save(target)
     report = without_machine_paths(json.loads(path.with_suffix(".json").read_text()))
     target.with_suffix(".json").write_text(json.dumps(report, indent=2))

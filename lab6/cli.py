@@ -137,7 +137,8 @@ def cmd_evaluator_train(args) -> None:
     from .proxy import train_proxy
 
     train_proxy(resolve_data_root(args.data_root), args.out, arch=args.arch, epochs=args.epochs,
-                batch_size=args.batch_size, native_fraction=args.native_fraction, seed=args.seed,
+                batch_size=args.batch_size, weight_decay=args.weight_decay, max_shift=args.max_shift,
+                native_fraction=args.native_fraction, seed=args.seed,
                 progress=not args.quiet)
 
 
@@ -251,6 +252,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "evaluator's did (default 0.5)")
     p.add_argument("--epochs", type=_positive_int, default=8)
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--weight-decay", type=float, default=1e-4,
+                   help="AdamW weight decay (default 1e-4, the ResNet18 proxy's; raise it for a network that overfits)")
+    p.add_argument("--max-shift", type=int, default=0,
+                   help="random translation of each training image, up to this many pixels each way (default 0)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluator_train)

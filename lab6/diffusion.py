@@ -19,6 +19,8 @@ PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")
 #: Steps each sampler uses when none are asked for.
 DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
+#: How figures and tables name each sampler.
+SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver": "DPM-Solver++"}
 #: How the starting noise is drawn (see :func:`initial_noise`).
 INITIAL_NOISE = ("gaussian", "grey-mean")
 

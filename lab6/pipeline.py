@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_STEPS, INITIAL_NOISE, evaluator_steered_x0, guided_output, make_sampler, predicted_x0,
-                        x0_to_model_output)
+from .diffusion import (DEFAULT_STEPS, INITIAL_NOISE, SAMPLER_NAMES, evaluator_steered_x0, guided_output,
+                        make_sampler, predicted_x0, x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -211,17 +211,51 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     return pipe.to(device)
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How a batch of images was drawn: the one record every result carries (a sample, a split's run, a
+    sampler comparison, a sweep, the picker's image), so a figure or table can always say how."""
+
+    sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
+    steps: int = 20  # scheduler steps
+    guidance: float = 2.0  # classifier-free guidance scale w
+    noise: str = "gaussian"  # the starting noise (diffusion.INITIAL_NOISE)
+    seed: int = 0  # the generator's seed: the same settings and seed draw the same images
+    evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
+
+    @classmethod
+    def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
+                     guidance: float | None = None, noise: str | None = None, seed: int = 0,
+                     evaluator_guidance: float = 0.0) -> "Sampling":
+        """The settings with every unset value filled in: the sampler's default steps, the model's guidance
+        scale and starting noise."""
+        if sampler not in DEFAULT_STEPS:
+            raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
+        return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
+                   noise or pipe.noise, seed, evaluator_guidance)
+
+    @property
+    def name(self) -> str:
+        """The sampler and its steps, as tables name them: ``DPM-Solver++-20``."""
+        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps}"
+
+    def describe(self) -> str:
+        """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
+        parts = [self.name, f"w = {self.guidance:g}"]
+        if self.noise != "gaussian":
+            parts.append(f"{self.noise} noise")
+        if self.evaluator_guidance:
+            parts.append(f"evaluator guidance {self.evaluator_guidance:g}")
+        return ", ".join(parts)
+
+
 @dataclass
 class SampleResult:
     images: torch.Tensor  # (B, 3, 64, 64) in [-1, 1]
+    sampling: Sampling
     timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
     intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
     predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
-    sampler: str = "dpmsolver"
-    steps: int = 0
-    guidance: float = 1.0
-    noise: str = "gaussian"
-    evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
     conditions: list[list[str]] | None = None
 
 
@@ -231,14 +265,15 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
              evaluator_guidance: float = 0.0) -> SampleResult:
     """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
     x_0 every k steps and at the last, for the denoising figure. ``callback(done, total)`` after every step.
-    ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``)."""
-    steps = steps or DEFAULT_STEPS[sampler]
+    ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``). Unset values
+    are the model's own (``Sampling.for_pipeline``); the result records them all."""
+    sampling = Sampling.for_pipeline(pipe, sampler=sampler, steps=steps, guidance=guidance, noise=noise, seed=seed,
+                                     evaluator_guidance=evaluator_guidance)
+    steps = sampling.steps
     runner = pipe.with_sampler(sampler)
-    runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampler}, {steps} steps)")
-    guidance = pipe.guidance if guidance is None else guidance
-    result = SampleResult(images=torch.empty(0), sampler=sampler, steps=steps, guidance=guidance,
-                          noise=noise or pipe.noise, evaluator_guidance=evaluator_guidance, conditions=None if isinstance(conditions, torch.Tensor)
-                          else [list(c) for c in conditions])
+    runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
+    result = SampleResult(images=torch.empty(0), sampling=sampling,
+                          conditions=None if isinstance(conditions, torch.Tensor) else [list(c) for c in conditions])
 
     def on_step(_, i: int, t, tensors: dict) -> dict:
         if record_every and (i % record_every == 0 or i == steps - 1):
@@ -249,8 +284,8 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
             callback(i + 1, steps)
         return {}
 
-    images = runner(conditions, num_inference_steps=steps, guidance_scale=guidance,
-                    generator=torch.Generator().manual_seed(seed), initial_noise=noise, output_type="pt",
+    images = runner(conditions, num_inference_steps=steps, guidance_scale=sampling.guidance,
+                    generator=torch.Generator().manual_seed(seed), initial_noise=sampling.noise, output_type="pt",
                     evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
                     evaluator_guidance_scale=evaluator_guidance,
                     callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"]

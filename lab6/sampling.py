@@ -13,35 +13,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from .data import load_split
-from .diffusion import DEFAULT_STEPS
 from tqdm.auto import tqdm
 
+from .data import load_split
+from .diffusion import DEFAULT_STEPS, SAMPLER_NAMES  # noqa: F401 (SAMPLER_NAMES: the notebooks' import)
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
-from .pipeline import generate
+from .pipeline import SampleResult, Sampling, generate
 
-SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver": "DPM-Solver++"}
 
 def run_denoising(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, *, sampler: str = "dpmsolver",
                   steps: int | None = None, frames: int = 10, guidance: float | None = None, seed: int = 0,
-                  noise: str | None = None, progress: bool = True):
+                  noise: str | None = None, progress: bool = True) -> SampleResult:
     """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps."""
     steps = steps or DEFAULT_STEPS[sampler]
-    result = generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                      noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress)
-    return result
+    return generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
+                    noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress)
 
 
 @dataclass
 class SamplerRun:
-    sampler: str
-    steps: int
     seconds: float
-    result: object  # SampleResult
+    result: SampleResult
+
+    @property
+    def sampling(self) -> Sampling:
+        return self.result.sampling
 
     @property
     def name(self) -> str:
-        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps}"
+        return self.sampling.name
 
 
 def compare_samplers(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION,
@@ -54,7 +54,7 @@ def compare_samplers(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITI
         start = time.perf_counter()
         result = run_denoising(loaded, condition, sampler=sampler, steps=steps, frames=frames, guidance=guidance,
                                seed=seed, progress=progress)
-        runs.append(SamplerRun(sampler, steps, time.perf_counter() - start, result))
+        runs.append(SamplerRun(time.perf_counter() - start, result))
     return runs
 
 
@@ -64,9 +64,7 @@ class SplitRun:
     conditions: list[list[str]]
     images: object  # (N, 3, 64, 64) tensor in [-1, 1]
     seconds: float
-    sampler: str
-    steps: int
-    guidance: float
+    sampling: Sampling
     scores: dict = field(default_factory=dict)  # evaluator name -> evaluator.Score (empty without evaluators)
 
     @property
@@ -85,16 +83,14 @@ def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampl
     """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None).
     ``steering``: evaluator guidance (``guiding_evaluator``, ``evaluator_guidance``) passed to ``generate``."""
     conditions = load_split(data_root, split)
-    steps = steps or DEFAULT_STEPS[sampler]
-    guidance = loaded.guidance if guidance is None else guidance
     start = time.perf_counter()
-    images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
-                      progress=progress, **steering).images
-    seconds = time.perf_counter() - start
+    result = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
+                      progress=progress, **steering)
+    seconds, images = time.perf_counter() - start, result.images
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]
     scores = {e.name: e.score(images, conditions) for e in evaluators}
-    return SplitRun(split, conditions, images, seconds, sampler, steps, guidance, scores)
+    return SplitRun(split, conditions, images, seconds, result.sampling, scores)
 
 
 def failures(runs: Sequence[SplitRun]) -> list[dict]:
@@ -122,25 +118,23 @@ class Sweep:
     images: list  # one (N, 3, 64, 64) tensor per value
     seconds: list[float]
     accuracies: list[float] | None  # None without an evaluator
-    sampler: str
-    fixed: dict
+    sampling: Sampling  # the settings at the first value (``parameter`` then takes each of ``values``)
 
 
 def _sweep(loaded, conditions, evaluator, parameter: str, values, *, sampler: str, steps: int | None,
            guidance: float | None, seed: int, progress: bool) -> Sweep:
-    images, seconds, accuracies = [], [], []
+    images, seconds, accuracies, settings = [], [], [], []
     for value in tqdm(list(values), desc=f"accuracy vs {parameter}", disable=not progress, unit="setting"):
         kwargs = {"steps": steps, "guidance": guidance, parameter: value}
         start = time.perf_counter()
-        batch = generate(loaded, conditions, sampler=sampler, seed=seed, progress=False, **kwargs).images
+        result = generate(loaded, conditions, sampler=sampler, seed=seed, progress=False, **kwargs)
         seconds.append(time.perf_counter() - start)
-        images.append(batch)
+        images.append(result.images)
+        settings.append(result.sampling)
         if evaluator is not None:
-            accuracies.append(evaluator.score(batch, conditions).accuracy)
-    fixed = {"steps": steps, "guidance": loaded.guidance if guidance is None else guidance}
-    fixed.pop(parameter)
+            accuracies.append(evaluator.score(result.images, conditions).accuracy)
     return Sweep(parameter, list(values), [list(c) for c in conditions], images, seconds,
-                 accuracies if evaluator is not None else None, sampler, fixed)
+                 accuracies if evaluator is not None else None, settings[0])
 
 
 def sweep_guidance(loaded, conditions, evaluator=None, scales: Sequence[float] = (0, 1, 2, 3, 4), *,

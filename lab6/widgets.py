@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .diffusion import SAMPLER_NAMES
 from .figures.denoising import denoising_frame, denoising_strip
 from .labels import (CLEVR_RGB, COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, clevr_hex, label_index,
                      random_condition)
-from .sampling import SAMPLER_NAMES
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
@@ -64,10 +64,7 @@ class PickerResult:
     pixels: np.ndarray  # (64, 64, 3) uint8
     strip: np.ndarray  # uint8 denoising strip: x_t over predicted x_0
     seconds: float
-    sampler: str
-    steps: int
-    guidance: float
-    seed: int
+    sampling: object  # pipeline.Sampling: how it was drawn
     probabilities: dict[str, float] | None = None  # the evaluator's probability of each chosen label
     top: list[tuple[str, float]] | None = None  # the evaluator's top-k labels (k = number chosen)
     evaluator_message: str | None = None  # why there are no probabilities
@@ -331,7 +328,7 @@ class LabelPicker:
                           record_every=max(1, -(-steps // self.strip_frames)), progress=False, callback=advance)
         seconds = time.perf_counter() - start
         picked = PickerResult(condition, result.images[0], to_uint8(result.images[:1])[0].numpy(),
-                              denoising_strip(result), seconds, sampler, steps, guidance, seed)
+                              denoising_strip(result), seconds, result.sampling)
         evaluator = self.evaluator()
         if evaluator is None:
             picked.evaluator_message = f"No evaluator, so no probabilities: {self._evaluator_error}"
@@ -366,7 +363,7 @@ class LabelPicker:
         self.strip.value = png_bytes(picked.strip, scale=1)
         self.strip.layout.display = ""
         lines = [f"<div style='font-size:90%'>{html.escape(', '.join(picked.condition))}: "
-                 f"{picked.sampler} {picked.steps} steps, w = {picked.guidance:g}, seed {picked.seed}, "
+                 f"{picked.sampling.describe()}, seed {picked.sampling.seed}, "
                  f"{picked.seconds:.1f} s.<br>Strip: x_t (top) and predicted x_0 (bottom) along the run.</div>"]
         if picked.probabilities is None:
             lines.append(f"<p><i>{html.escape(picked.evaluator_message or '')}</i></p>")

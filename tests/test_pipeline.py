@@ -11,7 +11,8 @@ from PIL import Image
 from lab6.diffusion import make_noise_scheduler, make_sampler
 from lab6.labels import ConditionError
 from lab6.model import ConditionalUNet
-from lab6.pipeline import Lab6Pipeline, ModelLoadError, build_pipeline, generate, load_pipeline, save_pipeline
+from lab6.pipeline import (Lab6Pipeline, ModelLoadError, Sampling, build_pipeline, generate, load_pipeline,
+                          save_pipeline)
 from tests.test_model import TINY
 
 CONDITIONS = [["red cube"], ["gray sphere", "cyan cube"]]
@@ -100,7 +101,8 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
 
 def test_generate_names_the_sampler_and_records_frames(pipe):
     result = generate(pipe, CONDITIONS, sampler="ddim", steps=4, seed=0, record_every=2, progress=False)
-    assert result.sampler == "ddim" and result.guidance == 3.0 and result.noise == "grey-mean"
+    assert result.sampling == Sampling("ddim", 4, 3.0, "grey-mean", seed=0)  # the model's guidance and noise
+    assert result.sampling.describe() == "DDIM-4, w = 3, grey-mean noise"
     assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 3
     assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)  # the pipeline itself is unchanged
 

@@ -9,7 +9,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..sampling import SAMPLER_NAMES, SplitRun, Sweep, failures
+from ..diffusion import SAMPLER_NAMES
+from ..sampling import SplitRun, Sweep, failures
 from .common import image_axis, uint8_pixels, new_figure, save_figure
 
 def accuracy_grid(run: SplitRun, out: str | Path, columns: int = 8):
@@ -29,8 +30,8 @@ def accuracy_grid(run: SplitRun, out: str | Path, columns: int = 8):
         else:
             ax.set_title(f"#{k}", fontsize=7)
     accuracy = f"accuracy {run.accuracy:.3f}" if run.score is not None else "no evaluator: no accuracy"
-    fig.suptitle(f"{run.split}: {len(pixels)} images, {accuracy}  ({SAMPLER_NAMES[run.sampler]}-{run.steps}, "
-                 f"w = {run.guidance:g}, {run.seconds:.1f} s)", fontsize=10)
+    fig.suptitle(f"{run.split}: {len(pixels)} images, {accuracy}  ({run.sampling.describe()}, {run.seconds:.1f} s)",
+                 fontsize=10)
     return save_figure(fig, out, f"accuracy_grid_{run.split}")
 
 
@@ -94,8 +95,9 @@ def _sweep_plot(sweep: Sweep, out: str | Path, name: str, xlabel: str):
     time_ax.plot(sweep.values, sweep.seconds, "s--", color="tab:gray", markersize=4)
     time_ax.set_ylabel(f"seconds for {len(sweep.conditions)} images", color="tab:gray")
     ax.set_xlabel(xlabel)
-    fixed = ", ".join(f"{k} {v:g}" for k, v in sweep.fixed.items() if v is not None)
-    ax.set_title(f"accuracy vs {sweep.parameter} ({SAMPLER_NAMES[sweep.sampler]}, {fixed}, "
+    fixed = SAMPLER_NAMES[sweep.sampling.sampler] + (f", {sweep.sampling.steps} steps" if sweep.parameter == "guidance"
+                                                     else f", w = {sweep.sampling.guidance:g}")
+    ax.set_title(f"accuracy vs {sweep.parameter} ({fixed}, "
                  f"{len(sweep.conditions)} conditions)", fontsize=9)
     if sweep.parameter == "steps":
         ax.set_xscale("log")

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..pipeline import to_output_size
 from ..labels import DENOISING_FIGURE_CONDITION
-from ..sampling import SAMPLER_NAMES, SamplerRun
+from ..sampling import SamplerRun
 from .common import image_axis, uint8_pixels, new_figure, save_figure
 
 def denoising_frame(result, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +46,7 @@ def denoising_process(result, out: str | Path, title: str | None = None, name: s
     axes[0][0].set_ylabel("x_t", fontsize=9)
     axes[1][0].set_ylabel("predicted x_0", fontsize=9)
     condition = result.conditions[0] if result.conditions else list(DENOISING_FIGURE_CONDITION)
-    details = f"  ({SAMPLER_NAMES[result.sampler]}, {result.steps} steps, w = {result.guidance:g})"
+    details = f"  ({result.sampling.describe()})"
     fig.suptitle(title or ", ".join(condition) + details, fontsize=10)
     return save_figure(fig, out, name)
 

@@ -13,15 +13,18 @@ training, so their features have not seen them):
     python bench/bench_fidelity.py --data-root ../shared/iclevr-reference [--n 1000] \\
         --candidate shipped=lab6/assets/model --candidate cpu64=runs/cpu64:sampler=dpmsolver,steps=20
 
-A candidate is ``LABEL=MODEL[:key=value,...]`` with keys sampler, steps, guidance, seed and the
-sampler options of ``lab6.diffusion.sample`` (e.g. ``noise=grey``). Rows for real images and for real images
-sent through 32 px come first. Needs the real data (the held-out images) and the shipped evaluators.
+A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.pipeline.generate``: sampler, steps,
+guidance, seed, noise (e.g. ``noise=grey-mean``). Rows for real images and for real images sent through
+32 px come first. ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
+--fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 
@@ -61,6 +64,7 @@ def main() -> None:
                         help="evaluator file; repeat for several (default: the shipped ones)")
     parser.add_argument("--figure", default=None, metavar="FOLDER",
                         help="also draw fidelity_real_vs_generated.png/.pdf there: 8 real images above each candidate's")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows and the table")
     args = parser.parse_args()
 
     evaluators = load_evaluators(args.evaluator, None)
@@ -109,14 +113,24 @@ def main() -> None:
     names = [e.name for e in evaluators]
     print(f"\n{args.n} images per set; reference: held-out real images (seed {args.seed}); "
           f"{torch.get_num_threads()} thread(s)\n")
-    print("| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | cast mean | cast p90 "
-          "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |")
-    print("| --- " * (2 * len(names) + 6) + "|")
+    table = markdown_table(rows, names)
+    print("\n".join(table))
+    if args.json:
+        args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "threads": torch.get_num_threads(),
+                                         "evaluators": names, "rows": rows, "table": table}, indent=2))
+
+
+def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
+    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | cast mean | cast p90 "
+             "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
+             "| --- " * (2 * len(names) + 6) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
-        print(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
-              + f" | {row['sharpness']:.2f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | {row['cast_over_8']:.1%} | "
-              + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names) + f" | {seconds} |")
+        lines.append(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
+                     + f" | {row['sharpness']:.2f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
+                       f"{row['cast_over_8']:.1%} | " + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
+                     + f" | {seconds} |")
+    return lines
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from diffusers import DDPMScheduler
+from huggingface_hub import ModelCard
 
 from lab6.pipeline import load_pipeline as load_model
 
@@ -27,17 +28,27 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     # a fine-tuned model, shipped at w = 4 although its run was evaluated at the recipe's w
     loaded.metadata = {**first, "train_step": 30, "epochs": 5.0, "train_minutes": 2.5, "parent": first}
     loaded.register_to_config(guidance_scale=4.0)
-    table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.25, "heldout": 0.125},
-                              "efficientnet_b0": {"test": 0.25, "new_test": 0.5, "heldout": 0.75}}}
+    table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.25, "heldout": 0.125, "pooled": 0.2},
+                              "efficientnet_b0": {"test": 0.25, "new_test": 0.5, "heldout": 0.75, "pooled": 0.6}}}
     proxies = {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10},
                "efficientnet_b0": {"heldout_accuracy": 0.8, "heldout_images": 10}}
-    card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies, Namespace(command="lab6 train x"))
+    fidelity = {"n": 10, "table": ["| images | sharpness / real |", "| --- | --- |", "| shipped | 0.05 |"]}
+    model_card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies, Namespace(command="lab6 train x"),
+                                       fidelity)
+    card = str(model_card)
+    # a Hugging Face card: YAML metadata that huggingface_hub reads back, accuracy per split as a model-index
+    data = ModelCard(card).data
+    assert data.library_name == "diffusers" and data.license == "mit" and "i-clevr" in data.tags
+    results = {(r.dataset_split, r.metric_name): r.metric_value for r in data.eval_results}
+    assert results[("new_test", "top-k accuracy (resnet18 proxy)")] == 0.25
+    assert results[("pooled", "top-k accuracy (efficientnet_b0 proxy)")] == 0.6
+    assert "## Fidelity" in card and "| shipped | 0.05 |" in card
     assert f"- Stage 1: 12 steps of 8 images ({first['epochs']} epochs)" in card
     assert "- Stage 2 (fine-tuned from stage 1): 30 steps of 8 images (5.0 epochs)" in card
     assert f"- In all: {first['epochs'] + 5.0:.1f} epochs" in card
     assert "w = 4 (training evaluated at w = 2; w chosen on the held-out conditions)" in card
-    assert "| dpmsolver-20 | resnet18 | 0.5000 | 0.2500 | 0.1250 | 1.0 |" in card
-    assert "| dpmsolver-20 | efficientnet_b0 | 0.2500 | 0.5000 | 0.7500 | 1.0 |" in card
+    assert "| dpmsolver-20 | resnet18 | 0.5000 | 0.2500 | 0.1250 | 0.2000 | 1.0 |" in card
+    assert "| dpmsolver-20 | efficientnet_b0 | 0.2500 | 0.5000 | 0.7500 | 0.6000 | 1.0 |" in card
     assert "efficientnet_b0: 0.8000 on 10 held-out real images" in card
     assert f"seconds for 32 images ({torch.get_num_threads()} CPU thread(s))" in card  # timings depend on threads
 

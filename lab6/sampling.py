@@ -16,7 +16,7 @@ from typing import Sequence
 from tqdm.auto import tqdm
 
 from .data import load_split
-from .diffusion import DEFAULT_STEPS, SAMPLER_NAMES  # noqa: F401 (SAMPLER_NAMES: the notebooks' import)
+from .diffusion import DEFAULT_STEPS
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import SampleResult, Sampling, generate
 

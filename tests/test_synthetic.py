@@ -9,17 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab6 import synthetic
+from lab6 import scene, synthetic
 from lab6.labels import COLOURS, LABEL_TO_INDEX, LABELS, ConditionError, load_conditions
-from lab6.synthetic import (
-    COLOUR_RGB,
-    MIN_SEPARATION,
-    SyntheticDataError,
-    default_data_root,
-    render_dataset,
-    render_scene,
-    sample_layout,
-)
+from lab6.render import render_scene
+from lab6.scene import COLOUR_RGB, MIN_SEPARATION, SyntheticDataError, sample_layout
+from lab6.synthetic import default_data_root, render_dataset
 
 # ------------------------------------------------------------------------------------------------ helpers
 
@@ -124,7 +118,7 @@ def test_layouts_stay_in_bounds():
         assert [o.label for o in objects] == labels
         assert (objects[0].x, objects[0].y) == (0.0, 0.0)  # the first object stands at the centre, as in i-CLEVR
         for a in range(count):
-            corners = synthetic.project(synthetic._corners(objects[a]), 64)
+            corners = scene.project(scene.bounding_corners(objects[a]), 64)
             assert np.all(corners >= -1.0) and np.all(corners <= 65.0), objects[a]
             for b in range(a):
                 assert np.hypot(objects[a].x - objects[b].x, objects[a].y - objects[b].y) >= MIN_SEPARATION

@@ -36,7 +36,7 @@ def real_vs_rendered(data: TrainingData, out: str | Path, n: int = 8, seed: int 
 
     The built-in renderer stands in for the course data when there is none; this shows how close it comes.
     """
-    from ..synthetic import render_scene
+    from ..render import render_scene
 
     rng = np.random.default_rng(seed)
     picks = np.sort(rng.choice(len(data.files), size=min(n, len(data.files)), replace=False))

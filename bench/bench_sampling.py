@@ -1,15 +1,21 @@
 """Sampling speed and accuracy per sampler: 32 images at 64x64, side by side in one run.
 
 For each sampler setting: seconds to draw the 32 images of a conditions file (classifier-free guidance
-on, the model's guidance scale), and each evaluator's accuracy on them (by default the ResNet18 and the
-EfficientNet-B0 proxies: one classifier family can be blind to a defect another sees). Target: under 20 s on 2 cores
-with at most 1 point of accuracy lost against DDPM-1000.
+on, the model's guidance scale), and each evaluator's accuracy on them (by default every shipped proxy, of
+two architectures: one classifier family can be blind to a defect another sees). Target: under 20 s on 2
+cores with at most 1 point of accuracy lost against DDPM-1000.
 
     python bench/bench_sampling.py [--model M] [--split test] [--also new_test heldout] [--skip-ddpm]
     python bench/bench_sampling.py --samplers dpmsolver-20 --guidance 1 2 3 4 --also new_test heldout
+    python bench/bench_sampling.py --samplers dpmsolver-20 --noise gaussian grey-mean --also new_test heldout
+    python bench/bench_sampling.py --samplers dpmsolver-20 --evaluator-guidance 0 1 4 \
+        --guide-with lab6/assets/evaluator/proxy_resnet18.safetensors --also new_test heldout --seeds 2
 
 ``--guidance`` repeats every sampler at each guidance scale w (default: the model's own), so the same
-table answers "which w buys the most accuracy".
+table answers "which w buys the most accuracy"; ``--noise`` does the same for the starting noise.
+``--evaluator-guidance`` steers with ``--guide-with``'s gradient at each scale: that evaluator's column
+then measures nothing (it graded its own steering), so the table marks it and the other evaluator's
+column is the one to read.
 
 One hit on 32 images moves the accuracy by ~1.4 points, so "1 point" cannot be resolved on test.json
 alone: ``--also`` samples more conditions (untimed) and the last columns pool every split's labels.
@@ -21,8 +27,8 @@ import argparse
 import time
 
 from lab6.data import conditions_file, resolve_data_root
-from lab6.diffusion import SAMPLERS
-from lab6.evaluator import load_evaluators
+from lab6.diffusion import INITIAL_NOISE, SAMPLERS
+from lab6.evaluator import Evaluator, load_evaluators
 from lab6.labels import load_conditions
 from lab6.pipeline import generate, load_pipeline
 
@@ -52,22 +58,33 @@ def main() -> None:
                         metavar="SAMPLER-STEPS", help=f"settings to compare (default: {' '.join(SETTINGS)})")
     parser.add_argument("--guidance", nargs="+", type=float, default=[None], metavar="W",
                         help="guidance scales to try with every sampler (default: the model's)")
+    parser.add_argument("--noise", nargs="+", choices=INITIAL_NOISE, default=[None],
+                        help="starting noises to try with every sampler (default: the model's)")
+    parser.add_argument("--evaluator-guidance", nargs="+", type=float, default=[0.0], metavar="SCALE",
+                        help="evaluator-guidance scales to try (default 0: none); needs --guide-with")
+    parser.add_argument("--guide-with", default=None, metavar="EVALUATOR", help="the evaluator that steers")
     args = parser.parse_args()
+    if any(args.evaluator_guidance) and not args.guide_with:
+        parser.error("--evaluator-guidance needs --guide-with EVALUATOR (the evaluator that steers)")
+    guide = Evaluator.load(args.guide_with) if args.guide_with else None
     root = resolve_data_root(args.data_root, need_images=False)
     splits = {split: load_conditions(conditions_file(root, split)) for split in [args.split, *args.also]}
     loaded = load_pipeline(args.model)
     evaluators = load_evaluators(args.evaluator, root)
     names = [e.name for e in evaluators]
-    settings = [(sampler, steps, loaded.guidance if w is None else w)
-                for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm") for w in args.guidance]
-    rows = []  # (sampler, steps, w, seconds, {(evaluator, split): accuracy}, {evaluator: pooled accuracy})
-    for sampler, steps, guidance in settings:
+    settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.noise, steer)
+                for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm")
+                for w in args.guidance for noise in args.noise for steer in args.evaluator_guidance]
+    rows = []  # (setting, seconds, {(evaluator, split): accuracy}, {evaluator: pooled accuracy})
+    for setting in settings:
+        sampler, steps, guidance, noise, steer = setting
+        steering = {"guiding_evaluator": guide, "evaluator_guidance": steer} if steer else {}
         seconds, hits, labels = [], {}, {split: 0 for split in splits}
         for seed in range(args.seeds):
             for split, conditions in splits.items():
                 start = time.perf_counter()
                 images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                                  progress=False).images
+                                  noise=noise, progress=False, **steering).images
                 if split == args.split:
                     seconds.append(time.perf_counter() - start)
                 labels[split] += sum(len(c) for c in conditions)
@@ -76,31 +93,39 @@ def main() -> None:
                     hits[key] = hits.get(key, 0) + sum(evaluator.score(images, conditions).hits)
         accuracy = {key: value / labels[key[1]] for key, value in hits.items()}
         pooled = {n: sum(hits[n, s] for s in splits) / sum(labels.values()) for n in names}
-        rows.append((sampler, steps, guidance, sum(seconds) / len(seconds), accuracy, pooled))
-        print(f"  {sampler}-{steps} w={guidance:g}: {rows[-1][3]:.1f} s, accuracy " +
+        rows.append((setting, sum(seconds) / len(seconds), accuracy, pooled))
+        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g}: {rows[-1][1]:.1f} s, accuracy " +
               ", ".join(f"{s} ({n}) {v:.4f}" for (n, s), v in accuracy.items()), flush=True)
+    print_table(rows, args, splits, names, loaded, evaluators, guide)
+
+
+def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     base = rows[0]
-    name = f"{base[0]}-{base[1]} w={base[2]:g}" if len(args.guidance) > 1 else f"{base[0]}-{base[1]}"
-    first = splits[args.split]
-    print(f"\n{len(first)} images timed ({args.split}), model {loaded.path}, evaluators "
-          + ", ".join(f"{e.name} ({e.source})" for e in evaluators) + f", {args.seeds} seed(s)\n")
+    name = "{}-{} w={:g} {} steer={:g}".format(*base[0])
+    print(f"\n{len(splits[args.split])} images timed ({args.split}), model {loaded.path}, evaluators "
+          + ", ".join(f"{e.name} ({e.source})" for e in evaluators) + f", {args.seeds} seed(s)"
+          + (f"; steered by {guide.name} ({guide.source}): * marks its own accuracy under its steering, which "
+             "measures nothing" if guide else "") + "\n")
     columns = [(n, s) for n in names for s in splits]
     pooled_columns = "".join(f" pooled {n} ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | "
-                             f"vs {name} |" for n in names) if args.also else ""
-    print(f"| sampler | steps | w | seconds | speed-up vs {name} | " + " | ".join(f"{s} ({n})" for n, s in columns)
-          + f" | {args.split} ({names[0]}) vs {name} |" + pooled_columns)
-    print("| --- " * (6 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
-    for sampler, steps, guidance, secs, accuracy, pooled in rows:
-        line = (f"| {sampler} | {steps} | {guidance:g} | {secs:.1f} | {base[3] / secs:.1f}x | "
-                + " | ".join(f"{accuracy[c]:.4f}" for c in columns)
-                + f" | {100 * (accuracy[names[0], args.split] - base[4][names[0], args.split]):+.1f} pt |")
+                             f"vs first row |" for n in names) if args.also else ""
+    print(f"| sampler | steps | w | starting noise | evaluator guidance | seconds | speed-up vs {name} | "
+          + " | ".join(f"{s} ({n})" for n, s in columns) + f" | {args.split} ({names[0]}) vs first row |"
+          + pooled_columns)
+    print("| --- " * (8 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
+    for (sampler, steps, guidance, noise, steer), secs, accuracy, pooled in rows:
+        def mark(evaluator_name: str) -> str:  # its own accuracy under its own steering
+            return "*" if steer and guide is not None and evaluator_name == guide.name else ""
+        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {secs:.1f} | {base[1] / secs:.1f}x | "
+                + " | ".join(f"{accuracy[c]:.4f}{mark(c[0])}" for c in columns)
+                + f" | {100 * (accuracy[names[0], args.split] - base[2][names[0], args.split]):+.1f} pt |")
         if args.also:
-            line += "".join(f" {pooled[n]:.4f} | {100 * (pooled[n] - base[5][n]):+.1f} pt |" for n in names)
+            line += "".join(f" {pooled[n]:.4f}{mark(n)} | {100 * (pooled[n] - base[3][n]):+.1f} pt |" for n in names)
         print(line)
     if args.also:
         # Binomial over the pooled labels: a yardstick for which differences one run can resolve.
         total = args.seeds * sum(len(condition) for conditions in splits.values() for condition in conditions)
-        error = max((p * (1 - p) / total) ** 0.5 for row in rows for p in row[5].values())
+        error = max((p * (1 - p) / total) ** 0.5 for row in rows for p in row[3].values())
         print(f"\nOne standard error of a pooled accuracy: at most {100 * error:.1f} pt ({total} labels); of the difference of "
               f"two rows drawn from different noise (DDPM against an ODE solver): {100 * error * 2 ** 0.5:.1f} pt.")
 

@@ -106,6 +106,14 @@ PRESETS: dict[str, TrainConfig] = {
                          prediction="epsilon",
                          min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
                          eval_every=5000),
+    # A student's single GPU at native 64x64 with what the CPU study learned (v prediction, cosine schedule,
+    # min-SNR 5, one cross-attention token per object): ~38.9M parameters, attention at 16 and 8 px only
+    # (32 px attention would cost 16x the tokens). Batch 128 because a GPU is bound by per-step overhead at
+    # small batches (docs/experiments.md, fifth session); lr 2e-4 is the usual one for a UNet of this size at
+    # this batch (not tuned here: no GPU study has run this preset yet).
+    "gpu64": TrainConfig(conditioning="cross_attention", image_size=64, block_out_channels=(64, 128, 256, 256),
+                         attention_levels=(False, False, True, True), layers_per_block=2, batch_size=128, lr=2e-4,
+                         warmup_steps=1000, ema_decay=0.9995, eval_every=2000, checkpoint_minutes=15.0),
     # For tests and a first look: trains in seconds, draws blobs.
     "tiny": TrainConfig(image_size=16, block_out_channels=(16, 32), attention_levels=(False, True),
                         eval_splits=("test", "new_test"), layers_per_block=1, attention_head_dim=16, norm_num_groups=8, batch_size=8, lr=1e-3,

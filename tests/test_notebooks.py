@@ -1,5 +1,8 @@
-"""Every notebook runs headless (nbclient, the venv's python3 kernel) in quick mode and writes its figures;
-the committed notebooks carry no outputs (strip them with ``tools/strip_notebooks.py``)."""
+"""Every notebook runs headless (nbclient, the venv's python3 kernel) in quick mode, with every check cell, and
+writes its figures; its exercises' check cells accept the right answers; a student sees short cells with prose
+before each idea; the committed notebooks carry no outputs (strip them with ``tools/strip_notebooks.py``).
+
+Breaking a hand-written cell on purpose is tested in ``tests/test_notebook_checks.py``."""
 
 import os
 import subprocess
@@ -14,12 +17,66 @@ from lab6.figures import FIGURE_GROUPS
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
 EXPECTED_FIGURES = {
-    "01_data_inspection.ipynb": FIGURE_GROUPS["data"],
-    "02_train_with_accelerate.ipynb": FIGURE_GROUPS["training"],
-    "03_progressive_denoising.ipynb": ("denoising_process", "samplers_comparison"),
+    "01_data_inspection.ipynb": FIGURE_GROUPS["data"] + ("data_item_by_hand",),
+    "02_train_with_accelerate.ipynb": FIGURE_GROUPS["training"] + ("forward_process", "schedule_alpha_bar_snr",
+                                                                   "training_loss_by_hand"),
+    "03_progressive_denoising.ipynb": ("denoising_process", "samplers_comparison", "sampling_by_hand",
+                                       "sampling_schedulers_by_hand"),
     "04_accuracy_report.ipynb": FIGURE_GROUPS["accuracy"] + FIGURE_GROUPS["guidance"] + ("samplers_accuracy_vs_steps",),
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+MAX_CELL_LINES = 25
+RIGHT, NOT_YET = "✓ right", "✗ not yet"
+
+#: Each idea a notebook writes out by hand -> the cell that checks it against the package (None: run, not
+#: compared, like the hand-written training loop, whose losses the notebook plots).
+IDEAS = {
+    "01_data_inspection.ipynb": {"item-by-hand": "item-check"},
+    "02_train_with_accelerate.ipynb": {"forward-by-hand": "forward-check", "schedule-by-hand": "schedule-check",
+                                       "loss-by-hand": "loss-check", "loop-by-hand": None},
+    "03_progressive_denoising.ipynb": {"ddpm-step-by-hand": "ddpm-step-check", "guidance-by-hand": "guidance-check",
+                                       "sampler-by-hand": "sampler-check"},
+    "04_accuracy_report.ipynb": {"topk-by-hand": "topk-check"},
+}
+
+#: The answers to each notebook's exercises (cell id -> source): the executed notebooks get these, and each
+#: exercise's check cell must then say it is right.
+SOLUTIONS = {
+    "01_data_inspection.ipynb": {
+        "exercise-decode": "def decode_by_hand(vector):\n"
+                           "    names = sorted(label_index, key=label_index.get)\n"
+                           "    return [names[i] for i in torch.nonzero(torch.as_tensor(vector) > 0.5).flatten().tolist()]",
+        "exercise-rarest": "counts_by_label = data.labels.sum(axis=0)\n"
+                           "rarest = sorted(label_index, key=label_index.get)[int(counts_by_label.argmin())]\n"
+                           "rarest_count = counts_by_label.min()",
+        "exercise-mean": "channel_means = (data.images / 127.5 - 1).mean(axis=(0, 2, 3)).tolist()",
+    },
+    "02_train_with_accelerate.ipynb": {
+        "exercise-linear": "def linear_alpha_bar(T=1000, beta_start=1e-4, beta_end=0.02):\n"
+                           "    return torch.cumprod(1 - torch.linspace(beta_start, beta_end, T), dim=0)",
+        "exercise-epsilon": "def epsilon_weight(snr, gamma=5.0):\n    return snr.clamp(max=gamma) / snr",
+    },
+    "03_progressive_denoising.ipynb": {
+        "exercise-w0": "w_unconditional = 0.0",
+        "exercise-epsilon": "def x0_from_epsilon(x_t, epsilon, alpha_bar_t):\n"
+                            "    return (x_t - (1 - alpha_bar_t).sqrt() * epsilon) / alpha_bar_t.sqrt()",
+        "exercise-deterministic": "deterministic = DDIMScheduler.from_config(config, timestep_spacing='trailing')",
+    },
+    "04_accuracy_report.ipynb": {
+        "exercise-chance": "chance = sum(len(c) ** 2 / 24 for c in test_conditions) / sum(len(c) for c in test_conditions)",
+        "exercise-macro": "def macro_accuracy(probabilities, multi_hot):\n"
+                          "    return (topk_hits(probabilities, multi_hot) / multi_hot.sum(dim=1)).mean().item()",
+    },
+}
+
+
+def read_notebook(name: str):
+    return nbformat.read(NOTEBOOKS / name, as_version=4)
+
+
+def cell_text(cell) -> str:
+    """What a code cell printed (its stream outputs)."""
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
 
 
 def test_every_notebook_is_tested():
@@ -38,6 +95,28 @@ def test_committed_notebooks_carry_no_outputs(name):
     result = subprocess.run([sys.executable, str(ROOT / "tools" / "strip_notebooks.py"), "--check",
                              str(NOTEBOOKS / name)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_FIGURES))
+def test_cells_are_short_and_each_idea_has_prose_and_a_check(name):
+    """What a student reads: no cell over MAX_CELL_LINES lines; prose before every hand-written idea, a check
+    cell after it; two or three exercises at the end, each an answer cell and a check cell."""
+    cells = read_notebook(name).cells
+    for cell in cells:
+        assert len(cell.source.splitlines()) <= MAX_CELL_LINES, f"{name}: cell {cell.id} is longer than {MAX_CELL_LINES} lines"
+    ids = [cell.id for cell in cells]
+    assert sorted(cell_id for cell_id in ids if cell_id.endswith("-by-hand")) == sorted(IDEAS[name])
+    for idea, check in IDEAS[name].items():
+        i = ids.index(idea)
+        assert cells[i - 1].cell_type == "markdown", f"{name}: no prose before {idea}"
+        assert check is None or (check in ids[i + 1:i + 4] and "assert_close" in cells[ids.index(check)].source), \
+            f"{name}: {idea} is not followed by its check {check}"
+    exercises = [cell_id for cell_id in ids if cell_id.startswith("exercise-") and not cell_id.endswith(("-check", "-intro"))]
+    assert 2 <= len(exercises) <= 3 and sorted(exercises) == sorted(SOLUTIONS[name]), f"{name}: exercises {exercises}"
+    first = ids.index(f"{exercises[0]}-intro")
+    assert all(cell_id.startswith("exercise-") for cell_id in ids[first:]), f"{name} does not end with its exercises"
+    for exercise in exercises:
+        assert ids[ids.index(exercise) + 1] == f"{exercise}-check"
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +155,9 @@ def notebook_env(tiny_root, tiny_run, evaluator_file, tmp_path_factory) -> dict:
 def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_env, tmp_path):
     from nbclient import NotebookClient
 
-    notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
+    notebook = read_notebook(name)
+    for cell in notebook.cells:
+        cell.source = SOLUTIONS[name].get(cell.id, cell.source)
     client = NotebookClient(notebook, kernel_name=kernel_name, timeout=600, startup_timeout=300,
                             resources={"metadata": {"path": str(tmp_path)}})
     client.execute(env=notebook_env)  # raises CellExecutionError, with the cell and traceback, on any error
@@ -87,8 +168,14 @@ def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_en
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type in ("display_data", "execute_result"))
-    if name.startswith("04"):  # the last cell shows the label picker
-        assert WIDGET_VIEW in notebook.cells[-1].outputs[-1]["data"]
+    checks = [cell for cell in notebook.cells if cell.id.startswith("exercise-") and cell.id.endswith("-check")]
+    for cell in checks:
+        assert RIGHT in cell_text(cell), f"{name}: {cell.id} did not accept the right answer: {cell_text(cell)!r}"
+    if name.startswith("04"):  # the label picker
+        picker = next(cell for cell in notebook.cells if cell.id == "picker")
+        assert WIDGET_VIEW in picker.outputs[-1]["data"]
     if name.startswith("02"):
         run = Path(notebook_env["LAB6_RUN"])
         assert (run / "model" / "model_index.json").is_file() and (run / "checkpoints" / "step-00000015").is_dir()
+        launched = next(cell for cell in notebook.cells if cell.id == "loop-run")
+        assert "step   29" in cell_text(launched), "the hand-written loop did not run its 30 steps"

@@ -150,17 +150,33 @@ def notebook_env(tiny_root, tiny_run, evaluator_file, tmp_path_factory) -> dict:
             "LAB6_DEVICE": "cpu", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
+def execute(notebook, kernel_name: str, env: dict, folder: Path, answers: dict | None = None) -> list:
+    """Run every cell of ``notebook`` in a fresh kernel (raising CellExecutionError, with the cell and its
+    traceback, on any error); then, in the same kernel, each exercise's answer from ``answers`` followed by a
+    copy of its check cell. Returns those copies (exercise id -> cell, with its outputs)."""
+    from nbclient import NotebookClient
+
+    client = NotebookClient(notebook, kernel_name=kernel_name, timeout=600, startup_timeout=300,
+                            resources={"metadata": {"path": str(folder)}})
+    answered, committed = {}, len(notebook.cells)
+    with client.setup_kernel(env=env):
+        for index, cell in enumerate(notebook.cells):
+            client.execute_cell(cell, index)
+        for cell_id, source in (answers or {}).items():
+            check = next(cell for cell in notebook.cells[:committed] if cell.id == f"{cell_id}-check")
+            for extra in (nbformat.v4.new_code_cell(source), nbformat.v4.new_code_cell(check.source)):
+                notebook.cells.append(extra)  # the client writes each executed cell back into the notebook
+                client.execute_cell(extra, len(notebook.cells) - 1)
+            answered[cell_id] = notebook.cells[-1]
+    del notebook.cells[committed:]
+    return answered
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EXPECTED_FIGURES))
 def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_env, tmp_path):
-    from nbclient import NotebookClient
-
     notebook = read_notebook(name)
-    for cell in notebook.cells:
-        cell.source = SOLUTIONS[name].get(cell.id, cell.source)
-    client = NotebookClient(notebook, kernel_name=kernel_name, timeout=600, startup_timeout=300,
-                            resources={"metadata": {"path": str(tmp_path)}})
-    client.execute(env=notebook_env)  # raises CellExecutionError, with the cell and traceback, on any error
+    answered = execute(notebook, kernel_name, notebook_env, tmp_path, SOLUTIONS[name])
 
     figures = Path(notebook_env["LAB6_FIGURES"])
     missing = [f"{n}.{ext}" for n in EXPECTED_FIGURES[name] for ext in ("png", "pdf") if not (figures / f"{n}.{ext}").is_file()]
@@ -169,8 +185,12 @@ def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_en
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type in ("display_data", "execute_result"))
     checks = [cell for cell in notebook.cells if cell.id.startswith("exercise-") and cell.id.endswith("-check")]
-    for cell in checks:
-        assert RIGHT in cell_text(cell), f"{name}: {cell.id} did not accept the right answer: {cell_text(cell)!r}"
+    assert sorted(cell.id for cell in checks) == sorted(f"{e}-check" for e in answered)
+    for cell in checks:  # as committed (unanswered), then after the right answer
+        after_answer = answered[cell.id.removesuffix("-check")]
+        assert NOT_YET in cell_text(cell), f"{name}: {cell.id} accepted the unanswered exercise: {cell_text(cell)!r}"
+        assert RIGHT in cell_text(after_answer), \
+            f"{name}: {cell.id} did not accept the right answer: {cell_text(after_answer)!r}"
     if name.startswith("04"):  # the label picker
         picker = next(cell for cell in notebook.cells if cell.id == "picker")
         assert WIDGET_VIEW in picker.outputs[-1]["data"]

@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from .config import PRESETS
 from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .pipeline import ModelLoadError
@@ -194,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
-    p.add_argument("--preset", default="cpu", help="recipe: cpu, cpu-add, paper, tiny (see lab6.config)")
+    p.add_argument("--preset", default="cpu", help=f"recipe: {', '.join(PRESETS)} (see lab6.config)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples/, model/)")
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes of training")
     p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")

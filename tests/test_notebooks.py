@@ -22,7 +22,8 @@ EXPECTED_FIGURES = {
                                                                    "training_loss_by_hand"),
     "03_progressive_denoising.ipynb": ("denoising_process", "samplers_comparison", "sampling_by_hand",
                                        "sampling_schedulers_by_hand"),
-    "04_accuracy_report.ipynb": FIGURE_GROUPS["accuracy"] + FIGURE_GROUPS["guidance"] + ("samplers_accuracy_vs_steps",),
+    "04_accuracy_report.ipynb": FIGURE_GROUPS["accuracy"] + FIGURE_GROUPS["guidance"] + ("samplers_accuracy_vs_steps",
+                                                                                        "fidelity_real_vs_generated"),
 }
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 MAX_CELL_LINES = 25

@@ -15,7 +15,7 @@ from typing import Iterable
 from ..labels import DENOISING_FIGURE_CONDITION
 from ..settings import NotebookSettings, notebook_evaluators, notebook_model, notebook_settings
 from .accuracy import (accuracy_grid, failure_gallery, guidance_accuracy, guidance_images, hits_per_image,
-                       steps_accuracy)
+                       real_vs_generated, steps_accuracy)
 from .data import (conditions_html, conditions_table, cooccurrence, image_statistics, label_frequency,
                    objects_per_image, real_vs_rendered, sample_grid)
 from .denoising import denoising_frame, denoising_process, denoising_strip, sampler_comparison
@@ -25,7 +25,7 @@ __all__ = ["FIGURE_GROUPS", "NEEDS_EVALUATOR", "accuracy_grid", "accuracy_vs_min
            "conditions_table", "cooccurrence", "denoising_frame", "denoising_process", "denoising_strip",
            "failure_gallery", "figure_files", "guidance_accuracy", "guidance_images", "hits_per_image",
            "image_statistics", "label_frequency", "loss_curve", "objects_per_image", "presets_html",
-           "real_vs_rendered", "sample_grid", "sampler_comparison", "steps_accuracy", "watch_loss_curve",
+           "real_vs_generated", "real_vs_rendered", "sample_grid", "sampler_comparison", "steps_accuracy", "watch_loss_curve",
            "write_figures"]
 
 #: The stable file names (without .png/.pdf) of each group of ``lab6 figures --which``.

@@ -182,8 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
-                       help="starting noise: gaussian, or grey-mean (its channel means made equal, so it carries no "
-                            "colour cast); default: the model's")
+                       help="starting noise: grey-mean (its channel means made equal, so it carries no colour "
+                            "cast; lab6's default) or gaussian (plain, as most DDPMs sample); default: the model's")
         p.add_argument("--device", default="cpu")
 
     def evaluator_guidance_options(p):

@@ -23,9 +23,12 @@ DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver": "DPM-Solver++"}
 #: How the starting noise is drawn (see :func:`initial_noise`).
 INITIAL_NOISE = ("gaussian", "grey-mean")
+#: The starting noise of every model lab6 builds: grey-mean lifted the shipped model's accuracy by 1-3 points
+#: (ResNet18 proxy) and 5-13 points (RegNetY proxy) and removed its colour casts (docs/experiments.md).
+DEFAULT_NOISE = "grey-mean"
 
 
-def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str = "gaussian") -> torch.Tensor:
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str = DEFAULT_NOISE) -> torch.Tensor:
     """The starting noise x_T of sampling: standard Gaussian, or ``"grey-mean"``.
 
     A model reads the per-channel mean of its starting noise as the scene's overall colour: with the shipped

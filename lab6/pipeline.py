@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_STEPS, INITIAL_NOISE, SAMPLER_NAMES, evaluator_steered_x0, guided_output,
+from .diffusion import (DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, SAMPLER_NAMES, evaluator_steered_x0, guided_output,
                         make_sampler, predicted_x0, x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
@@ -63,7 +63,7 @@ class Lab6Pipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "noisy_sample", "pred_original_sample"]
 
-    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = "gaussian"):
+    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
@@ -158,7 +158,7 @@ def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tenso
 
 
 def build_pipeline(unet: ConditionalUNet, noise_scheduler_config, *, guidance: float = 2.0,
-                   noise: str = "gaussian") -> Lab6Pipeline:
+                   noise: str = DEFAULT_NOISE) -> Lab6Pipeline:
     """A pipeline around freshly trained weights: DPM-Solver++ on the training schedule."""
     return Lab6Pipeline(unet, make_sampler("dpmsolver", noise_scheduler_config), guidance, noise)
 
@@ -175,7 +175,7 @@ def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:
     """A model folder of the layout before the pipeline (config.json, scheduler_config.json side by side)."""
     unet = ConditionalUNet.from_pretrained(directory)
     return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=float(metadata.get("guidance", 2.0)),
-                          noise=metadata.get("noise", "gaussian"))
+                          noise=metadata.get("noise", DEFAULT_NOISE))
 
 
 def _quietly(load, *args):
@@ -219,7 +219,7 @@ class Sampling:
     sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
     steps: int = 20  # scheduler steps
     guidance: float = 2.0  # classifier-free guidance scale w
-    noise: str = "gaussian"  # the starting noise (diffusion.INITIAL_NOISE)
+    noise: str = DEFAULT_NOISE  # the starting noise (diffusion.INITIAL_NOISE)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
 
@@ -242,7 +242,7 @@ class Sampling:
     def describe(self) -> str:
         """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
         parts = [self.name, f"w = {self.guidance:g}"]
-        if self.noise != "gaussian":
+        if self.noise != DEFAULT_NOISE:
             parts.append(f"{self.noise} noise")
         if self.evaluator_guidance:
             parts.append(f"evaluator guidance {self.evaluator_guidance:g}")

@@ -102,7 +102,9 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
 def test_generate_names_the_sampler_and_records_frames(pipe):
     result = generate(pipe, CONDITIONS, sampler="ddim", steps=4, seed=0, record_every=2, progress=False)
     assert result.sampling == Sampling("ddim", 4, 3.0, "grey-mean", seed=0)  # the model's guidance and noise
-    assert result.sampling.describe() == "DDIM-4, w = 3, grey-mean noise"
+    assert result.sampling.describe() == "DDIM-4, w = 3"  # grey-mean: the default, so not named
+    plain = generate(pipe, CONDITIONS, steps=2, noise="gaussian", evaluator_guidance=0.0, progress=False)
+    assert plain.sampling.describe() == "DPM-Solver++-2, w = 3, gaussian noise"
     assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 3
     assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)  # the pipeline itself is unchanged
 

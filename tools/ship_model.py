@@ -35,10 +35,10 @@ SEEDS = (0, 1)  # two draws of every split: 32 conditions per split are too few 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", type=Path, required=True, help="run or model folder to ship")
+    parser.add_argument("--model", type=Path, help="run or model folder to ship")
     parser.add_argument("--evaluator", type=Path, action="append", default=[],
                         help="a proxy evaluator (with its .json) to ship too; repeat for several")
-    parser.add_argument("--data-root", type=Path, required=True, help="where test.json / new_test.json are")
+    parser.add_argument("--data-root", type=Path, help="where test.json / new_test.json are")
     parser.add_argument("--command", default="", help="the command that trained the model, for the card")
     parser.add_argument("--guidance", type=float, default=None,
                         help="guidance scale w to ship with (default: the one the run was evaluated with)")
@@ -46,7 +46,15 @@ def main() -> None:
                         help="starting noise to ship with (default: the run's)")
     parser.add_argument("--fidelity", type=Path, default=None,
                         help="bench/bench_fidelity.py --json output, for the card's fidelity table")
+    parser.add_argument("--card-only", action="store_true",
+                        help="rewrite the shipped model's card from its accuracy.json (with --command, --fidelity) "
+                             "without shipping or sampling again")
     args = parser.parse_args()
+    if args.card_only:
+        rewrite_card(args)
+        return
+    if args.model is None or args.data_root is None:
+        parser.error("--model and --data-root are needed to ship (or --card-only to rewrite the card)")
 
     source = load_pipeline(args.model)  # a pipeline folder, a flat folder of the older layout, or a run
     shipped = Lab6Pipeline(source.unet, source.scheduler, source.guidance if args.guidance is None else args.guidance,
@@ -58,16 +66,27 @@ def main() -> None:
         ship_evaluator(path)
 
     loaded = load_pipeline(SHIPPED_MODEL)
-    evaluators = load_evaluators(shipped_evaluator_paths())
-    table, seconds = measure_accuracy(loaded, evaluators, args.data_root)
-    fidelity = json.loads(args.fidelity.read_text()) if args.fidelity else None
+    table, seconds = measure_accuracy(loaded, load_evaluators(shipped_evaluator_paths()), args.data_root)
     (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps({"accuracy": table, "seeds": list(SEEDS),
                                                               "seconds_32_images": seconds,
-                                                              "guidance": loaded.guidance, "noise": loaded.noise,
-                                                              "fidelity": fidelity}, indent=2))
-    reports = {e.name: json.loads(Path(e.source).with_suffix(".json").read_text()) for e in evaluators}
-    model_card(loaded, table, seconds, reports, args, fidelity).save(SHIPPED_MODEL / "README.md")
+                                                              "guidance": loaded.guidance, "noise": loaded.noise},
+                                                             indent=2))
+    rewrite_card(args)
     print(f"shipped {source.path} -> {SHIPPED_MODEL}")
+
+
+def rewrite_card(args) -> None:
+    """The card from the shipped model, its accuracy.json and the shipped evaluators' training reports;
+    ``--fidelity`` adds (and records in accuracy.json) the fidelity table."""
+    loaded = load_pipeline(SHIPPED_MODEL)
+    record = json.loads((SHIPPED_MODEL / "accuracy.json").read_text())
+    if args.fidelity:
+        record["fidelity"] = json.loads(args.fidelity.read_text())
+        (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps(record, indent=2))
+    reports = {path.stem.removeprefix("proxy_"): json.loads(path.with_suffix(".json").read_text())
+               for path in shipped_evaluator_paths()}
+    model_card(loaded, record["accuracy"], record["seconds_32_images"], reports, args,
+               record.get("fidelity")).save(SHIPPED_MODEL / "README.md")
 
 
 def measure_accuracy(loaded, evaluators, data_root: Path) -> tuple[dict, dict]:

@@ -123,18 +123,18 @@ class Sweep:
 
 def _sweep(loaded, conditions, evaluator, parameter: str, values, *, sampler: str, steps: int | None,
            guidance: float | None, seed: int, progress: bool) -> Sweep:
-    images, seconds, accuracies, settings = [], [], [], []
+    images, seconds, accuracies, first = [], [], [], None
     for value in tqdm(list(values), desc=f"accuracy vs {parameter}", disable=not progress, unit="setting"):
         kwargs = {"steps": steps, "guidance": guidance, parameter: value}
         start = time.perf_counter()
         result = generate(loaded, conditions, sampler=sampler, seed=seed, progress=False, **kwargs)
         seconds.append(time.perf_counter() - start)
         images.append(result.images)
-        settings.append(result.sampling)
+        first = first or result.sampling
         if evaluator is not None:
             accuracies.append(evaluator.score(result.images, conditions).accuracy)
     return Sweep(parameter, list(values), [list(c) for c in conditions], images, seconds,
-                 accuracies if evaluator is not None else None, settings[0])
+                 accuracies if evaluator is not None else None, first)
 
 
 def sweep_guidance(loaded, conditions, evaluator=None, scales: Sequence[float] = (0, 1, 2, 3, 4), *,

@@ -83,8 +83,8 @@ def rewrite_card(args) -> None:
     if args.fidelity:
         record["fidelity"] = json.loads(args.fidelity.read_text())
         (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps(record, indent=2))
-    reports = {path.stem.removeprefix("proxy_"): json.loads(path.with_suffix(".json").read_text())
-               for path in shipped_evaluator_paths()}
+    names = next(iter(record["accuracy"].values()))  # the evaluators the table was scored with
+    reports = {name: json.loads(shipped_evaluator_path(name).with_suffix(".json").read_text()) for name in names}
     model_card(loaded, record["accuracy"], record["seconds_32_images"], reports, args,
                record.get("fidelity")).save(SHIPPED_MODEL / "README.md")
 

@@ -117,3 +117,22 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
             tokens = self.label_tokens(self.condition_tokens(condition)).to(sample.dtype)
             out = self.unet(folded, timestep, encoder_hidden_states=tokens).sample
         return F.pixel_shuffle(out, p) if p > 1 else out
+
+
+def grow_to_patches(state: dict[str, torch.Tensor], patch_size: int) -> dict[str, torch.Tensor]:
+    """The weights of a ``patch_size=1`` model, turned into those of the same UNet on ``patch_size`` patches.
+
+    This is how a 32-px model becomes the starting point of a native 64-px one (``init_from`` with a
+    ``patch_size=2`` recipe): ``conv_in`` reads each 2x2 block's four pixels of a colour as four channels, and
+    giving each a quarter of the 32-px kernel makes it read their mean, i.e. the image the 32-px model was
+    trained on; ``conv_out`` writes the 32-px prediction to all four pixels of the block. The grown model
+    therefore starts as the 32-px model on block means (with its noise schedule shifted by 1/p^2, those
+    means are as noisy at each t as the 32-px pixels were), and fine-tuning only has to learn the detail
+    inside each block. ``pixel_unshuffle`` puts pixel (i, j) of a block for colour c in channel c*p^2 + i*p + j,
+    hence ``repeat_interleave``.
+    """
+    grown, k = dict(state), patch_size**2
+    grown["unet.conv_in.weight"] = state["unet.conv_in.weight"].repeat_interleave(k, dim=1) / k
+    grown["unet.conv_out.weight"] = state["unet.conv_out.weight"].repeat_interleave(k, dim=0)
+    grown["unet.conv_out.bias"] = state["unet.conv_out.bias"].repeat_interleave(k, dim=0)
+    return grown

@@ -37,7 +37,7 @@ from .data import ICLEVRDataset, load_split
 from .diffusion import training_loss
 from .evaluator import load_evaluators
 from .images import save_grid
-from .model import ConditionalUNet
+from .model import ConditionalUNet, grow_to_patches
 from .pipeline import build_pipeline, generate, load_pipeline, save_pipeline
 from .run_files import CHECKPOINTS, METADATA_FILE, latest_checkpoint, resolve_model_dir
 
@@ -64,17 +64,21 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's."""
     pretrained = load_pipeline(cfg.init_from)
     unet = pretrained.unet
+    # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that
+    # recipe's schedule is shifted on purpose (snr_shift), so the betas are not compared then.
+    growing = unet.config.patch_size == 1 < cfg.patch_size and unet.config.sample_size * cfg.patch_size == cfg.image_size
+    grown_fields = ("sample_size", "patch_size", "trained_betas") if growing else ()
     mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
-                  if k in unet.config and _plain(unet.config[k]) != _plain(v)}
+                  if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in grown_fields}
     saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
     for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
-        if _plain(saved.get(key)) != _plain(expected[key]):
+        if _plain(saved.get(key)) != _plain(expected[key]) and key not in grown_fields:
             mismatched[key] = (saved.get(key), expected[key])
     if mismatched:
         details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
         raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "
                          "choose the preset it was trained with or override those fields")
-    return unet.state_dict()
+    return grow_to_patches(unet.state_dict(), cfg.patch_size) if growing else unet.state_dict()
 
 
 def parent_metadata(init_from: str | Path) -> dict:

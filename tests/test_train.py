@@ -89,6 +89,36 @@ def test_init_from_refuses_another_architecture(tiny_run, tiny_root, tmp_path):
                 tmp_path / "fine", progress=False)
 
 
+def test_a_small_model_grows_into_a_patch_2_recipe_that_starts_where_it_left_off(tiny_run, tiny_root, tmp_path):
+    """init_from a patch-1 model into a patch-2 recipe at twice the size (how a 32-px model starts a native
+    64-px one): on a block-constant image the grown model predicts exactly the small one's output, upsampled."""
+    import torch.nn.functional as F
+
+    from lab6.train import Trainer
+
+    small = load_model(tiny_run).unet.eval()
+    grown_cfg = preset("tiny", steps=1, init_from=str(tiny_run), image_size=32, patch_size=2, snr_shift=0.25)
+    trainer = Trainer(grown_cfg, tiny_root, tmp_path / "grown", progress=False)
+    grown = trainer.accelerator.unwrap_model(trainer.model).eval()
+    generator = torch.Generator().manual_seed(0)
+    x, t = torch.randn(3, 3, 16, 16, generator=generator), torch.tensor([10, 400, 990])
+    condition = torch.zeros(3, 24)
+    condition[0, 1] = condition[1, [2, 9]] = condition[2, [0, 12, 23]] = 1
+
+    def upsample(a):
+        return F.interpolate(a, scale_factor=2, mode="nearest")
+
+    with torch.no_grad():
+        torch.testing.assert_close(grown(upsample(x), t, condition), upsample(small(x, t, condition)),
+                                   atol=1e-5, rtol=1e-4)
+        # and it is a 32-px model that sees every pixel: detail inside a block changes its prediction
+        assert not torch.allclose(grown(upsample(x) + 0.1 * torch.randn(3, 3, 32, 32, generator=generator), t, condition),
+                                  grown(upsample(x), t, condition))
+    with pytest.raises(ValueError, match="sample_size: model has 16, recipe has 64"):  # grows only to p times its size
+        Trainer(preset("tiny", steps=1, init_from=str(tiny_run), image_size=64, patch_size=2), tiny_root,
+                tmp_path / "wrong", progress=False)
+
+
 def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):
     from lab6.train import train
 

@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_float, help="budget in epochs")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--init-from", type=Path, help="fine-tune: start from this model or run folder's weights "
-                   "(e.g. lab6/assets/model) instead of random ones")
+                   "(e.g. lab6/assets/model) instead of random ones; a 32-px model grows into a patch-2 64-px "
+                   "recipe such as cpu64 (lab6.model.grow_to_patches)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=_positive_float)
     p.add_argument("--seed", type=int)

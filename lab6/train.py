@@ -61,7 +61,8 @@ class TrainState:
 
 
 def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's."""
+    """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's, or
+    grown into this recipe's patches when it is the same UNet at 1/patch_size the size (model.grow_to_patches)."""
     pretrained = load_pipeline(cfg.init_from)
     unet = pretrained.unet
     # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that

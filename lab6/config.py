@@ -24,6 +24,7 @@ class TrainConfig:
     dropout: float = 0.0
     conditioning: str = "add"
     patch_size: int = 1  # 2: a 64-px model folds 2x2 pixels into channels and costs what a 32-px one does
+    full_res_channels: int = 0  # >0: a full-resolution head after the unfold (removes the 2x2-period pattern)
     # diffusion
     num_train_timesteps: int = 1000
     beta_schedule: str = "cosine"
@@ -57,14 +58,15 @@ class TrainConfig:
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
     guidance: float = 2.0  # the guidance scale the model is evaluated and shipped with
     seed: int = 0
-    init_from: str | None = None  # a saved model to start from; same architecture, or patch_size 1 at 1/patch_size the size (grows)
+    init_from: str | None = None  # a saved model to start from; same architecture, or patch_size 1 at 1/patch_size the size (grows), or without the head
 
     def model_config(self) -> dict:
         """The ``ConditionalUNet`` keyword arguments of this recipe."""
         return dict(sample_size=self.image_size, block_out_channels=tuple(self.block_out_channels),
                     attention_levels=tuple(self.attention_levels), layers_per_block=self.layers_per_block,
                     attention_head_dim=self.attention_head_dim, norm_num_groups=self.norm_num_groups,
-                    dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size)
+                    dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size,
+                    full_res_channels=self.full_res_channels)
 
     def noise_scheduler(self):
         """The forward (noising) process of this recipe (``diffusion.make_noise_scheduler``)."""

@@ -13,6 +13,12 @@ In both modes an all-zero condition is the "null" condition of classifier-free g
 ``patch_size=p`` folds every p x p block of pixels into channels before the UNet and unfolds its output
 (pixel-unshuffle / pixel-shuffle, as in "simple diffusion", Hoogeboom et al. 2023): a 64x64 image becomes a
 32x32 map of 12 channels, so a native 64-px model costs what a 32-px one does, yet predicts every pixel.
+Unfolded, such a model draws a faint pattern at the 2x2 period (the four pixels of a block are four channels
+whose errors differ; measured: energy at the Nyquist frequencies 20-3600x the real images'), which both
+evaluators read as noise. ``full_res_channels=c`` adds a small head at full resolution after the unfold, as
+U-ViT does after its patches (Bao et al. 2023): two 3x3 convolutions over the noisy image and the unfolded
+prediction, shifted by the timestep, whose output is added to the prediction. Its last convolution starts at
+zero, so a model given a head starts as the model it was.
 ``ConditionalUNet`` is a ``ModelMixin``/``ConfigMixin``: ``save_pretrained``/``from_pretrained``
 round-trip it exactly (config.json + safetensors), with nothing patched after loading.
 """
@@ -23,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import ModelMixin, UNet2DConditionModel, UNet2DModel
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.embeddings import Timesteps
 from torch import nn
 
 from .labels import MAX_OBJECTS_EVALUATOR, NUM_LABELS
@@ -52,10 +59,13 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         max_objects: int = MAX_OBJECTS_EVALUATOR,
         cross_attention_dim: int = 128,
         patch_size: int = 1,
+        full_res_channels: int = 0,
     ):
         super().__init__()
         if patch_size < 1 or sample_size % patch_size:
             raise ValueError(f"patch_size must be >= 1 and divide sample_size {sample_size}, got {patch_size}")
+        if full_res_channels < 0:
+            raise ValueError(f"full_res_channels must be >= 0 (0: no full-resolution head), got {full_res_channels}")
         if conditioning not in CONDITIONING_MODES:
             raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, got {conditioning!r}")
         if len(attention_levels) != len(block_out_channels):
@@ -95,6 +105,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                 **common,
             )
 
+        self.full_res_head = FullResolutionHead(in_channels, out_channels, full_res_channels) if full_res_channels else None
+
     def condition_tokens(self, condition: torch.Tensor) -> torch.Tensor:
         """(B, 24) multi-hot -> (B, max_objects) label ids, padded with the "no object" id."""
         n, pad = self.config.max_objects, self.config.num_labels
@@ -116,7 +128,35 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         else:
             tokens = self.label_tokens(self.condition_tokens(condition)).to(sample.dtype)
             out = self.unet(folded, timestep, encoder_hidden_states=tokens).sample
-        return F.pixel_shuffle(out, p) if p > 1 else out
+        out = F.pixel_shuffle(out, p) if p > 1 else out
+        if self.full_res_head is not None:
+            out = out + self.full_res_head(sample, out, timestep)
+        return out
+
+
+class FullResolutionHead(nn.Module):
+    """A correction to the prediction, computed at full resolution from the noisy image and the prediction.
+
+    Two 3x3 convolutions, so each output pixel sees its neighbours across the borders of the patches; the
+    hidden channels are shifted by an embedding of the timestep (as in a diffusers ResNet block), because how
+    much of the noisy image's pixel-level detail is noise depends on the noise level. The last convolution
+    starts at zero: the head adds nothing until it has learned something.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int):
+        super().__init__()
+        self.time_embedding = nn.Sequential(Timesteps(channels, flip_sin_to_cos=True, downscale_freq_shift=0),
+                                            nn.Linear(channels, channels))
+        self.conv_in = nn.Conv2d(in_channels + out_channels, channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(channels, out_channels, 3, padding=1)
+        nn.init.zeros_(self.conv_out.weight)
+        nn.init.zeros_(self.conv_out.bias)
+
+    def forward(self, sample: torch.Tensor, prediction: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+        timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(len(sample))
+        shift = self.time_embedding(timestep).to(sample.dtype)[:, :, None, None]
+        hidden = F.silu(self.conv_in(torch.cat([sample, prediction], dim=1)) + shift)
+        return self.conv_out(hidden)
 
 
 def grow_to_patches(state: dict[str, torch.Tensor], patch_size: int) -> dict[str, torch.Tensor]:

@@ -62,13 +62,17 @@ class TrainState:
 
 def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's, or
-    grown into this recipe's patches when it is the same UNet at 1/patch_size the size (model.grow_to_patches)."""
+    grown into this recipe's patches when it is the same UNet at 1/patch_size the size (model.grow_to_patches).
+    Weights of a full-resolution head the saved model lacks are absent: the recipe's new head keeps its own."""
     pretrained = load_pipeline(cfg.init_from)
     unet = pretrained.unet
     # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that
     # recipe's schedule is shifted on purpose (snr_shift), so the betas are not compared then.
     growing = unet.config.patch_size == 1 < cfg.patch_size and unet.config.sample_size * cfg.patch_size == cfg.image_size
     grown_fields = ("sample_size", "patch_size", "trained_betas") if growing else ()
+    # A model without a full-resolution head may be given one: the head starts at zero (model.FullResolutionHead).
+    if unet.config.full_res_channels == 0:
+        grown_fields += ("full_res_channels",)
     mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
                   if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in grown_fields}
     saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
@@ -159,7 +163,8 @@ class Trainer:
         model = ConditionalUNet(**cfg.model_config())
         checkpoint = latest_checkpoint(self.out) if resume else None
         if cfg.init_from and checkpoint is None:  # resuming loads the checkpoint's weights instead
-            model.load_state_dict(pretrained_weights(cfg))
+            # The configs matched (pretrained_weights), so only the weights of a newly added head can be missing.
+            model.load_state_dict({**model.state_dict(), **pretrained_weights(cfg)})
         # Read once, when the weights load, and kept in the run folder: the starting model's folder may be
         # replaced while this run trains (e.g. fine-tuning the shipped model, then shipping the result), and a
         # resumed run must not read the replacement.

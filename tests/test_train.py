@@ -119,6 +119,25 @@ def test_a_small_model_grows_into_a_patch_2_recipe_that_starts_where_it_left_off
                 tmp_path / "wrong", progress=False)
 
 
+def test_a_model_given_a_full_resolution_head_starts_where_it_left_off_and_the_head_learns(tiny_run, tiny_root, tmp_path):
+    """init_from a model without a head into a recipe with one: the head's last conv starts at zero, so the
+    predictions are the old model's; one training step moves it (it gets gradients through the zero conv)."""
+    from lab6.train import Trainer
+
+    old = load_model(tiny_run).unet.eval()
+    trainer = Trainer(preset("tiny", steps=1, init_from=str(tiny_run), full_res_channels=8), tiny_root,
+                      tmp_path / "head", progress=False)
+    headed = trainer.accelerator.unwrap_model(trainer.model).eval()
+    x, t = torch.randn(2, 3, 16, 16, generator=torch.Generator().manual_seed(0)), torch.tensor([5, 700])
+    condition = torch.zeros(2, 24)
+    condition[0, 3] = condition[1, [4, 20]] = 1
+    with torch.no_grad():
+        torch.testing.assert_close(headed(x, t, condition), old(x, t, condition))
+    before = headed.full_res_head.conv_out.weight.detach().clone()
+    trainer.train()
+    assert not torch.equal(headed.full_res_head.conv_out.weight, before)
+
+
 def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):
     from lab6.train import train
 

@@ -6,6 +6,7 @@ training, so their features have not seen them):
 - Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
   same distance between the reference and N *other* real images (a perfect model would score the floor);
 - sharpness: mean Laplacian variance over the reference's (1.0 = as sharp as real images);
+- 2x2-grid energy over the reference's: the pattern a model on 2x2 patches can draw (1.0 = as real images);
 - background colour cast (0-255): mean, 90th percentile, share of images above 8;
 - top-k accuracy of each evaluator on the generated images' labels;
 - seconds to draw 32 images (every stage included), on this machine's threads.
@@ -30,7 +31,7 @@ import torch
 
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import load_evaluators
-from lab6.fidelity import colour_cast, frechet_distance, sharpness
+from lab6.fidelity import colour_cast, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import decode
 from lab6.pipeline import generate, load_pipeline
@@ -83,6 +84,7 @@ def main() -> None:
     other_conditions = [decode(row) for row in other_labels]
     reference_features = {e.name: e.features(reference) for e in evaluators}
     real_sharpness = float(sharpness(reference).mean())
+    real_grid = float(patch_grid_energy(reference).mean())
 
     rows = []
     drawn = {}  # candidate label -> its images, for --figure
@@ -90,6 +92,7 @@ def main() -> None:
     def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None) -> None:
         casts = colour_cast(images)
         row = {"label": label, "sharpness": float(sharpness(images).mean()) / real_sharpness,
+               "grid": float(patch_grid_energy(images).mean()) / real_grid,
                "cast": float(casts.mean()), "cast_p90": float(casts.quantile(0.9)),
                "cast_over_8": float((casts > 8).float().mean()), "seconds": seconds}
         for e in evaluators:
@@ -121,9 +124,9 @@ def main() -> None:
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
-    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | cast mean | cast p90 "
+    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | 2x2 grid / real | cast mean | cast p90 "
              "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
-             "| --- " * (2 * len(names) + 6) + "|"]
+             "| --- " * (2 * len(names) + 7) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
         lines.append(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)

@@ -6,6 +6,9 @@
 - **Sharpness**: the variance of the Laplacian of the grey image (fine detail and edges), averaged over
   images; divide by the real images' value for a ratio (1 = as sharp as real, a 32-px image upsampled is
   far below).
+- **Patch-grid energy**: the power of the grey image at the frequencies of a pattern that repeats every p
+  pixels (for p = 2: the Nyquist frequencies), per pixel. A model that folds p x p patches into channels can
+  draw such a grid, which neither of the two measures above names; real images have almost none.
 - **Background colour cast**: i-CLEVR floors are grey. An image's background colour is the per-channel
   median over its pixels (objects cover a minority of them); its cast is the largest distance of one
   channel from the mean of the three, in 0-255 units.
@@ -40,6 +43,22 @@ def sharpness(images: torch.Tensor) -> torch.Tensor:
     """(B,) variance of the Laplacian of each grey image (0-255 units), at the images' own size."""
     grey = _to_255(images).mean(dim=1, keepdim=True)
     return F.conv2d(grey, _LAPLACIAN).flatten(1).var(dim=1)
+
+
+def patch_grid_energy(images: torch.Tensor, period: int = 2) -> torch.Tensor:
+    """(B,) mean power per pixel (0-255 units squared) of the part of each grey image that repeats every
+    ``period`` pixels in x and y, its mean excluded: the pattern a ``patch_size=period`` model can draw."""
+    grey = _to_255(images).mean(dim=1)
+    height, width = grey.shape[-2:]
+    if height % period or width % period:
+        raise ValueError(f"period {period} must divide the image size {height}x{width}")
+    # With the orthonormal FFT the power sums to the image's energy (Parseval); a period-p pattern lives only
+    # at multiples of size/p in each axis.
+    power = torch.fft.fft2(grey, norm="ortho").abs().square()
+    grid = torch.zeros(height, width, dtype=torch.bool)
+    grid[::height // period, ::width // period] = True
+    grid[0, 0] = False  # the mean
+    return power[:, grid].sum(dim=1) / (height * width)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

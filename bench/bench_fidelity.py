@@ -130,7 +130,7 @@ def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
         lines.append(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
-                     + f" | {row['sharpness']:.2f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
+                     + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
                        f"{row['cast_over_8']:.1%} | " + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
                      + f" | {seconds} |")
     return lines

@@ -58,7 +58,9 @@ class TrainConfig:
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
     guidance: float = 2.0  # the guidance scale the model is evaluated and shipped with
     seed: int = 0
-    init_from: str | None = None  # a saved model to start from; same architecture, or patch_size 1 at 1/patch_size the size (grows), or without the head
+    # A saved model to start from: the same architecture, or patch_size 1 at 1/patch_size the size (it grows:
+    # model.grow_to_patches), or the same without the full-resolution head (the head starts at zero).
+    init_from: str | None = None
 
     def model_config(self) -> dict:
         """The ``ConditionalUNet`` keyword arguments of this recipe."""

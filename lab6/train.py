@@ -69,15 +69,15 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that
     # recipe's schedule is shifted on purpose (snr_shift), so the betas are not compared then.
     growing = unet.config.patch_size == 1 < cfg.patch_size and unet.config.sample_size * cfg.patch_size == cfg.image_size
-    grown_fields = ("sample_size", "patch_size", "trained_betas") if growing else ()
+    may_differ = ("sample_size", "patch_size", "trained_betas") if growing else ()
     # A model without a full-resolution head may be given one: the head starts at zero (model.FullResolutionHead).
     if unet.config.full_res_channels == 0:
-        grown_fields += ("full_res_channels",)
+        may_differ += ("full_res_channels",)
     mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
-                  if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in grown_fields}
+                  if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in may_differ}
     saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
     for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
-        if _plain(saved.get(key)) != _plain(expected[key]) and key not in grown_fields:
+        if _plain(saved.get(key)) != _plain(expected[key]) and key not in may_differ:
             mismatched[key] = (saved.get(key), expected[key])
     if mismatched:
         details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))

@@ -33,6 +33,7 @@ class TrainConfig:
     min_snr_gamma: float = 5.0  # 0 turns the weighting off
     cond_dropout: float = 0.1  # probability of the null condition in training (classifier-free guidance)
     offset_noise: float = 0.0  # std of a per-channel constant added to the training noise (a colour-cast fix)
+    max_timestep: int = 0  # >0: train on t < this only (a refiner for the last noise levels); 0: every t
     # optimisation
     batch_size: int = 32  # global: split across processes
     lr: float = 5e-4

@@ -92,8 +92,11 @@ def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMSched
 
 def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_scheduler: DDPMScheduler, *,
                   generator: torch.Generator | None = None, cond_dropout: float = 0.1,
-                  min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0) -> torch.Tensor:
+                  min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0, max_timestep: int = 0) -> torch.Tensor:
     """One denoising loss on a batch: random timesteps, noise, label dropout for guidance, min-SNR weighting.
+
+    ``max_timestep > 0`` draws timesteps below it only: a refiner that redraws the last, low noise levels of
+    another model's sample spends all its training there (SDXL's refiner learned t < 200 of 1,000).
 
     ``offset_noise > 0`` adds a per-image, per-channel constant of that standard deviation to the noise
     (Guttenberg 2023): the model then learns that the overall colour of a noisy image is mostly noise, the
@@ -103,7 +106,7 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
     device = images.device
     T = noise_scheduler.config.num_train_timesteps
     noise = torch.randn(images.shape, generator=generator).to(device)
-    timesteps = torch.randint(0, T, (b,), generator=generator).to(device)
+    timesteps = torch.randint(0, max_timestep or T, (b,), generator=generator).to(device)
     if cond_dropout > 0:
         keep = (torch.rand(b, generator=generator) >= cond_dropout).to(device)
         condition = condition * keep[:, None].to(condition.dtype)

@@ -141,6 +141,8 @@ class Trainer:
                  evaluator: str | Path | None = None, progress: bool = True):
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
+        if not 0 <= cfg.max_timestep <= cfg.num_train_timesteps:
+            raise ValueError(f"max_timestep must be 0 (every t) or 1..{cfg.num_train_timesteps}, got {cfg.max_timestep}")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
@@ -246,7 +248,7 @@ class Trainer:
                 with acc.autocast():
                     loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
                                          cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None,
-                                         offset_noise=cfg.offset_noise)
+                                         offset_noise=cfg.offset_noise, max_timestep=cfg.max_timestep)
                 acc.backward(loss)
                 if cfg.grad_clip:
                     acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)

@@ -138,3 +138,29 @@ def test_offset_noise_leaves_the_random_stream_of_runs_without_it(model):
     with torch.no_grad():
         assert torch.equal(loss(), loss(offset_noise=0.0))
         assert not torch.equal(loss(), loss(offset_noise=0.1))
+
+
+def test_a_refiner_trains_only_on_timesteps_below_max_timestep(model):
+    """``max_timestep`` is what makes a refiner: every timestep the model sees is below it."""
+    scheduler = make_noise_scheduler(100, "cosine", "v")
+    seen = []
+
+    def recording_model(x, t, condition):
+        seen.append(t.clone())
+        return model(x, t, condition)
+
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    with torch.no_grad():
+        for seed in range(20):
+            training_loss(recording_model, images, CONDITIONS.repeat(2, 1), scheduler,
+                          generator=torch.Generator().manual_seed(seed), max_timestep=10)
+    seen = torch.cat(seen)
+    assert seen.max() < 10 and len(seen.unique()) > 5  # below the limit, and still spread over it
+
+
+def test_a_max_timestep_beyond_the_schedule_is_refused(tmp_path):
+    from lab6.config import TrainConfig
+    from lab6.train import Trainer
+
+    with pytest.raises(ValueError, match=r"max_timestep must be 0 \(every t\) or 1..1000, got 1200"):
+        Trainer(TrainConfig(steps=1, max_timestep=1200), tmp_path, tmp_path / "run")

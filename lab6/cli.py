@@ -57,6 +57,9 @@ def cmd_train(args) -> None:
             value = json.loads(raw)  # numbers, true/false, null, lists
         except json.JSONDecodeError:
             value = raw  # plain words such as prediction=v
+        default = getattr(TrainConfig, key, "")
+        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
+            raise ValueError(f"--set {item}: {key} takes a number (or null for none, as in JSON), got {raw!r}")
         overrides[key] = tuple(value) if isinstance(value, list) else value
     saved = args.out / "train_config.json"
     if args.resume and saved.is_file():

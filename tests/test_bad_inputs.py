@@ -126,6 +126,14 @@ def test_objects_json_that_disagrees_with_the_label_order(tiny_root, tmp_path, c
                         str(tmp_path / "run")], "gives 'gray cube' the index 1", "use 0")
 
 
+def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, capsys):
+    """``--set eval_every=None`` (Python's spelling) once reached the training loop and failed there."""
+    fails_with(capsys, ["train", "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run"), "--set", "eval_every=None"],
+               "--set eval_every=None: eval_every takes a number (or null for none, as in JSON), got 'None'")
+    assert not (tmp_path / "run").exists()
+
+
 def test_debug_shows_the_traceback(tmp_path, tiny_root):
     with pytest.raises(FileNotFoundError):
         main(["sample", "--model", str(tmp_path / "nothing"), "--conditions", str(tiny_root / "test.json"),

@@ -15,7 +15,9 @@ training, so their features have not seen them):
         --candidate shipped=lab6/assets/model --candidate cpu64=runs/cpu64:sampler=dpmsolver,steps=20
 
 A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.pipeline.generate``: sampler, steps,
-guidance, seed, noise (e.g. ``noise=grey-mean``). Rows for real images and for real images sent through
+guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
+alone), and ``refiner=RUN,strength=S[,refiner_guidance=W]`` to try a 64-px refiner after MODEL before shipping
+the pair (``lab6.pipeline.with_refiner``). Rows for real images and for real images sent through
 32 px come first. ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
@@ -34,10 +36,15 @@ from lab6.evaluator import load_evaluators
 from lab6.fidelity import colour_cast, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import decode
-from lab6.pipeline import generate, load_pipeline
+from lab6.pipeline import generate, load_pipeline, with_refiner
 from lab6.proxy import split_holdout, upsample_like_official
+from lab6.settings import yes_or_no
 
-NUMBER_KEYS = {"steps": int, "guidance": float, "seed": int}
+
+#: How to read the value of each key that is not a word.
+VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
+               "refiner_guidance": float}
+PAIRING_KEYS = ("refiner", "strength", "refiner_guidance")  # how to pair MODEL with a refiner, not generate's
 
 
 def candidate(text: str) -> tuple[str, str, dict]:
@@ -51,7 +58,7 @@ def candidate(text: str) -> tuple[str, str, dict]:
         key, sep, value = item.partition("=")
         if not sep:
             raise argparse.ArgumentTypeError(f"bad option {item!r} in {text!r}: write key=value")
-        settings[key] = NUMBER_KEYS.get(key, str)(value)
+        settings[key] = VALUE_READERS.get(key, str)(value)
     return label, path, settings
 
 
@@ -105,6 +112,12 @@ def main() -> None:
     add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None)
     for label, path, settings in args.candidate:
         loaded = load_pipeline(path)
+        pairing = {key: settings.pop(key) for key in PAIRING_KEYS if key in settings}
+        if pairing:
+            if "refiner" not in pairing or "strength" not in pairing:
+                raise SystemExit(f"candidate {label!r}: a refiner needs both refiner=RUN and strength=S")
+            loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"],
+                                  pairing.get("refiner_guidance", 1.0))
         start = time.perf_counter()
         images = generate(loaded, conditions, progress=True, **settings).images
         seconds = (time.perf_counter() - start) * 32 / len(conditions)

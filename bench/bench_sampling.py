@@ -12,7 +12,9 @@ cores with at most 1 point of accuracy lost against DDPM-1000.
         --guide-with lab6/assets/evaluator/proxy_resnet18.safetensors --also new_test heldout --seeds 2
 
 ``--guidance`` repeats every sampler at each guidance scale w (default: the model's own), so the same
-table answers "which w buys the most accuracy"; ``--noise`` does the same for the starting noise.
+table answers "which w buys the most accuracy"; ``--noise`` does the same for the starting noise, and
+``--refine true false`` for a model's 64-px refiner (``--refiner RUN --refiner-strength S`` pairs the model
+with one first, to try a refiner before shipping the pair).
 ``--evaluator-guidance`` steers with ``--guide-with``'s gradient at each scale: that evaluator's column
 then measures nothing (it graded its own steering), so the table marks it and the other evaluator's
 column is the one to read.
@@ -30,7 +32,8 @@ from lab6.data import conditions_file, resolve_data_root
 from lab6.diffusion import INITIAL_NOISE, SAMPLERS
 from lab6.evaluator import Evaluator, load_evaluators
 from lab6.labels import load_conditions
-from lab6.pipeline import generate, load_pipeline
+from lab6.pipeline import generate, load_pipeline, with_refiner
+from lab6.settings import yes_or_no
 
 SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-25"]
 
@@ -63,6 +66,11 @@ def main() -> None:
     parser.add_argument("--evaluator-guidance", nargs="+", type=float, default=[0.0], metavar="SCALE",
                         help="evaluator-guidance scales to try (default 0: none); needs --guide-with")
     parser.add_argument("--guide-with", default=None, metavar="EVALUATOR", help="the evaluator that steers")
+    parser.add_argument("--refine", nargs="+", type=yes_or_no, default=[True], metavar="true|false",
+                        help="with and/or without the model's refiner (default: with it, when it has one)")
+    parser.add_argument("--refiner", default=None, metavar="RUN", help="a 64-px refiner to pair the model with")
+    parser.add_argument("--refiner-strength", type=float, default=None, metavar="S",
+                        help="the last S of the refiner's schedule it redraws (with --refiner)")
     args = parser.parse_args()
     if any(args.evaluator_guidance) and not args.guide_with:
         parser.error("--evaluator-guidance needs --guide-with EVALUATOR (the evaluator that steers)")
@@ -70,21 +78,27 @@ def main() -> None:
     root = resolve_data_root(args.data_root, need_images=False)
     splits = {split: load_conditions(conditions_file(root, split)) for split in [args.split, *args.also]}
     loaded = load_pipeline(args.model)
+    if args.refiner:
+        if args.refiner_strength is None:
+            parser.error("--refiner needs --refiner-strength S")
+        loaded = with_refiner(loaded, load_pipeline(args.refiner), args.refiner_strength)
     evaluators = load_evaluators(args.evaluator, root)
     names = [e.name for e in evaluators]
-    settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.noise, steer)
+    settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.noise, steer,
+                 refine and loaded.refiner is not None)
                 for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm")
-                for w in args.guidance for noise in args.noise for steer in args.evaluator_guidance]
+                for w in args.guidance for noise in args.noise for steer in args.evaluator_guidance
+                for refine in dict.fromkeys(args.refine)]
     rows = []  # (setting, seconds, {(evaluator, split): accuracy}, {evaluator: pooled accuracy})
     for setting in settings:
-        sampler, steps, guidance, noise, steer = setting
+        sampler, steps, guidance, noise, steer, refine = setting
         steering = {"guiding_evaluator": guide, "evaluator_guidance": steer} if steer else {}
         seconds, hits, labels = [], {}, {split: 0 for split in splits}
         for seed in range(args.seeds):
             for split, conditions in splits.items():
                 start = time.perf_counter()
                 images = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                                  noise=noise, progress=False, **steering).images
+                                  noise=noise, progress=False, refine=refine, **steering).images
                 if split == args.split:
                     seconds.append(time.perf_counter() - start)
                 labels[split] += sum(len(c) for c in conditions)
@@ -94,14 +108,14 @@ def main() -> None:
         accuracy = {key: value / labels[key[1]] for key, value in hits.items()}
         pooled = {n: sum(hits[n, s] for s in splits) / sum(labels.values()) for n in names}
         rows.append((setting, sum(seconds) / len(seconds), accuracy, pooled))
-        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g}: {rows[-1][1]:.1f} s, accuracy " +
+        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g} refined={refine}: {rows[-1][1]:.1f} s, accuracy " +
               ", ".join(f"{s} ({n}) {v:.4f}" for (n, s), v in accuracy.items()), flush=True)
     print_table(rows, args, splits, names, loaded, evaluators, guide)
 
 
 def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     base = rows[0]
-    name = "{}-{} w={:g} {} steer={:g}".format(*base[0])
+    name = "{}-{} w={:g} {} steer={:g} refined={}".format(*base[0])
     print(f"\n{len(splits[args.split])} images timed ({args.split}), model {loaded.path}, evaluators "
           + ", ".join(f"{e.name} ({e.source})" for e in evaluators) + f", {args.seeds} seed(s)"
           + (f"; steered by {guide.name} ({guide.source}): * marks its own accuracy under its steering, which "
@@ -109,14 +123,14 @@ def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     columns = [(n, s) for n in names for s in splits]
     pooled_columns = "".join(f" pooled {n} ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | "
                              f"vs first row |" for n in names) if args.also else ""
-    print(f"| sampler | steps | w | starting noise | evaluator guidance | seconds | speed-up vs {name} | "
+    print(f"| sampler | steps | w | starting noise | evaluator guidance | refined at 64 px | seconds | speed-up vs {name} | "
           + " | ".join(f"{s} ({n})" for n, s in columns) + f" | {args.split} ({names[0]}) vs first row |"
           + pooled_columns)
-    print("| --- " * (8 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
-    for (sampler, steps, guidance, noise, steer), secs, accuracy, pooled in rows:
+    print("| --- " * (9 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
+    for (sampler, steps, guidance, noise, steer, refine), secs, accuracy, pooled in rows:
         def mark(evaluator_name: str) -> str:  # its own accuracy under its own steering
             return "*" if steer and guide is not None and evaluator_name == guide.name else ""
-        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {secs:.1f} | {base[1] / secs:.1f}x | "
+        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {'yes' if refine else 'no'} | {secs:.1f} | {base[1] / secs:.1f}x | "
                 + " | ".join(f"{accuracy[c]:.4f}{mark(c[0])}" for c in columns)
                 + f" | {100 * (accuracy[names[0], args.split] - base[2][names[0], args.split]):+.1f} pt |")
         if args.also:

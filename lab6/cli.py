@@ -81,7 +81,7 @@ def cmd_sample(args) -> None:
     conditions = load_conditions(args.conditions)
     pipe = load_pipeline(args.model, device=args.device)
     result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                      seed=args.seed, noise=args.noise, **guiding(args))
+                      seed=args.seed, noise=args.noise, refine=args.refine, **guiding(args))
     save_images(result.images, args.out)
     print(f"{len(conditions)} images and grid.png written to {args.out}")
 
@@ -151,7 +151,7 @@ def cmd_report(args) -> None:
 
     write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
                  sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, noise=args.noise,
-                 device=args.device, **guiding(args))
+                 device=args.device, refine=args.refine, **guiding(args))
 
 
 def cmd_figures(args) -> None:
@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "cast; lab6's default) or gaussian (plain, as most DDPMs sample); default: the model's")
         p.add_argument("--device", default="cpu")
 
+    def refine_option(p):
+        p.add_argument("--no-refine", dest="refine", action="store_false",
+                       help="skip the shipped model's 64-px refiner: its 32-px first stage alone, upsampled (blurred, "
+                            "as the 32 -> 64 px images the course's evaluator was trained on)")
+
     def evaluator_guidance_options(p):
         p.add_argument("--evaluator-guidance", type=float, default=0.0, metavar="SCALE",
                        help="steer sampling with an evaluator's gradient (default 0: off). It optimises the images "
@@ -224,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
     p.add_argument("--out", type=Path, required=True, help="writes <out>/<i>.png and <out>/grid.png")
     sampling_options(p)
+    refine_option(p)
     evaluator_guidance_options(p)
     p.set_defaults(func=cmd_sample)
 
@@ -273,6 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shipped ResNet18 proxy, and the shipped proxies of other architectures)")
     p.add_argument("--out", type=Path, required=True)
     sampling_options(p)
+    refine_option(p)
     evaluator_guidance_options(p)
     p.set_defaults(func=cmd_report)
 

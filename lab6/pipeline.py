@@ -16,9 +16,10 @@ and the starting noise the model is shipped with live in ``model_index.json`` (`
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -58,36 +59,62 @@ def conditions_tensor(conditions) -> torch.Tensor:
 
 
 class Lab6Pipeline(DiffusionPipeline):
-    """Conditions in, 64x64 scenes out: classifier-free guided sampling with any diffusers scheduler."""
+    """Conditions in, 64x64 scenes out: classifier-free guided sampling with any diffusers scheduler.
 
-    model_cpu_offload_seq = "unet"
+    With a ``refiner`` it is a two-stage cascade, as SDXL's base and refiner: the ``unet`` draws the whole
+    scene (at 32 px for the shipped model), then the refiner, a native 64-px model trained on low noise levels
+    only, noises the upsampled image back to the last ``refiner_strength`` of its schedule and denoises it
+    again at 64 px. The layout and colours are the first stage's; edges, shadows and texture are the
+    refiner's. ``refine=False`` in a call skips the second stage. The refiner runs unguided by default
+    (``refiner_guidance_scale`` 1): guidance at low noise levels only pulls images away from the real ones
+    (Kynkaanniemi et al. 2024; measured in docs/experiments.md), and one call per step costs half of two.
+    """
+
+    model_cpu_offload_seq = "unet->refiner"
+    _optional_components = ["refiner", "refiner_scheduler"]
     _callback_tensor_inputs = ["latents", "noisy_sample", "pred_original_sample"]
 
-    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE):
+    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
+                 refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
+                 refiner_guidance_scale: float = 1.0):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
-        self.register_modules(unet=unet, scheduler=scheduler)
-        self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise)
+        if (refiner is None) != (refiner_scheduler is None) or (refiner is not None and not 0 < refiner_strength <= 1):
+            raise ValueError("a refiner needs its scheduler and a refiner_strength in (0, 1], got "
+                             f"refiner={type(refiner).__name__}, refiner_scheduler={type(refiner_scheduler).__name__}, "
+                             f"refiner_strength={refiner_strength}")
+        self.register_modules(unet=unet, scheduler=scheduler, refiner=refiner, refiner_scheduler=refiner_scheduler)
+        self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise,
+                                refiner_strength=refiner_strength if refiner is not None else 0.0,
+                                refiner_guidance_scale=refiner_guidance_scale)
         self.metadata: dict = {}  # lab6.json: the training record (set by load_pipeline)
         self.path: Path | None = None  # the folder it was loaded from
+
+    def stage_steps(self, num_inference_steps: int, refine: bool = True) -> tuple[int, int]:
+        """(first stage's steps, refiner's steps): the refiner takes ``refiner_strength`` of as many, at least one."""
+        if not (refine and self.refiner is not None):
+            return num_inference_steps, 0
+        return num_inference_steps, max(1, round(num_inference_steps * self.config.refiner_strength))
 
     @torch.no_grad()
     def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
                  return_dict: bool = True, batch_size: int = 64, evaluator=None, evaluator_guidance_scale: float = 0.0,
                  callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
-                 callback_on_step_end_tensor_inputs: list[str] = ("latents",)):
+                 callback_on_step_end_tensor_inputs: list[str] = ("latents",), refine: bool = True):
         """Draw one image per condition.
 
         ``conditions``: label lists (``[["red cube", "blue sphere"], ...]``) or a (B, 24) multi-hot tensor.
         ``guidance_scale`` w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
         ``generator``: the same generator state gives the same images. ``output_type``: ``"pil"`` (a list of
         images), ``"np"`` ((B, H, W, 3) in [0, 1]) or ``"pt"`` ((B, 3, H, W) in [0, 1]), always 64x64.
-        ``callback_on_step_end(pipe, i, t, tensors)`` runs after every step with the tensors named in
+        ``callback_on_step_end(pipe, i, t, tensors)`` runs after every step (of both stages: the refiner's
+        steps are numbered on from the first stage's, see ``stage_steps``) with the tensors named in
         ``callback_on_step_end_tensor_inputs``: ``latents`` (x after the step), ``noisy_sample`` (the x_t the
         model saw at step t) and ``pred_original_sample`` (its predicted x_0); returning ``{"latents": x}``
-        replaces x.
+        replaces x. ``refine=False``: the first stage's image alone, upsampled (a model without a refiner
+        always draws so).
         """
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
@@ -100,30 +127,34 @@ class Lab6Pipeline(DiffusionPipeline):
         if evaluator_guidance_scale and evaluator is None:
             raise ValueError("evaluator_guidance_scale needs an evaluator (a classifier returning probabilities)")
         unet, device, dtype = self.unet, self.unet.device, self.unet.dtype
+        generator = generator or torch.Generator()
+        noise_kind = initial_noise or self.config.initial_noise
         condition = conditions_tensor(conditions).to(device, dtype)
         size = unet.config.sample_size
         # The starting noise of the whole batch is drawn first, so a chunked run matches an unchunked one.
-        x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator or torch.Generator(),
-                               initial_noise or self.config.initial_noise).to(device, dtype)
+        x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator, noise_kind).to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        prediction = "v" if self.scheduler.config.prediction_type == "v_prediction" else "epsilon"
-        alphas_cumprod = self.scheduler.alphas_cumprod.to(device)
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_input = self.scheduler.scale_model_input(x, t)
-            output = torch.cat([guided_output(unet, xs, t, cs, w)
-                                for xs, cs in zip(model_input.split(batch_size), condition.split(batch_size))])
-            x0 = None
-            if evaluator_guidance_scale:
-                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alphas_cumprod[t], prediction), condition,
-                                          evaluator, evaluator_guidance_scale)
-                output = x0_to_model_output(model_input, x0, alphas_cumprod[t], prediction)
-            if callback_on_step_end is not None and "pred_original_sample" in callback_on_step_end_tensor_inputs:
-                x0 = predicted_x0(model_input, output, alphas_cumprod[t], prediction).clamp(-1, 1)
-            noisy, x = x, self.scheduler.step(output, t, x, generator=generator).prev_sample
-            if callback_on_step_end is not None:
-                tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
-                returned = callback_on_step_end(self, i, t, {k: tensors[k] for k in callback_on_step_end_tensor_inputs})
-                x = (returned or {}).get("latents", x)
+        stage = _Stage(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
+                       callback_on_step_end, callback_on_step_end_tensor_inputs)
+        x = stage.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
+        _, refiner_steps = self.stage_steps(num_inference_steps, refine)
+        if refiner_steps:
+            # Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same
+            # kind of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px.
+            # Its steps are the last of a schedule of n >= steps / strength, so the first is at most at
+            # strength x T, inside the noise levels the refiner was trained on.
+            scheduler = self.refiner_scheduler
+            n = math.ceil(refiner_steps / self.config.refiner_strength - 1e-9)
+            scheduler.set_timesteps(n, device=device)
+            begin = n - refiner_steps
+            timesteps = scheduler.timesteps[begin:]
+            if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
+                scheduler.set_begin_index(begin)
+            upsampled = to_output_size(x.clamp(-1, 1).float()).to(dtype)
+            noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
+            x = scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
+            x = stage.run(self.refiner, scheduler, x, timesteps, self.config.refiner_guidance_scale,
+                          first_step=num_inference_steps)
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
             result = images.cpu()
@@ -143,11 +174,68 @@ class Lab6Pipeline(DiffusionPipeline):
         return self.config.initial_noise
 
     def with_sampler(self, sampler: str) -> "Lab6Pipeline":
-        """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler."""
-        pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise)
+        """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler
+        (and the refiner's)."""
+        refiner_scheduler = self.refiner_scheduler and make_sampler(sampler, self.refiner_scheduler.config)
+        pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise,
+                            self.refiner, refiner_scheduler, self.config.refiner_strength,
+                            self.config.refiner_guidance_scale)
         pipe.metadata, pipe.path = self.metadata, self.path
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipe
+
+
+def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, guidance: float = 1.0) -> Lab6Pipeline:
+    """``base`` (any model) followed by ``refiner`` (a 64-px model, ideally trained with ``max_timestep``) over
+    the last ``strength`` of the refiner's schedule, as one pipeline. The refiner's ``lab6.json`` records the
+    noise levels it was trained on; a strength that reaches past them is refused."""
+    size = refiner.unet.config.sample_size
+    if size != OUTPUT_SIZE:
+        raise ValueError(f"a refiner draws {OUTPUT_SIZE}x{OUTPUT_SIZE} images; this one draws {size}x{size}")
+    trained_below = refiner.metadata.get("recipe", {}).get("max_timestep") or refiner.scheduler.config.num_train_timesteps
+    first_t = round(strength * refiner.scheduler.config.num_train_timesteps)
+    if not 0 < strength <= 1 or first_t > trained_below:
+        raise ValueError(f"refiner strength must be in (0, {trained_below / refiner.scheduler.config.num_train_timesteps:g}]"
+                         f" (the refiner was trained on t < {trained_below}), got {strength}")
+    pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
+                        guidance)
+    pipe.metadata = {**base.metadata, "refiner": refiner.metadata}
+    pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
+    return pipe
+
+@dataclass
+class _Stage:
+    """One call's settings, shared by its stages: the guided denoising loop of one model and scheduler."""
+
+    pipe: Lab6Pipeline
+    condition: torch.Tensor
+    batch_size: int
+    generator: torch.Generator
+    evaluator: object
+    evaluator_guidance_scale: float
+    callback: Callable | None
+    callback_tensors: Sequence[str]
+
+    def run(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, first_step: int) -> torch.Tensor:
+        prediction = "v" if scheduler.config.prediction_type == "v_prediction" else "epsilon"
+        alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
+        for i, t in enumerate(self.pipe.progress_bar(timesteps), start=first_step):
+            model_input = scheduler.scale_model_input(x, t)
+            output = torch.cat([guided_output(unet, xs, t, cs, guidance) for xs, cs in
+                                zip(model_input.split(self.batch_size), self.condition.split(self.batch_size))])
+            x0 = None
+            if self.evaluator_guidance_scale:
+                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alphas_cumprod[t], prediction),
+                                          self.condition, self.evaluator, self.evaluator_guidance_scale)
+                output = x0_to_model_output(model_input, x0, alphas_cumprod[t], prediction)
+            if self.callback is not None and "pred_original_sample" in self.callback_tensors:
+                x0 = predicted_x0(model_input, output, alphas_cumprod[t], prediction).clamp(-1, 1)
+            noisy, x = x, scheduler.step(output, t, x, generator=self.generator).prev_sample
+            if self.callback is not None:
+                tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
+                returned = self.callback(self.pipe, i, t, {k: tensors[k] for k in self.callback_tensors})
+                x = (returned or {}).get("latents", x)
+        return x
 
 
 def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tensor:
@@ -222,17 +310,18 @@ class Sampling:
     noise: str = DEFAULT_NOISE  # the starting noise (diffusion.INITIAL_NOISE)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
+    refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
 
     @classmethod
     def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
                      guidance: float | None = None, noise: str | None = None, seed: int = 0,
-                     evaluator_guidance: float = 0.0) -> "Sampling":
+                     evaluator_guidance: float = 0.0, refine: bool = True) -> "Sampling":
         """The settings with every unset value filled in: the sampler's default steps, the model's guidance
-        scale and starting noise."""
+        scale and starting noise, and its refiner unless ``refine=False``."""
         if sampler not in DEFAULT_STEPS:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
         return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
-                   noise or pipe.noise, seed, evaluator_guidance)
+                   noise or pipe.noise, seed, evaluator_guidance, refine and pipe.refiner is not None)
 
     @property
     def name(self) -> str:
@@ -246,6 +335,8 @@ class Sampling:
             parts.append(f"{self.noise} noise")
         if self.evaluator_guidance:
             parts.append(f"evaluator guidance {self.evaluator_guidance:g}")
+        if self.refined:
+            parts.append("refined at 64 px")
         return ", ".join(parts)
 
 
@@ -256,39 +347,43 @@ class SampleResult:
     timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
     intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
     predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
+    stages: list[str] = field(default_factory=list)  # "first" or "refiner": which stage drew each recorded step
     conditions: list[list[str]] | None = None
 
 
 def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", steps: int | None = None,
              guidance: float | None = None, seed: int = 0, noise: str | None = None, record_every: int = 0,
              progress: bool = True, callback: Callable[[int, int], None] | None = None, guiding_evaluator=None,
-             evaluator_guidance: float = 0.0) -> SampleResult:
+             evaluator_guidance: float = 0.0, refine: bool = True) -> SampleResult:
     """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
-    x_0 every k steps and at the last, for the denoising figure. ``callback(done, total)`` after every step.
+    x_0 every k steps, at the refiner's first step and at the last, for the denoising figure.
+    ``callback(done, total)`` after every step (of both stages). ``refine=False``: the first stage alone.
     ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``). Unset values
     are the model's own (``Sampling.for_pipeline``); the result records them all."""
     sampling = Sampling.for_pipeline(pipe, sampler=sampler, steps=steps, guidance=guidance, noise=noise, seed=seed,
-                                     evaluator_guidance=evaluator_guidance)
-    steps = sampling.steps
+                                     evaluator_guidance=evaluator_guidance, refine=refine)
+    first_steps, refiner_steps = pipe.stage_steps(sampling.steps, sampling.refined)
+    total = first_steps + refiner_steps
     runner = pipe.with_sampler(sampler)
     runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
     result = SampleResult(images=torch.empty(0), sampling=sampling,
                           conditions=None if isinstance(conditions, torch.Tensor) else [list(c) for c in conditions])
 
     def on_step(_, i: int, t, tensors: dict) -> dict:
-        if record_every and (i % record_every == 0 or i == steps - 1):
+        if record_every and (i % record_every == 0 or i in (first_steps, total - 1)):
             result.timesteps.append(int(t))
             result.intermediates.append(tensors["noisy_sample"].float().cpu())
             result.predicted_x0.append(tensors["pred_original_sample"].float().cpu())
+            result.stages.append("first" if i < first_steps else "refiner")
         if callback is not None:
-            callback(i + 1, steps)
+            callback(i + 1, total)
         return {}
 
-    images = runner(conditions, num_inference_steps=steps, guidance_scale=sampling.guidance,
+    images = runner(conditions, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
                     generator=torch.Generator().manual_seed(seed), initial_noise=sampling.noise, output_type="pt",
                     evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
                     evaluator_guidance_scale=evaluator_guidance,
-                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"]
-                    ).images
+                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"],
+                    refine=sampling.refined).images
     result.images = images * 2 - 1
     return result

@@ -20,7 +20,8 @@ from .labels import DENOISING_FIGURE_CONDITION
 def write_report(out: str | Path, *, data_root: str | Path | None = None, model: str | Path | None = None,
                  evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
                  guidance: float | None = None, seed: int = 0, noise: str | None = None, device: str = "cpu",
-                 guiding_evaluator=None, evaluator_guidance: float = 0.0, progress: bool = True, log=print) -> dict:
+                 guiding_evaluator=None, evaluator_guidance: float = 0.0, refine: bool = True, progress: bool = True,
+                 log=print) -> dict:
     from .data import SPLITS, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
@@ -44,7 +45,8 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         evaluator = [evaluator]
     scorers = load_evaluators(evaluator, root, device=device, required=False, log=log)
     settings = {"model": str(loaded.path), "data_root": str(root), "sampler": sampler, "steps": steps,
-                "guidance": guidance, "seed": seed, "noise": noise, "evaluators": {e.name: e.source for e in scorers},
+                "guidance": guidance, "seed": seed, "noise": noise, "refined": refine and loaded.refiner is not None,
+                "evaluators": {e.name: e.source for e in scorers},
                 "evaluator_guidance": ({"scale": evaluator_guidance, "evaluator": guiding_evaluator.source}
                                        if evaluator_guidance else None)}
     results: dict = {"settings": settings, "splits": {}}
@@ -52,7 +54,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         out.mkdir()
         _write_splits(out, results, loaded, root, scorers, SPLITS, progress, log, guiding_evaluator)
         figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
-                               seed=seed, noise=noise, progress=False)
+                               seed=seed, noise=noise, progress=False, refine=refine)
         denoising_process(figure, out, name="denoising")
         (out / "accuracy.json").write_text(json.dumps(results, indent=2))
         (out / "summary.md").write_text(summary_markdown(results))
@@ -69,7 +71,8 @@ def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits,
     s = results["settings"]
     for split in splits:
         run = run_split(loaded, root, split, scorers, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"],
-                        seed=s["seed"], noise=s["noise"], progress=progress, guiding_evaluator=guiding_evaluator,
+                        seed=s["seed"], noise=s["noise"], refine=s["refined"], progress=progress,
+                        guiding_evaluator=guiding_evaluator,
                         evaluator_guidance=(s["evaluator_guidance"] or {}).get("scale", 0.0))
         save_images(run.images, out / "images" / split, grid_name=None)
         save_grid(run.images, out / f"{split}_grid.png", nrow=8)
@@ -91,7 +94,7 @@ def summary_markdown(results: dict) -> str:
         "# lab6 report",
         "",
         f"Model `{s['model']}`, sampler {s['sampler']} ({s['steps']} steps), guidance w = {s['guidance']:g}, "
-        f"seed {s['seed']}.",
+        f"seed {s['seed']}" + (", refined at 64 px by the model's refiner." if s.get("refined") else "."),
         ("Evaluators: " + ", ".join(f"{name} (`{source}`)" for name, source in s["evaluators"].items()) + "."
          if names else "No evaluator was available: no accuracy."),
         f"Data root: `{s['data_root']}`.",

@@ -23,11 +23,12 @@ from .pipeline import SampleResult, Sampling, generate
 
 def run_denoising(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, *, sampler: str = "dpmsolver",
                   steps: int | None = None, frames: int = 10, guidance: float | None = None, seed: int = 0,
-                  noise: str | None = None, progress: bool = True) -> SampleResult:
-    """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps."""
+                  noise: str | None = None, progress: bool = True, refine: bool = True) -> SampleResult:
+    """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps of the
+    first stage, and at the refiner's first and last (``refine=False``: the first stage alone)."""
     steps = steps or DEFAULT_STEPS[sampler]
     return generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                    noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress)
+                    noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress, refine=refine)
 
 
 @dataclass
@@ -79,13 +80,13 @@ class SplitRun:
 
 def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampler: str = "dpmsolver",
               steps: int | None = None, guidance: float | None = None, seed: int = 0, noise: str | None = None,
-              progress: bool = True, **steering) -> SplitRun:
+              progress: bool = True, refine: bool = True, **steering) -> SplitRun:
     """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None).
     ``steering``: evaluator guidance (``guiding_evaluator``, ``evaluator_guidance``) passed to ``generate``."""
     conditions = load_split(data_root, split)
     start = time.perf_counter()
     result = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
-                      progress=progress, **steering)
+                      progress=progress, refine=refine, **steering)
     seconds, images = time.perf_counter() - start, result.images
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .diffusion import SAMPLER_NAMES
-from .figures.denoising import denoising_frame, denoising_strip
+from .figures.denoising import denoising_frame, denoising_strip, frame_title
 from .labels import (CLEVR_RGB, COLOURS, LABELS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, clevr_hex, label_index,
                      random_condition)
 
@@ -145,6 +145,8 @@ class LabelPicker:
         self.steps_input.add_class("lab6-steps")
         self.seed_input = w.IntText(value=seed, description="seed")
         self.seed_input.add_class("lab6-seed")
+        self.refine_input = w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)")
+        self.refine_input.add_class("lab6-refine")
         self.sampler_input.observe(self._on_sampler, names="value")
         # -- actions and results ----------------------------------------------------------------------------------
         self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
@@ -168,7 +170,7 @@ class LabelPicker:
         self.widget = w.VBox([
             self.style_box, w.HTML("<h3 style='margin:4px 0'>lab6 label picker: choose 1-3 objects</h3>"),
             self.grid, self.chosen_box, self.message_box,
-            w.HBox([self.guidance_input, self.sampler_input]), w.HBox([self.steps_input, self.seed_input]),
+            w.HBox([self.guidance_input, self.sampler_input]), w.HBox([self.steps_input, self.seed_input]), self.refine_input,
             w.HBox([self.generate_button, self.surprise_button, self.clear_button, self.progress]),
             w.HBox([self.image, w.VBox([self.strip, self.probabilities_box])]), self.output,
         ])
@@ -322,10 +324,11 @@ class LabelPicker:
         self.progress.max, self.progress.value = steps, 0
 
         def advance(done: int, total: int) -> None:
-            self.progress.value = done
+            self.progress.max, self.progress.value = total, done  # total: both stages' steps
 
         result = generate(loaded, [condition], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                          record_every=max(1, -(-steps // self.strip_frames)), progress=False, callback=advance)
+                          record_every=max(1, -(-steps // self.strip_frames)), progress=False, callback=advance,
+                          refine=self.refine_input.value)
         seconds = time.perf_counter() - start
         picked = PickerResult(condition, result.images[0], to_uint8(result.images[:1])[0].numpy(),
                               denoising_strip(result), seconds, result.sampling)
@@ -395,7 +398,7 @@ def denoising_slider(result, scale: int = 3):
         i = slider.value
         x_t, x_0 = denoising_frame(result, i)
         noisy.value, clean.value = png_bytes(x_t, scale), png_bytes(x_0, scale)
-        step = "final image" if i == count - 1 else f"timestep t = {result.timesteps[i]} (frame {i + 1} of {count - 1})"
+        step = "final image" if i == count - 1 else f"{frame_title(result, i)} (frame {i + 1} of {count - 1})"
         caption.value = f"<b>{step}</b>: left x_t, right the model's predicted x_0"
 
     slider.observe(show, names="value")

@@ -162,3 +162,48 @@ def test_the_report_says_when_evaluator_guidance_steered_it(tiny_run, tiny_root,
     report = json.loads((out / "accuracy.json").read_text())
     assert report["settings"]["evaluator_guidance"] == {"scale": 0.5, "evaluator": str(evaluator_file)}
     assert "**Evaluator guidance 0.5** steered these images" in (out / "summary.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def refined(pipe):
+    """The tiny pipeline followed by a tiny 64-px refiner trained (as its record says) on t < 30 of 100."""
+    from lab6.pipeline import with_refiner
+
+    torch.manual_seed(1)
+    unet = ConditionalUNet(conditioning="cross_attention", **{**TINY, "sample_size": 64, "patch_size": 4}).eval()
+    refiner = build_pipeline(unet, make_noise_scheduler(100, "cosine", "v").config)
+    refiner.metadata = {"recipe": {"max_timestep": 30}}
+    return with_refiner(pipe, refiner, 0.3)
+
+
+def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refined):
+    first_stage = images(pipe, output_type="pt")
+    assert torch.equal(images(refined, output_type="pt", refine=False), first_stage)
+    both = images(refined, output_type="pt")
+    assert both.shape == first_stage.shape and not torch.equal(both, first_stage)
+    assert torch.equal(both, images(refined, output_type="pt"))  # seeded, as the first stage
+    steps = []
+    refined(CONDITIONS, num_inference_steps=3, callback_on_step_end=lambda p, i, t, d: steps.append((i, int(t))))
+    assert refined.stage_steps(3) == (3, 1) and refined.stage_steps(3, refine=False) == (3, 0)
+    assert [i for i, _ in steps] == [0, 1, 2, 3] and steps[3][1] < 30  # the refiner's step, in its trained range
+    ddim = refined.with_sampler("ddim")
+    assert ddim.refiner is refined.refiner and isinstance(ddim.refiner_scheduler, DDIMScheduler)
+
+
+def test_a_refined_pipeline_round_trips(refined, tmp_path):
+    save_pipeline(refined, tmp_path / "model", {"train_step": 7})
+    index = json.loads((tmp_path / "model" / "model_index.json").read_text())
+    assert index["refiner"] == ["lab6.model", "ConditionalUNet"] and index["refiner_strength"] == 0.3
+    again = load_pipeline(tmp_path / "model")
+    assert torch.equal(images(refined, output_type="pt"), images(again, output_type="pt"))
+
+
+def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, refined):
+    from lab6.pipeline import with_refiner
+
+    refiner = build_pipeline(refined.refiner, refined.refiner_scheduler.config)
+    refiner.metadata = {"recipe": {"max_timestep": 30}}
+    with pytest.raises(ValueError, match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\), got 0.5"):
+        with_refiner(pipe, refiner, 0.5)
+    with pytest.raises(ValueError, match="a refiner draws 64x64 images; this one draws 16x16"):
+        with_refiner(pipe, pipe, 0.1)

@@ -22,6 +22,12 @@ def denoising_frame(result, index: int, size: int = 64) -> tuple[np.ndarray, np.
     return x_t, x_0
 
 
+def frame_title(result, index: int) -> str:
+    """``t = 199``, or ``refiner t = 199`` for a step of the second stage (its t counts on its own schedule)."""
+    stage = result.stages[index] if index < len(result.stages) else "first"
+    return f"{'refiner ' if stage == 'refiner' else ''}t = {result.timesteps[index]}"
+
+
 def denoising_strip(result, size: int = 64, gap: int = 2) -> np.ndarray:
     """Two rows (x_t, predicted x_0) over the recorded steps plus the final image, as one uint8 array."""
     frames = [denoising_frame(result, i, size) for i in range(len(result.timesteps) + 1)]
@@ -41,7 +47,7 @@ def denoising_process(result, out: str | Path, title: str | None = None, name: s
     for c in range(columns):
         x_t, x_0 = denoising_frame(result, c)
         final = c == columns - 1
-        image_axis(axes[0][c], x_t, "final" if final else f"t = {result.timesteps[c]}", fontsize=8)
+        image_axis(axes[0][c], x_t, "final" if final else frame_title(result, c), fontsize=8)
         image_axis(axes[1][c], x_0)
     axes[0][0].set_ylabel("x_t", fontsize=9)
     axes[1][0].set_ylabel("predicted x_0", fontsize=9)
@@ -60,7 +66,7 @@ def sampler_comparison(runs: Sequence[SamplerRun], out: str | Path):
         frames = len(run.result.timesteps)
         for c, ax in enumerate(row):
             if c < frames:
-                image_axis(ax, denoising_frame(run.result, c)[1], f"t = {run.result.timesteps[c]}", fontsize=7)
+                image_axis(ax, denoising_frame(run.result, c)[1], frame_title(run.result, c), fontsize=7)
             elif c == columns - 1:
                 image_axis(ax, denoising_frame(run.result, frames)[0], "final", fontsize=7)
             else:

@@ -34,8 +34,8 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     proxies = {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10},
                "efficientnet_b0": {"heldout_accuracy": 0.8, "heldout_images": 10}}
     fidelity = {"n": 10, "table": ["| images | sharpness / real |", "| --- | --- |", "| shipped | 0.05 |"]}
-    model_card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies, Namespace(command="lab6 train x"),
-                                       fidelity)
+    model_card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies, Namespace(command="lab6 train x",
+                                       refiner_command=""), fidelity)
     card = str(model_card)
     # a Hugging Face card: YAML metadata that huggingface_hub reads back, accuracy per split as a model-index
     data = ModelCard(card).data
@@ -52,6 +52,34 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     assert "| dpmsolver-20 | efficientnet_b0 | 0.2500 | 0.5000 | 0.7500 | 0.6000 | 1.0 |" in card
     assert "efficientnet_b0: 0.8000 on 10 held-out real images" in card
     assert f"seconds for 32 images ({torch.get_num_threads()} CPU thread(s))" in card  # timings depend on threads
+
+
+def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_once(tiny_run):
+    from lab6.diffusion import make_noise_scheduler
+    from lab6.model import ConditionalUNet
+    from lab6.pipeline import build_pipeline, with_refiner
+    from tests.test_model import TINY
+
+    ship_model = load_tool("ship_model")
+    base = load_model(tiny_run)
+    first = dict(base.metadata)
+    refiner = build_pipeline(ConditionalUNet(conditioning="cross_attention", **{**TINY, "sample_size": 64, "patch_size": 4}),
+                             make_noise_scheduler(1000, "cosine", "v").config)
+    refiner.metadata = {"train_step": 40, "epochs": 2.0, "train_minutes": 3.0, "parent": first,
+                        "recipe": {"batch_size": 8, "lr": 2e-4, "max_timestep": 300}}
+    loaded = with_refiner(base, refiner, 0.2)
+    table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.5, "heldout": 0.5, "pooled": 0.5}}}
+    card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
+                                     {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
+                                     Namespace(command="lab6 train x", refiner_command="lab6 train y")))
+    assert "redraws the last 0.2 of its noise schedule at 64x64" in card
+    assert "- Command: `lab6 train y`" in card
+    assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
+            "3.0 minutes of training on 1 process(es), peak lr 0.0002, timesteps below 300 only.") in card
+    assert "Refiner stage 1" not in card  # the first stage's own training, listed once above
+    minutes = float(first["train_minutes"])
+    assert (f"- Both stages: {minutes:.1f} + 3.0 = {minutes + 3.0:.1f} minutes of training (the refiner was grown "
+            "from the first stage's model).") in card
 
 
 def test_shipped_record_keeps_only_the_data_folder_name_in_every_stage():

@@ -1,7 +1,7 @@
 """Ship a trained model and a proxy evaluator inside the package, with a model card of measured accuracy.
 
     python tools/ship_model.py --model runs/ref-cpu --data-root ../shared/iclevr-reference [--guidance 4] \
-        [--evaluator runs/proxy/proxy_regnet_y_800mf.safetensors ...]
+        [--evaluator runs/proxy/proxy_regnet_y_800mf.safetensors ...] [--refiner runs/refiner --refiner-strength 0.2]
 
 Copies the run's EMA model to ``lab6/assets/model`` and any ``--evaluator`` given (as fp16 safetensors, to
 stay under 25 MB) to ``lab6/assets/evaluator``, then samples every split with every sampler setting, scores
@@ -9,6 +9,8 @@ the images with every shipped evaluator (two seeds), and writes ``lab6/assets/mo
 Face model card with YAML metadata; ``--fidelity`` adds ``bench/bench_fidelity.py --json``'s table to it.
 ``--guidance`` ships another guidance scale than the one the run was evaluated with; choose it on the
 held-out conditions (``bench/bench_sampling.py --guidance 2 3 4 --also heldout``), not on test.json.
+``--refiner`` ships the model followed by a 64-px refiner (``lab6.pipeline.with_refiner``); the card then
+also scores the first stage alone and states both stages' training.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lab6.data import load_split
 from lab6.diffusion import INITIAL_NOISE
 from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
-from lab6.pipeline import Lab6Pipeline, generate, load_pipeline, save_pipeline
+from lab6.pipeline import Lab6Pipeline, generate, load_pipeline, save_pipeline, with_refiner
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
+FIRST_STAGE = ("dpmsolver", 20)  # scored without the refiner too, when the model has one
 SPLITS = ("test", "new_test", "heldout")
 SEEDS = (0, 1)  # two draws of every split: 32 conditions per split are too few to tell 0.94 from 0.95 with one
 
@@ -44,6 +47,10 @@ def main() -> None:
                         help="guidance scale w to ship with (default: the one the run was evaluated with)")
     parser.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                         help="starting noise to ship with (default: the run's)")
+    parser.add_argument("--refiner", type=Path, default=None, help="a 64-px refiner run to ship after the model")
+    parser.add_argument("--refiner-strength", type=float, default=None, metavar="S",
+                        help="the last S of the refiner's schedule it redraws (with --refiner)")
+    parser.add_argument("--refiner-command", default="", help="the command that trained the refiner, for the card")
     parser.add_argument("--fidelity", type=Path, default=None,
                         help="bench/bench_fidelity.py --json output, for the card's fidelity table")
     parser.add_argument("--card-only", action="store_true",
@@ -56,11 +63,17 @@ def main() -> None:
     if args.model is None or args.data_root is None:
         parser.error("--model and --data-root are needed to ship (or --card-only to rewrite the card)")
 
+    if (args.refiner is None) != (args.refiner_strength is None):
+        parser.error("--refiner and --refiner-strength go together")
     source = load_pipeline(args.model)  # a pipeline folder, a flat folder of the older layout, or a run
     shipped = Lab6Pipeline(source.unet, source.scheduler, source.guidance if args.guidance is None else args.guidance,
                            args.noise or source.noise)
     meta = without_machine_paths(source.metadata)
     meta.update(guidance=shipped.guidance, noise=shipped.noise)
+    if args.refiner:
+        refiner = load_pipeline(args.refiner)
+        shipped = with_refiner(shipped, refiner, args.refiner_strength)
+        meta["refiner"] = without_machine_paths(refiner.metadata)
     save_pipeline(shipped, SHIPPED_MODEL, meta)
     for path in args.evaluator:
         ship_evaluator(path)
@@ -90,22 +103,27 @@ def rewrite_card(args) -> None:
 
 
 def measure_accuracy(loaded, evaluators, data_root: Path) -> tuple[dict, dict]:
-    """Every split with every sampler setting and seed, scored by every evaluator.
+    """Every split with every sampler setting and seed, scored by every evaluator (a model with a refiner:
+    also its first stage alone, ``FIRST_STAGE``).
 
     Returns ``table[setting][evaluator][split or "pooled"]`` (hits over labels, the seeds pooled; "pooled":
     all splits together, the issue's headline) and the seconds each setting took for 32 test images.
     """
     table: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
-    for sampler, steps in SETTINGS:
-        key = f"{sampler}-{steps}"
+    settings = [(sampler, steps, True) for sampler, steps in SETTINGS]
+    if loaded.refiner is not None:
+        settings.append((*FIRST_STAGE, False))
+    for sampler, steps, refine in settings:
+        key = f"{sampler}-{steps}" + ("" if refine or loaded.refiner is None else ", first stage only")
         hits = {e.name: {split: 0 for split in SPLITS} for e in evaluators}
         labels = dict.fromkeys(SPLITS, 0)
         for split in SPLITS:
             conditions = load_split(data_root, split)
             for seed in SEEDS:
                 start = time.perf_counter()
-                images = generate(loaded, conditions, sampler=sampler, steps=steps, seed=seed, progress=False).images
+                images = generate(loaded, conditions, sampler=sampler, steps=steps, seed=seed, progress=False,
+                                  refine=refine).images
                 if split == "test" and seed == SEEDS[0]:
                     seconds[key] = (time.perf_counter() - start) * 32 / len(conditions)
                 labels[split] += sum(len(c) for c in conditions)
@@ -133,24 +151,47 @@ def without_machine_paths(meta: dict) -> dict:
     meta = dict(meta)
     if "data_root" in meta:
         meta["data_root"] = Path(meta["data_root"]).name
-    if meta.get("parent"):
-        meta["parent"] = without_machine_paths(meta["parent"])
+    for key in ("parent", "refiner"):
+        if meta.get(key):
+            meta[key] = without_machine_paths(meta[key])
     return meta
 
 
-def stage_lines(meta: dict) -> list[str]:
-    """One card line per training stage, then the totals."""
+def stage_lines(meta: dict, name: str = "Stage", skip: int = 0) -> list[str]:
+    """One card line per training stage (after the first ``skip``), then the totals."""
     chain, lines = training_stages(meta), []
-    for i, stage in enumerate(chain, 1):
-        how = f" (fine-tuned from stage {i - 1})" if i > 1 else ""
+    for i, stage in enumerate(chain[skip:], skip + 1):
+        how = f" (fine-tuned from {'stage' if i - 1 > skip else 'the first stage, its stage'} {i - 1})" if i > 1 else ""
         recipe = stage.get("recipe", {})
-        lines.append(f"- Stage {i}{how}: {stage.get('train_step')} steps of {recipe.get('batch_size')} images "
+        lines.append(f"- {name} {i}{how}: {stage.get('train_step')} steps of {recipe.get('batch_size')} images "
                      f"({stage.get('epochs')} epochs), {stage.get('train_minutes')} minutes of training on "
-                     f"{stage.get('processes', 1)} process(es), peak lr {recipe.get('lr')}.")
-    if len(chain) > 1:
-        lines.append(f"- In all: {sum(m.get('epochs', 0) for m in chain):.1f} epochs in "
-                     f"{training_minutes(meta):.1f} minutes of training.")
+                     f"{stage.get('processes', 1)} process(es), peak lr {recipe.get('lr')}"
+                     + (f", timesteps below {recipe['max_timestep']} only" if recipe.get("max_timestep") else "") + ".")
+    if len(chain) - skip > 1:
+        lines.append(f"- In all: {sum(m.get('epochs', 0) for m in chain[skip:]):.1f} epochs in "
+                     f"{sum(float(m.get('train_minutes', 0)) for m in chain[skip:]):.1f} minutes of training.")
     return lines
+
+
+def shared_stages(meta: dict, refiner_meta: dict) -> int:
+    """How many of the refiner's first training stages are the first stage's own (a refiner grown from it)."""
+    key = lambda m: (m.get("train_step"), m.get("train_minutes"), m.get("epochs"))  # noqa: E731
+    first, refiner = [key(m) for m in training_stages(meta)], [key(m) for m in training_stages(refiner_meta)]
+    return len(first) if refiner[:len(first)] == first else 0
+
+
+def refiner_lines(meta: dict, strength: float, command: str) -> list[str]:
+    """The card's lines on the refiner's training, and the minutes of both stages together."""
+    refiner = meta.get("refiner")
+    if not refiner:
+        return []
+    skip = shared_stages(meta, refiner)
+    own = sum(float(m.get("train_minutes", 0)) for m in training_stages(refiner)[skip:])
+    return ["", f"The 64-px refiner (redraws the last {strength:g} of its schedule):", "",
+            f"- Command: `{command or 'lab6 train --preset cpu64 --set max_timestep=300 ...'}`",
+            *stage_lines(refiner, "Refiner stage", skip),
+            f"- Both stages: {training_minutes(meta):.1f} + {own:.1f} = {training_minutes(meta) + own:.1f} minutes "
+            "of training" + (" (the refiner was grown from the first stage's model)" if skip else "") + "."]
 
 
 CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"
@@ -176,7 +217,11 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         "",
         f"A conditional DDPM for i-CLEVR: {params:.1f}M-parameter `ConditionalUNet` ({recipe.get('conditioning')} "
         f"conditioning), trained at {recipe.get('image_size')}x{recipe.get('image_size')}"
-        + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else "."),
+        + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else ".")
+        + (f" A 64-px refiner ({sum(p.numel() for p in loaded.refiner.parameters()) / 1e6:.1f}M parameters, trained "
+           "on low noise levels only) then redraws the last "
+           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64: edges, shadows and texture "
+           "(`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None else ""),
         "",
         "```python",
         "from lab6.pipeline import Lab6Pipeline",
@@ -196,6 +241,7 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + (f" (training evaluated at w = {recipe['guidance']:g}; w chosen on the held-out conditions)"
            if recipe.get("guidance", loaded.guidance) != loaded.guidance else "")
         + f", starting noise `{loaded.noise}`.",
+        *refiner_lines(meta, loaded.config.refiner_strength, args.refiner_command),
         "",
         "## Accuracy",
         "",

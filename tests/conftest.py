@@ -75,6 +75,24 @@ def tiny_run(tiny_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_refined_model(tiny_run, tmp_path_factory) -> Path:
+    """The tiny run's model followed by an untrained tiny 64-px refiner: a two-stage model folder, as shipped."""
+    import torch
+
+    from lab6.diffusion import make_noise_scheduler
+    from lab6.model import ConditionalUNet
+    from lab6.pipeline import build_pipeline, load_pipeline, save_pipeline, with_refiner
+
+    torch.manual_seed(0)
+    unet = ConditionalUNet(sample_size=64, patch_size=4, block_out_channels=(16, 32), attention_levels=(False, True),
+                           layers_per_block=1, attention_head_dim=16, norm_num_groups=8, conditioning="cross_attention")
+    refiner = build_pipeline(unet, make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25).config)
+    refiner.metadata = {"recipe": {"max_timestep": 300}}
+    pipe = with_refiner(load_pipeline(tiny_run), refiner, 0.2)
+    return save_pipeline(pipe, tmp_path_factory.mktemp("models") / "refined", pipe.metadata)
+
+
+@pytest.fixture(scope="session")
 def evaluator_file(tmp_path_factory) -> Path:
     """An untrained evaluator in the official format: its numbers mean nothing, the plumbing is what is tested."""
     import torch

@@ -21,7 +21,7 @@ EXPECTED_FIGURES = {
     "02_train_with_accelerate.ipynb": FIGURE_GROUPS["training"] + ("forward_process", "schedule_alpha_bar_snr",
                                                                    "training_loss_by_hand"),
     "03_progressive_denoising.ipynb": ("denoising_process", "samplers_comparison", "sampling_by_hand",
-                                       "sampling_schedulers_by_hand"),
+                                       "sampling_schedulers_by_hand", "refiner_by_hand"),
     "04_accuracy_report.ipynb": FIGURE_GROUPS["accuracy"] + FIGURE_GROUPS["guidance"] + ("samplers_accuracy_vs_steps",
                                                                                         "fidelity_real_vs_generated"),
 }
@@ -36,7 +36,7 @@ IDEAS = {
     "02_train_with_accelerate.ipynb": {"forward-by-hand": "forward-check", "schedule-by-hand": "schedule-check",
                                        "loss-by-hand": "loss-check", "loop-by-hand": None},
     "03_progressive_denoising.ipynb": {"ddpm-step-by-hand": "ddpm-step-check", "guidance-by-hand": "guidance-check",
-                                       "sampler-by-hand": "sampler-check"},
+                                       "sampler-by-hand": "sampler-check", "refiner-by-hand": "refiner-check"},
     "04_accuracy_report.ipynb": {"topk-by-hand": "topk-check"},
 }
 
@@ -143,10 +143,11 @@ def kernel_name() -> str:
 
 
 @pytest.fixture(scope="module")
-def notebook_env(tiny_root, tiny_run, evaluator_file, tmp_path_factory) -> dict:
+def notebook_env(tiny_root, tiny_refined_model, evaluator_file, tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("notebooks")
     evaluator = evaluator_file  # untrained: accuracy is noise, but every figure is drawn
-    return {**os.environ, "LAB6_QUICK": "1", "LAB6_DATA": str(tiny_root), "LAB6_MODEL": str(tiny_run / "model"),
+    # A two-stage model, as the shipped one: the notebooks' refiner cells run and are checked.
+    return {**os.environ, "LAB6_QUICK": "1", "LAB6_DATA": str(tiny_root), "LAB6_MODEL": str(tiny_refined_model),
             "LAB6_EVALUATOR": str(evaluator), "LAB6_FIGURES": str(folder / "figures"), "LAB6_RUN": str(folder / "run"),
             "LAB6_DEVICE": "cpu", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 

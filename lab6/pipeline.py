@@ -348,6 +348,7 @@ class SampleResult:
     intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
     predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
     stages: list[str] = field(default_factory=list)  # "first" or "refiner": which stage drew each recorded step
+    first_stage: torch.Tensor | None = None  # refined images only: the first stage's, upsampled (what refine=False draws)
     conditions: list[list[str]] | None = None
 
 
@@ -357,7 +358,8 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
              evaluator_guidance: float = 0.0, refine: bool = True) -> SampleResult:
     """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
     x_0 every k steps, at the refiner's first step and at the last, for the denoising figure.
-    ``callback(done, total)`` after every step (of both stages). ``refine=False``: the first stage alone.
+    ``callback(done, total)`` after every step (of both stages). ``refine=False``: the first stage alone; a
+    refined result keeps the first stage's images too (``first_stage``), for free.
     ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``). Unset values
     are the model's own (``Sampling.for_pipeline``); the result records them all."""
     sampling = Sampling.for_pipeline(pipe, sampler=sampler, steps=steps, guidance=guidance, noise=noise, seed=seed,
@@ -375,6 +377,8 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
             result.intermediates.append(tensors["noisy_sample"].float().cpu())
             result.predicted_x0.append(tensors["pred_original_sample"].float().cpu())
             result.stages.append("first" if i < first_steps else "refiner")
+        if refiner_steps and i == first_steps - 1:
+            result.first_stage = to_output_size(tensors["latents"].clamp(-1, 1).float()).cpu()
         if callback is not None:
             callback(i + 1, total)
         return {}
@@ -383,7 +387,8 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
                     generator=torch.Generator().manual_seed(seed), initial_noise=sampling.noise, output_type="pt",
                     evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
                     evaluator_guidance_scale=evaluator_guidance,
-                    callback_on_step_end=on_step, callback_on_step_end_tensor_inputs=["noisy_sample", "pred_original_sample"],
+                    callback_on_step_end=on_step,
+                    callback_on_step_end_tensor_inputs=["latents", "noisy_sample", "pred_original_sample"],
                     refine=sampling.refined).images
     result.images = images * 2 - 1
     return result

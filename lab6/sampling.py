@@ -67,6 +67,8 @@ class SplitRun:
     seconds: float
     sampling: Sampling
     scores: dict = field(default_factory=dict)  # evaluator name -> evaluator.Score (empty without evaluators)
+    first_stage: object = None  # refined runs: the first stage's images (the 32 -> 64 px ones), and their scores
+    first_stage_scores: dict = field(default_factory=dict)
 
     @property
     def score(self):
@@ -91,7 +93,9 @@ def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampl
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]
     scores = {e.name: e.score(images, conditions) for e in evaluators}
-    return SplitRun(split, conditions, images, seconds, result.sampling, scores)
+    first_scores = {} if result.first_stage is None else {e.name: e.score(result.first_stage, conditions)
+                                                          for e in evaluators}
+    return SplitRun(split, conditions, images, seconds, result.sampling, scores, result.first_stage, first_scores)
 
 
 def failures(runs: Sequence[SplitRun]) -> list[dict]:

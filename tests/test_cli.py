@@ -140,3 +140,20 @@ def test_uint8_round_trip_of_saved_images(tmp_path):
     back = load_images(tmp_path, 3)
     assert torch.allclose(back, images, atol=1 / 127.5)
     assert np.asarray(Image.open(tmp_path / "2.png")).shape == (64, 64, 3)
+
+
+def test_a_report_of_a_refined_model_scores_its_first_stage_too(tiny_refined_model, tiny_root, tmp_path, evaluator_file):
+    out = tmp_path / "report"
+    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_refined_model), "--evaluator",
+                 str(evaluator_file), "--steps", "4", "--out", str(out)]) == 0
+    report = json.loads((out / "accuracy.json").read_text())
+    assert report["settings"]["refined"] is True
+    assert set(report["splits"]["test"]["accuracy_first_stage"]) == set(report["splits"]["test"]["accuracy"])
+    assert (out / "test_grid_first_stage.png").is_file()
+    assert "first stage alone (official)" in (out / "summary.md").read_text()
+    plain = tmp_path / "plain"
+    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_refined_model), "--evaluator",
+                 str(evaluator_file), "--steps", "4", "--out", str(plain), "--no-refine"]) == 0
+    unrefined = json.loads((plain / "accuracy.json").read_text())
+    assert unrefined["settings"]["refined"] is False and "accuracy_first_stage" not in unrefined["splits"]["test"]
+    assert unrefined["splits"]["test"]["accuracy"] == report["splits"]["test"]["accuracy_first_stage"]

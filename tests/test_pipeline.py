@@ -207,3 +207,11 @@ def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, re
         with_refiner(pipe, refiner, 0.5)
     with pytest.raises(ValueError, match="a refiner draws 64x64 images; this one draws 16x16"):
         with_refiner(pipe, pipe, 0.1)
+
+
+def test_a_refined_result_keeps_the_first_stage_images_that_refine_false_draws(refined):
+    both = generate(refined, CONDITIONS, steps=3, seed=2, progress=False)
+    first = generate(refined, CONDITIONS, steps=3, seed=2, progress=False, refine=False)
+    assert both.sampling.refined and not first.sampling.refined and first.first_stage is None
+    torch.testing.assert_close(both.first_stage, first.images, atol=1e-6, rtol=0)
+    assert not torch.allclose(both.images, first.images)

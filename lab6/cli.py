@@ -86,6 +86,18 @@ def cmd_sample(args) -> None:
     print(f"{len(conditions)} images and grid.png written to {args.out}")
 
 
+def cmd_pair(args) -> None:
+    from .pipeline import load_pipeline, save_pipeline, with_refiner
+
+    if args.out.exists():
+        raise FileExistsError(f"{args.out} exists: give a new folder for the paired model")
+    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength)
+    save_pipeline(pipe, args.out, pipe.metadata)
+    first, refiner = pipe.stage_steps(20)
+    print(f"{args.out}: {args.model}, then the refiner {args.refiner} over the last {args.strength:g} of its schedule "
+          f"({first} + {refiner} steps at --steps 20); use it as any model folder (--model {args.out})")
+
+
 def guiding(args) -> dict:
     """The evaluator-guidance arguments of ``generate`` from the command line (none when the scale is 0)."""
     if not args.evaluator_guidance:
@@ -232,6 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     refine_option(p)
     evaluator_guidance_options(p)
     p.set_defaults(func=cmd_sample)
+
+    p = verbs.add_parser("pair", help="a two-stage model folder: a model, then a 64-px refiner over its last noise "
+                                      "levels (e.g. a run of --preset refiner64)")
+    p.add_argument("--model", type=Path, required=True, help="the first stage: any model or run folder")
+    p.add_argument("--refiner", type=Path, required=True, help="a native 64-px model or run, ideally trained with "
+                                                               "max_timestep (the refiner64 preset)")
+    p.add_argument("--strength", type=float, default=0.2,
+                   help="the last share of the refiner's schedule it redraws (default 0.2; at most max_timestep/1000)")
+    p.add_argument("--out", type=Path, required=True, help="the new model folder")
+    p.set_defaults(func=cmd_pair)
 
     p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file, or a data root's own images",
                          description="Either --images DIR --conditions FILE (generated images), or --dataset ROOT "

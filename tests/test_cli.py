@@ -157,3 +157,24 @@ def test_a_report_of_a_refined_model_scores_its_first_stage_too(tiny_refined_mod
     unrefined = json.loads((plain / "accuracy.json").read_text())
     assert unrefined["settings"]["refined"] is False and "accuracy_first_stage" not in unrefined["splits"]["test"]
     assert unrefined["splits"]["test"]["accuracy"] == report["splits"]["test"]["accuracy_first_stage"]
+
+
+def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tiny_refined_model, tiny_root, tmp_path,
+                                                                    capsys):
+    from lab6.pipeline import load_pipeline, save_pipeline
+
+    refiner = load_pipeline(tiny_refined_model)
+    alone = tmp_path / "refiner"
+    from lab6.pipeline import Lab6Pipeline
+
+    save_pipeline(Lab6Pipeline(refiner.refiner, refiner.refiner_scheduler), alone, {"recipe": {"max_timestep": 300}})
+    assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--strength", "0.25",
+                 "--out", str(tmp_path / "pair")]) == 0
+    paired = load_pipeline(tmp_path / "pair")
+    assert paired.config.refiner_strength == 0.25 and paired.metadata["refiner"] == {"recipe": {"max_timestep": 300}}
+    assert main(["sample", "--model", str(tmp_path / "pair"), "--conditions", str(tiny_root / "test.json"),
+                 "--steps", "4", "--out", str(tmp_path / "images")]) == 0
+    assert (tmp_path / "images" / "grid.png").is_file()
+    assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--strength", "0.5",
+                 "--out", str(tmp_path / "too_far")]) == 2
+    assert "refiner strength must be in (0, 0.3] (the refiner was trained on t < 300), got 0.5" in capsys.readouterr().err

@@ -134,9 +134,9 @@ class Lab6Pipeline(DiffusionPipeline):
         # The starting noise of the whole batch is drawn first, so a chunked run matches an unchunked one.
         x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator, noise_kind).to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        stage = _Stage(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
+        loop = _GuidedLoop(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
                        callback_on_step_end, callback_on_step_end_tensor_inputs)
-        x = stage.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
+        x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
         _, refiner_steps = self.stage_steps(num_inference_steps, refine)
         if refiner_steps:
             # Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same
@@ -153,7 +153,7 @@ class Lab6Pipeline(DiffusionPipeline):
             upsampled = to_output_size(x.clamp(-1, 1).float()).to(dtype)
             noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
             x = scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
-            x = stage.run(self.refiner, scheduler, x, timesteps, self.config.refiner_guidance_scale,
+            x = loop.run(self.refiner, scheduler, x, timesteps, self.config.refiner_guidance_scale,
                           first_step=num_inference_steps)
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
@@ -203,9 +203,10 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
     pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
     return pipe
 
+
 @dataclass
-class _Stage:
-    """One call's settings, shared by its stages: the guided denoising loop of one model and scheduler."""
+class _GuidedLoop:
+    """The denoising loop of one stage (a model and its scheduler), with one call's settings for both stages."""
 
     pipe: Lab6Pipeline
     condition: torch.Tensor

@@ -135,7 +135,7 @@ class Lab6Pipeline(DiffusionPipeline):
         x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator, noise_kind).to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         loop = _GuidedLoop(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
-                       callback_on_step_end, callback_on_step_end_tensor_inputs)
+                           callback_on_step_end, callback_on_step_end_tensor_inputs)
         x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
         _, refiner_steps = self.stage_steps(num_inference_steps, refine)
         if refiner_steps:
@@ -154,7 +154,7 @@ class Lab6Pipeline(DiffusionPipeline):
             noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
             x = scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
             x = loop.run(self.refiner, scheduler, x, timesteps, self.config.refiner_guidance_scale,
-                          first_step=num_inference_steps)
+                         first_step=num_inference_steps)
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
             result = images.cpu()

@@ -1,4 +1,4 @@
-"""The ``lab6`` command: train, sample, evaluate, evaluator-train, report, data render.
+"""The ``lab6`` command: train, sample, pair, evaluate, evaluator-train, report, figures, data render.
 
 Verb names, options and output files are a contract that scripts and the notebooks rely on.
 """

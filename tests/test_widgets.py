@@ -109,3 +109,18 @@ def test_denoising_slider_walks_the_recorded_steps(loaded):
     first = images.children[0].value
     slider.value = slider.max
     assert "final" in caption.value and images.children[0].value != first
+
+
+def test_a_refined_model_draws_both_stages_and_the_checkbox_skips_the_refiner(tiny_refined_model):
+    picker = LabelPicker(str(tiny_refined_model), evaluator=False, steps=5, seed=3)
+    picker.set_condition(CHOICE)
+    refined = picker.generate()
+    assert refined.sampling.refined and picker.progress.value == picker.progress.max == 6  # 5 + 1 refiner step
+    picker.refine_input.value = False
+    first_stage = picker.generate()
+    assert not first_stage.sampling.refined and picker.progress.max == 5
+    assert not torch.equal(first_stage.image, refined.image)
+    box = denoising_slider(run_denoising(picker.loaded, steps=5, frames=5, progress=False))
+    slider, caption, _ = box.children
+    slider.value = slider.max - 1  # the last recorded step: the refiner's
+    assert "refiner t = " in caption.value

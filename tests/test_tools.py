@@ -82,13 +82,15 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
             "from the first stage's model).") in card
 
 
-def test_shipped_record_keeps_only_the_data_folder_name_in_every_stage():
+def test_shipped_record_keeps_only_folder_names_in_every_stage_and_the_refiner():
     ship_model = load_tool("ship_model")
     parent = {"data_root": "/home/someone/data/iclevr-reference", "train_step": 10}
-    record = {"data_root": "/work/shared/iclevr-reference", "guidance": 2.0, "parent": parent}
+    refiner = {"data_root": "/tmp/d/iclevr", "recipe": {"init_from": "/home/someone/runs/grown64", "lr": 2e-4}}
+    record = {"data_root": "/work/shared/iclevr-reference", "guidance": 2.0, "parent": parent, "refiner": refiner}
     shipped = ship_model.without_machine_paths(record)
     assert shipped["data_root"] == "iclevr-reference"
     assert shipped["parent"] == {"data_root": "iclevr-reference", "train_step": 10}
+    assert shipped["refiner"] == {"data_root": "iclevr", "recipe": {"init_from": "grown64", "lr": 2e-4}}
     assert shipped["guidance"] == 2.0
     assert record["parent"]["data_root"] == "/home/someone/data/iclevr-reference"  # the run's record is untouched
 

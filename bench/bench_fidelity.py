@@ -43,7 +43,7 @@ from lab6.settings import yes_or_no
 
 #: How to read the value of each key that is not a word.
 VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
-               "refiner_guidance": float}
+                 "refiner_guidance": float}
 PAIRING_KEYS = ("refiner", "strength", "refiner_guidance")  # how to pair MODEL with a refiner, not generate's
 
 

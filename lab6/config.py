@@ -95,17 +95,18 @@ class TrainConfig:
         return cls(**values)
 
 
+_CPU64 = TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2, snr_shift=0.25, lr=1e-3)
+
 PRESETS: dict[str, TrainConfig] = {
     # The reference recipe for 2 CPU cores: 32x32, ~3.9M parameters, v prediction, per-object label tokens
     # read by cross-attention (it beat additive conditioning per CPU-minute: docs/experiments.md).
     "cpu": TrainConfig(conditioning="cross_attention"),
     # Native 64x64 at the cost of the cpu recipe: 2x2 pixels folded into channels (patch_size 2), the SNR
     # shifted by 1/4 so coarse structure is as noisy at each t as at 32 px, lr 1e-3 (+15 points at 30 min).
-    "cpu64": TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2, snr_shift=0.25, lr=1e-3),
+    "cpu64": _CPU64,
     # A refiner for a 32-px model (lab6 pair): cpu64 with a full-resolution head, trained on the low noise levels
     # it redraws only (t < 300). It cannot draw a scene from pure noise, so training does not evaluate it alone.
-    "refiner64": TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2, snr_shift=0.25, lr=1e-3,
-                             full_res_channels=32, max_timestep=300, eval_splits=()),
+    "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, eval_splits=()),
     # The same UNet with the label vector added to the time embedding (~2.8M parameters; the first reference).
     "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.

@@ -192,10 +192,10 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
     size = refiner.unet.config.sample_size
     if size != OUTPUT_SIZE:
         raise ValueError(f"a refiner draws {OUTPUT_SIZE}x{OUTPUT_SIZE} images; this one draws {size}x{size}")
-    trained_below = refiner.metadata.get("recipe", {}).get("max_timestep") or refiner.scheduler.config.num_train_timesteps
-    first_t = round(strength * refiner.scheduler.config.num_train_timesteps)
-    if not 0 < strength <= 1 or first_t > trained_below:
-        raise ValueError(f"refiner strength must be in (0, {trained_below / refiner.scheduler.config.num_train_timesteps:g}]"
+    T = refiner.scheduler.config.num_train_timesteps
+    trained_below = refiner.metadata.get("recipe", {}).get("max_timestep") or T
+    if not 0 < strength <= 1 or round(strength * T) > trained_below:
+        raise ValueError(f"refiner strength must be in (0, {trained_below / T:g}]"
                          f" (the refiner was trained on t < {trained_below}), got {strength}")
     pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
                         guidance)

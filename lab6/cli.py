@@ -51,16 +51,7 @@ def cmd_train(args) -> None:
                                    ("checkpoint_steps", args.checkpoint_steps),
                                    ("conditioning", args.conditioning),
                                    ("init_from", args.init_from and str(args.init_from))) if v is not None}
-    for item in args.set or []:
-        key, _, raw = item.partition("=")
-        try:
-            value = json.loads(raw)  # numbers, true/false, null, lists
-        except json.JSONDecodeError:
-            value = raw  # plain words such as prediction=v
-        default = getattr(TrainConfig, key, "")
-        if isinstance(value, str) and isinstance(default, (int, float)) and not isinstance(default, bool):
-            raise ValueError(f"--set {item}: {key} takes a number (or null for none, as in JSON), got {raw!r}")
-        overrides[key] = tuple(value) if isinstance(value, list) else value
+    overrides.update(TrainConfig.parse_override(item) for item in args.set or [])
     saved = args.out / "train_config.json"
     if args.resume and saved.is_file():
         cfg = TrainConfig.from_json(saved).replace(**budget, **overrides)

@@ -83,6 +83,39 @@ class TrainConfig:
             raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {[f.name for f in dataclasses.fields(self)]}")
         return dataclasses.replace(self, **changes)
 
+    @classmethod
+    def parse_override(cls, item: str) -> tuple[str, object]:
+        """``"FIELD=VALUE"`` (``lab6 train --set``) -> (field, value), read as JSON where it parses (numbers,
+        true/false, null, lists) and as a plain word otherwise (``prediction=v``). Checked against the field's
+        declared type here, so that a typo fails with the field's name before a run starts, not in the loop."""
+        key, sep, raw = item.partition("=")
+        types = {f.name: str(f.type) for f in dataclasses.fields(cls)}
+        if not sep or key not in types:
+            raise ValueError(f"--set {item}: write FIELD=VALUE with one of the fields {', '.join(types)}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        declared = types[key]  # the annotation's text: "int", "float | None", "tuple[int, ...]", "bool", "str"
+        optional = "None" in declared
+        if value is None and not optional:
+            raise ValueError(f"--set {item}: {key} cannot be null ({declared})")
+        if declared == "bool" and not isinstance(value, bool):
+            raise ValueError(f"--set {item}: {key} takes true or false, got {raw!r}")
+        numeric = declared.startswith(("int", "float"))
+        if numeric and value is not None and (isinstance(value, (str, bool, list)) or
+                                              (declared.startswith("int") and isinstance(value, float))):
+            kind = "a whole number" if declared.startswith("int") else "a number"
+            spare = " (or null for none, as in JSON)" if optional else ""
+            raise ValueError(f"--set {item}: {key} takes {kind}{spare}, got {raw!r}")
+        if declared.startswith("str") and value is not None:
+            value = raw  # a folder named 123 stays the word "123"
+        if declared.startswith("tuple"):
+            if not isinstance(value, list):
+                raise ValueError(f"--set {item}: {key} takes a JSON list such as [32, 64, 128], got {raw!r}")
+            value = tuple(value)
+        return key, value
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2)
 

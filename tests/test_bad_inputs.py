@@ -1,6 +1,7 @@
 """Every bad input ends in one line, ``lab6 VERB: error: <what, the value, what is allowed>``, and exit 2."""
 
 import json
+import re
 
 import pytest
 
@@ -130,8 +131,36 @@ def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, capsys):
     """``--set eval_every=None`` (Python's spelling) once reached the training loop and failed there."""
     fails_with(capsys, ["train", "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "1", "--out",
                         str(tmp_path / "run"), "--set", "eval_every=None"],
-               "--set eval_every=None: eval_every takes a number (or null for none, as in JSON), got 'None'")
+               "--set eval_every=None: eval_every takes a whole number (or null for none, as in JSON), got 'None'")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("item, message", [
+    ("checkpoint_steps=ten", "checkpoint_steps takes a whole number (or null for none, as in JSON), got 'ten'"),
+    ("steps=2.5", "steps takes a whole number"),
+    ("lr=fast", "lr takes a number, got 'fast'"),
+    ("lr=null", "lr cannot be null"),
+    ("augment=yes", "augment takes true or false, got 'yes'"),
+    ("block_out_channels=64", "block_out_channels takes a JSON list"),
+    ("learning_rate=1e-3", "with one of the fields image_size,"),
+    ("lr", "write FIELD=VALUE"),
+])
+def test_set_names_the_field_and_what_it_takes(item, message):
+    """Every ``--set`` mistake is refused before a run starts, by the field's declared type."""
+    from lab6.config import TrainConfig
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        TrainConfig.parse_override(item)
+
+
+def test_set_reads_json_and_plain_words():
+    from lab6.config import TrainConfig
+
+    read = dict(TrainConfig.parse_override(item) for item in
+                ["lr=1e-3", "steps=null", "prediction=v", "block_out_channels=[16, 32]", "augment=false",
+                 "init_from=123", "epochs=2"])
+    assert read == {"lr": 1e-3, "steps": None, "prediction": "v", "block_out_channels": (16, 32), "augment": False,
+                    "init_from": "123", "epochs": 2}
 
 
 def test_debug_shows_the_traceback(tmp_path, tiny_root):

@@ -19,6 +19,9 @@ with one first, to try a refiner before shipping the pair).
 then measures nothing (it graded its own steering), so the table marks it and the other evaluator's
 column is the one to read.
 
+The "one image" column times what the label picker does on Generate: one image (the split's first
+condition), the median of 5 draws after a warm-up; the issue's target for it is under 0.5 s on 2 cores.
+
 One hit on 32 images moves the accuracy by ~1.4 points, so "1 point" cannot be resolved on test.json
 alone: ``--also`` samples more conditions (untimed) and the last columns pool every split's labels.
 """
@@ -26,6 +29,7 @@ alone: ``--also`` samples more conditions (untimed) and the last columns pool ev
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 from lab6.data import conditions_file, resolve_data_root
@@ -107,10 +111,24 @@ def main() -> None:
                     hits[key] = hits.get(key, 0) + sum(evaluator.score(images, conditions).hits)
         accuracy = {key: value / labels[key[1]] for key, value in hits.items()}
         pooled = {n: sum(hits[n, s] for s in splits) / sum(labels.values()) for n in names}
-        rows.append((setting, sum(seconds) / len(seconds), accuracy, pooled))
-        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g} refined={refine}: {rows[-1][1]:.1f} s, accuracy " +
+        one = one_image_seconds(loaded, splits[args.split][0], sampler=sampler, steps=steps, guidance=guidance,
+                                noise=noise, refine=refine, **steering)
+        rows.append((setting, sum(seconds) / len(seconds), one, accuracy, pooled))
+        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g} refined={refine}: {rows[-1][1]:.1f} s, "
+              f"one image {one:.2f} s, accuracy " +
               ", ".join(f"{s} ({n}) {v:.4f}" for (n, s), v in accuracy.items()), flush=True)
     print_table(rows, args, splits, names, loaded, evaluators, guide)
+
+
+def one_image_seconds(loaded, condition, repeats: int = 5, **options) -> float:
+    """Median seconds to draw one image for ``condition`` (the picker's Generate), after one untimed warm-up."""
+    generate(loaded, [condition], progress=False, **options)
+    times = []
+    for seed in range(repeats):
+        start = time.perf_counter()
+        generate(loaded, [condition], seed=seed, progress=False, **options)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
@@ -124,22 +142,23 @@ def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     pooled_columns = "".join(f" pooled {n} ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | "
                              f"vs first row |" for n in names) if args.also else ""
     print(f"| sampler | steps | w | starting noise | evaluator guidance | refined at 64 px | seconds | speed-up vs {name} | "
+          "one image, s | "
           + " | ".join(f"{s} ({n})" for n, s in columns) + f" | {args.split} ({names[0]}) vs first row |"
           + pooled_columns)
-    print("| --- " * (9 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
-    for (sampler, steps, guidance, noise, steer, refine), secs, accuracy, pooled in rows:
+    print("| --- " * (10 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
+    for (sampler, steps, guidance, noise, steer, refine), secs, one, accuracy, pooled in rows:
         def mark(evaluator_name: str) -> str:  # its own accuracy under its own steering
             return "*" if steer and guide is not None and evaluator_name == guide.name else ""
-        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {'yes' if refine else 'no'} | {secs:.1f} | {base[1] / secs:.1f}x | "
+        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {'yes' if refine else 'no'} | {secs:.1f} | {base[1] / secs:.1f}x | {one:.2f} | "
                 + " | ".join(f"{accuracy[c]:.4f}{mark(c[0])}" for c in columns)
-                + f" | {100 * (accuracy[names[0], args.split] - base[2][names[0], args.split]):+.1f} pt |")
+                + f" | {100 * (accuracy[names[0], args.split] - base[3][names[0], args.split]):+.1f} pt |")
         if args.also:
-            line += "".join(f" {pooled[n]:.4f}{mark(n)} | {100 * (pooled[n] - base[3][n]):+.1f} pt |" for n in names)
+            line += "".join(f" {pooled[n]:.4f}{mark(n)} | {100 * (pooled[n] - base[4][n]):+.1f} pt |" for n in names)
         print(line)
     if args.also:
         # Binomial over the pooled labels: a yardstick for which differences one run can resolve.
         total = args.seeds * sum(len(condition) for conditions in splits.values() for condition in conditions)
-        error = max((p * (1 - p) / total) ** 0.5 for row in rows for p in row[3].values())
+        error = max((p * (1 - p) / total) ** 0.5 for row in rows for p in row[4].values())
         print(f"\nOne standard error of a pooled accuracy: at most {100 * error:.1f} pt ({total} labels); of the difference of "
               f"two rows drawn from different noise (DDPM against an ODE solver): {100 * error * 2 ** 0.5:.1f} pt.")
 

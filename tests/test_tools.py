@@ -142,3 +142,12 @@ def test_the_fidelity_table_has_a_cell_under_every_heading():
         "images": "a model", "Frechet (resnet18)": "102.7", "Frechet (regnet)": "68.5", "sharpness / real": "1.25",
         "2x2 grid / real": "31.7", "cast mean": "0.93", "cast p90": "1.45", "cast > 8": "0.0%",
         "accuracy (resnet18)": "0.896", "accuracy (regnet)": "0.918", "s / 32 images": "19.9"}
+
+
+def test_the_round_trip_table_puts_each_gap_beside_its_accuracies():
+    bench = load_tool("bench_fidelity", folder="bench")
+    row = {"label": "a model", "acc resnet18": 0.885, "acc32 resnet18": 0.961, "acc regnet": 0.968, "acc32 regnet": 0.960}
+    header, rule, line = bench.round_trip_table([row], ["resnet18", "regnet"])
+    assert header.count("|") == rule.count("|") == line.count("|") == 8
+    assert [c.strip() for c in line.strip("|").split("|")] == [
+        "a model", "0.885", "0.961", "+7.6 pt", "0.968", "0.960", "-0.8 pt"]

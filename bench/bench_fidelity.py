@@ -18,7 +18,8 @@ training, so their features have not seen them):
 A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.pipeline.generate``: sampler, steps,
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
 alone), and ``refiner=RUN,strength=S[,refiner_guidance=W]`` to try a 64-px refiner after MODEL before shipping
-the pair (``lab6.pipeline.with_refiner``). Rows for real images and for real images sent through
+the pair (``lab6.pipeline.with_refiner``). A refined candidate also gets a row for its first stage's images
+(the same draw without the refiner, untimed), at no cost. Rows for real images and for real images sent through
 32 px come first. ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
@@ -97,7 +98,7 @@ def main() -> None:
     rows = []
     drawn = {}  # candidate label -> its images, for --figure
 
-    def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None) -> None:
+    def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None, native: bool) -> None:
         casts = colour_cast(images)
         row = {"label": label, "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
@@ -106,12 +107,13 @@ def main() -> None:
         for e in evaluators:
             row[f"fd {e.name}"] = frechet_distance(reference_features[e.name], e.features(images))
             row[f"acc {e.name}"] = e.score(images, image_conditions).accuracy
-            row[f"acc32 {e.name}"] = e.score(upsample_like_official(images, 32), image_conditions).accuracy
+            if native:  # images already through 32 px would be blurred twice: no round trip for them
+                row[f"acc32 {e.name}"] = e.score(upsample_like_official(images, 32), image_conditions).accuracy
         rows.append(row)
         print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
 
-    add_row("real images (the floor: N other real images)", other_images, other_conditions, None)
-    add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None)
+    add_row("real images (the floor: N other real images)", other_images, other_conditions, None, native=True)
+    add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None, native=False)
     for label, path, settings in args.candidate:
         loaded = load_pipeline(path)
         pairing = {key: settings.pop(key) for key in PAIRING_KEYS if key in settings}
@@ -121,9 +123,13 @@ def main() -> None:
             loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"],
                                   pairing.get("refiner_guidance", 1.0))
         start = time.perf_counter()
-        images = generate(loaded, conditions, progress=True, **settings).images
+        result = generate(loaded, conditions, progress=True, **settings)
         seconds = (time.perf_counter() - start) * 32 / len(conditions)
-        add_row(label, images, conditions, seconds)
+        if result.first_stage is not None:  # the images refine=false draws, kept by the refined call: a free row
+            add_row(f"{label}: its first stage alone", result.first_stage, conditions, None, native=False)
+        images = result.images
+        native = result.first_stage is not None or loaded.unet.config.sample_size == images.shape[-1]
+        add_row(label, images, conditions, seconds, native)
         drawn[label] = images[:8]
     if args.figure:
         real_vs_generated(reference[:8], drawn, conditions[:8], args.figure)
@@ -134,8 +140,8 @@ def main() -> None:
     table = markdown_table(rows, names)
     print("\n".join(table))
     round_trip = round_trip_table(rows, names)
-    print("\nThe same images sent through 32 px before scoring: what an evaluator trained on 32 -> 64 px images (the "
-          "course's, the ResNet18 proxy) reads of their labels once their 64-px detail is gone\n")
+    print("\nNative 64-px images sent through 32 px before scoring: what an evaluator trained on 32 -> 64 px images "
+          "(the course's, the ResNet18 proxy) reads of their labels once their 64-px detail is gone\n")
     print("\n".join(round_trip))
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "threads": torch.get_num_threads(),
@@ -157,11 +163,12 @@ def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
 
 
 def round_trip_table(rows: list[dict], names: list[str]) -> list[str]:
-    """Accuracy as drawn beside accuracy after the 32 px round trip, per evaluator: a gap means the images'
-    labels are there but the evaluator misreads native detail; no gap with low accuracy means lost labels."""
+    """For the rows of native 64-px images: accuracy as drawn beside accuracy after the 32 px round trip, per
+    evaluator. A gap means the labels are there but the evaluator misreads native detail; low accuracy with
+    no gap means lost labels."""
     lines = ["| images | " + " | ".join(f"accuracy ({n}) | through 32 px | gap" for n in names) + " |",
              "| --- " * (1 + 3 * len(names)) + "|"]
-    for row in rows:
+    for row in filter(lambda row: f"acc32 {names[0]}" in row, rows):  # native 64-px images only
         lines.append(f"| {row['label']} | " + " | ".join(
             f"{row[f'acc {n}']:.3f} | {row[f'acc32 {n}']:.3f} | {100 * (row[f'acc32 {n}'] - row[f'acc {n}']):+.1f} pt"
             for n in names) + " |")

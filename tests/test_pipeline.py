@@ -1,6 +1,7 @@
 """The diffusers contract of Lab6Pipeline: save/load round trip, output types, scheduler swap, callbacks."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -74,6 +75,18 @@ def test_conditions_as_multi_hot_tensors_draw_the_same_images(pipe):
 def test_bad_conditions_are_named(pipe, bad, message):
     with pytest.raises(ConditionError, match=message):
         pipe(bad, num_inference_steps=2)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number, got nan"),
+    ({"evaluator_guidance_scale": float("inf")}, "evaluator_guidance_scale must be a finite number, got inf"),
+    ({"num_inference_steps": 0}, "num_inference_steps must be >= 1, got 0"),
+    ({"output_type": "jpg"}, "output_type must be 'pil', 'np' or 'pt', got 'jpg'"),
+])
+def test_bad_settings_are_named_before_sampling(pipe, settings, message):
+    """A NaN guidance scale once drew NaN images and wrote black PNGs, with only numpy's cast warning."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pipe(CONDITIONS, **{"num_inference_steps": 2, **settings})
 
 
 def test_any_scheduler_swaps_in_the_diffusers_way(pipe):

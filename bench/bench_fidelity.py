@@ -127,6 +127,7 @@ def main() -> None:
         seconds = (time.perf_counter() - start) * 32 / len(conditions)
         if result.first_stage is not None:  # the images refine=false draws, kept by the refined call: a free row
             add_row(f"{label}: its first stage alone", result.first_stage, conditions, None, native=False)
+            drawn[f"{label}: its first stage alone"] = result.first_stage[:8]
         images = result.images
         native = result.first_stage is not None or loaded.unet.config.sample_size == images.shape[-1]
         add_row(label, images, conditions, seconds, native)

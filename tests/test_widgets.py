@@ -8,7 +8,7 @@ from lab6.labels import CLEVR_RGB
 from lab6.sampling import run_denoising
 from lab6.labels import LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
 from lab6.pipeline import load_pipeline as load_model
-from lab6.widgets import LabelPicker, denoising_slider
+from lab6.widgets import PICKER_STEPS, LabelPicker, denoising_slider
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 CHOICE = ["red sphere", "cyan cylinder", "cyan cube"]
@@ -99,6 +99,20 @@ def test_generate_needs_a_choice_and_a_model_path_works(tiny_run):
     picker.surprise()
     assert picker.generate().pixels.shape == (64, 64, 3)
     assert picker.loaded.path == tiny_run / "model"
+
+
+def test_the_picker_opens_at_its_own_steps_and_resets_them_with_the_sampler(loaded):
+    """DPM-Solver++ opens at 10 steps in the picker (one image within 0.5 s), not lab6's 20; each sampler
+    chosen later brings its own default, and a number given to the picker wins."""
+    from lab6.diffusion import DEFAULT_STEPS
+
+    picker = LabelPicker(loaded, evaluator=False)
+    assert picker.steps_input.value == PICKER_STEPS["dpmsolver"] == 10 < DEFAULT_STEPS["dpmsolver"]
+    picker.sampler_input.value = "ddim"
+    assert picker.steps_input.value == PICKER_STEPS["ddim"] == DEFAULT_STEPS["ddim"]
+    picker.sampler_input.value = "dpmsolver"
+    assert picker.steps_input.value == 10
+    assert LabelPicker(loaded, evaluator=False, steps=20).steps_input.value == 20
 
 
 def test_denoising_slider_walks_the_recorded_steps(loaded):

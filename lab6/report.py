@@ -122,7 +122,7 @@ def summary_markdown(results: dict) -> str:
         lines += ["", "The images were refined at 64 px by the model's second stage; the first stage's images "
                   "(32 px, upsampled: `*_grid_first_stage.png`) were scored too. The course's evaluator was trained "
                   "on 32 -> 64 px images only; the ResNet18 proxy, trained so too, scores real 64-px images 11 points "
-                  "below the same images through 32 px (docs/experiments.md). `lab6 report --no-refine` makes the "
-                  "first stage's images the report's."]
+                  "below the same images through 32 px (docs/experiments.md). For a grade from that evaluator the "
+                  "first stage's images are the safer submission: `lab6 report --no-refine` makes them the report's."]
     lines.append("")
     return "\n".join(lines)

@@ -25,6 +25,9 @@ class TrainConfig:
     conditioning: str = "add"
     patch_size: int = 1  # 2: a 64-px model folds 2x2 pixels into channels and costs what a 32-px one does
     full_res_channels: int = 0  # >0: a full-resolution head after the unfold; 32 cut the 2x2 grid of cpu64 by 40%
+    # >0 (with the head): the head starts as the best linear denoiser of the detail inside each patch, for data
+    # whose in-patch detail has this energy per dimension against unit noise (i-CLEVR at 64 px: 0.00094)
+    detail_prior: float = 0.0
     # diffusion
     num_train_timesteps: int = 1000
     beta_schedule: str = "cosine"
@@ -69,7 +72,8 @@ class TrainConfig:
                     attention_levels=tuple(self.attention_levels), layers_per_block=self.layers_per_block,
                     attention_head_dim=self.attention_head_dim, norm_num_groups=self.norm_num_groups,
                     dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size,
-                    full_res_channels=self.full_res_channels)
+                    full_res_channels=self.full_res_channels, detail_skip=self.detail_prior > 0,
+                    num_train_timesteps=self.num_train_timesteps)
 
     def noise_scheduler(self):
         """The forward (noising) process of this recipe (``diffusion.make_noise_scheduler``)."""

@@ -125,6 +125,24 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
     return loss.mean()
 
 
+def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
+    """Per timestep, the best linear estimate of the model target's in-patch detail from the noisy image's.
+
+    With x_t = a x_0 + s eps and x_0's detail of energy ``prior`` per dimension against the noise's 1 (both
+    inside the patches: ``model.patch_detail``), least squares gives, per detail dimension,
+    eps: s / (a^2 prior + s^2) and v = a eps - s x_0: a s (1 - prior) / (a^2 prior + s^2). At low noise
+    this grows as 1/s: almost all of a lightly noised image's pixel-level detail is noise, and a denoiser must
+    remove it in full. ``model.FullResolutionHead`` adds ``gain[t] * detail(x_t)`` to its prediction.
+    """
+    alpha_bar = noise_scheduler.alphas_cumprod.double()
+    a2, s2 = alpha_bar, 1 - alpha_bar
+    if noise_scheduler.config.prediction_type == "epsilon":
+        gain = s2.sqrt() / (a2 * prior + s2)
+    else:
+        gain = (a2 * s2).sqrt() * (1 - prior) / (a2 * prior + s2)
+    return gain.float()
+
+
 def predicted_x0(sample: torch.Tensor, model_output: torch.Tensor, alpha_cumprod: torch.Tensor,
                  prediction: str) -> torch.Tensor:
     """The clean image implied by the model's output at noise level ``alpha_cumprod``."""

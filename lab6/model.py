@@ -18,7 +18,10 @@ whose errors differ; measured: energy at the Nyquist frequencies 20-3600x the re
 evaluators read as noise. ``full_res_channels=c`` adds a small head at full resolution after the unfold, as
 U-ViT does after its patches (Bao et al. 2023): two 3x3 convolutions over the noisy image and the unfolded
 prediction, shifted by the timestep, whose output is added to the prediction. Its last convolution starts at
-zero, so a model given a head starts as the model it was.
+zero, so a model given a head starts as the model it was. ``detail_skip`` adds to the head a fixed, per-timestep
+gain on the noisy image's detail inside each patch (``detail_gain``, filled by training from the noise schedule:
+``diffusion.detail_gain``): a body grown from a 32-px model predicts one value per patch, so without it the
+noise inside the patches stays in the image until the head has learned to remove it.
 ``ConditionalUNet`` is a ``ModelMixin``/``ConfigMixin``: ``save_pretrained``/``from_pretrained``
 round-trip it exactly (config.json + safetensors), with nothing patched after loading.
 """
@@ -60,12 +63,17 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         cross_attention_dim: int = 128,
         patch_size: int = 1,
         full_res_channels: int = 0,
+        detail_skip: bool = False,
+        num_train_timesteps: int = 1000,
     ):
         super().__init__()
         if patch_size < 1 or sample_size % patch_size:
             raise ValueError(f"patch_size must be >= 1 and divide sample_size {sample_size}, got {patch_size}")
         if full_res_channels < 0:
             raise ValueError(f"full_res_channels must be >= 0 (0: no full-resolution head), got {full_res_channels}")
+        if detail_skip and not (full_res_channels and patch_size > 1):
+            raise ValueError("detail_skip needs a full-resolution head over patches (full_res_channels > 0 and "
+                             f"patch_size > 1), got full_res_channels={full_res_channels}, patch_size={patch_size}")
         if conditioning not in CONDITIONING_MODES:
             raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, got {conditioning!r}")
         if len(attention_levels) != len(block_out_channels):
@@ -105,7 +113,9 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
                 **common,
             )
 
-        self.full_res_head = FullResolutionHead(in_channels, out_channels, full_res_channels) if full_res_channels else None
+        self.full_res_head = (FullResolutionHead(in_channels, out_channels, full_res_channels,
+                                                 patch_size if detail_skip else 0, num_train_timesteps)
+                              if full_res_channels else None)
 
     def condition_tokens(self, condition: torch.Tensor) -> torch.Tensor:
         """(B, 24) multi-hot -> (B, max_objects) label ids, padded with the "no object" id."""
@@ -141,10 +151,19 @@ class FullResolutionHead(nn.Module):
     hidden channels are shifted by an embedding of the timestep (as in a diffusers ResNet block), because how
     much of the noisy image's pixel-level detail is noise depends on the noise level. The last convolution
     starts at zero: the head adds nothing until it has learned something.
+
+    ``detail_patch > 1`` also adds ``detail_gain[t]`` times the noisy image's detail inside each
+    ``detail_patch`` square (the image minus its patch means): the best linear estimate of the target's detail
+    from the noisy image's, so that the head starts as a denoiser of that detail and learns only what a linear
+    filter misses (edges, shadows). The gains are a buffer, saved with the weights, so any sampler uses them.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, channels: int):
+    def __init__(self, in_channels: int, out_channels: int, channels: int, detail_patch: int = 0,
+                 num_train_timesteps: int = 1000):
         super().__init__()
+        self.detail_patch = detail_patch
+        if detail_patch:
+            self.register_buffer("detail_gain", torch.zeros(num_train_timesteps))
         self.time_embedding = nn.Sequential(Timesteps(channels, flip_sin_to_cos=True, downscale_freq_shift=0),
                                             nn.Linear(channels, channels))
         self.conv_in = nn.Conv2d(in_channels + out_channels, channels, 3, padding=1)
@@ -156,7 +175,16 @@ class FullResolutionHead(nn.Module):
         timestep = torch.as_tensor(timestep, device=sample.device).reshape(-1).expand(len(sample))
         shift = self.time_embedding(timestep).to(sample.dtype)[:, :, None, None]
         hidden = F.silu(self.conv_in(torch.cat([sample, prediction], dim=1)) + shift)
-        return self.conv_out(hidden)
+        if not self.detail_patch:
+            return self.conv_out(hidden)
+        gain = self.detail_gain[timestep.long()].to(sample.dtype)[:, None, None, None]
+        return self.conv_out(hidden) + gain * patch_detail(sample, self.detail_patch)
+
+
+def patch_detail(images: torch.Tensor, patch: int) -> torch.Tensor:
+    """The part of ``images`` inside each ``patch`` x ``patch`` square: the images minus their patch means."""
+    means = F.avg_pool2d(images, patch)
+    return images - F.interpolate(means, scale_factor=patch, mode="nearest")
 
 
 def grow_to_patches(state: dict[str, torch.Tensor], patch_size: int) -> dict[str, torch.Tensor]:

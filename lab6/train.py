@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 
 from .config import TrainConfig
 from .data import ICLEVRDataset, load_split
-from .diffusion import training_loss
+from .diffusion import detail_gain, training_loss
 from .evaluator import load_evaluators
 from .images import save_grid
 from .model import ConditionalUNet, grow_to_patches
@@ -73,6 +73,8 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     # A model without a full-resolution head may be given one: the head starts at zero (model.FullResolutionHead).
     if unet.config.full_res_channels == 0:
         may_differ += ("full_res_channels",)
+    if not unet.config.get("detail_skip"):  # ... or a head's detail gains (Trainer fills them)
+        may_differ += ("detail_skip",)
     mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
                   if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in may_differ}
     saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
@@ -143,6 +145,11 @@ class Trainer:
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
         if not 0 <= cfg.max_timestep <= cfg.num_train_timesteps:
             raise ValueError(f"max_timestep must be 0 (every t) or 1..{cfg.num_train_timesteps}, got {cfg.max_timestep}")
+        if not 0 <= cfg.detail_prior < 1 or (cfg.detail_prior and not (cfg.full_res_channels and cfg.patch_size > 1)):
+            raise ValueError(f"detail_prior must be in [0, 1) and needs a full-resolution head over patches "
+                             f"(full_res_channels > 0, patch_size > 1, as in --preset refiner64), got "
+                             f"detail_prior={cfg.detail_prior} with full_res_channels={cfg.full_res_channels}, "
+                             f"patch_size={cfg.patch_size}")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
@@ -163,6 +170,8 @@ class Trainer:
         self.noise_scheduler = cfg.noise_scheduler()
         torch.manual_seed(cfg.seed)
         model = ConditionalUNet(**cfg.model_config())
+        if cfg.detail_prior:  # a starting model that has these gains (a refiner trained on) overwrites them
+            model.full_res_head.detail_gain.copy_(detail_gain(self.noise_scheduler, cfg.detail_prior))
         checkpoint = latest_checkpoint(self.out) if resume else None
         if cfg.init_from and checkpoint is None:  # resuming loads the checkpoint's weights instead
             # The configs matched (pretrained_weights), so only the weights of a newly added head can be missing.

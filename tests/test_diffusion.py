@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from lab6.diffusion import SAMPLERS, initial_noise, make_noise_scheduler, make_sampler, predicted_x0, training_loss
+from lab6.diffusion import (SAMPLERS, detail_gain, initial_noise, make_noise_scheduler, make_sampler, predicted_x0,
+                            training_loss)
 from lab6.labels import encode_many
-from lab6.model import ConditionalUNet
+from lab6.model import ConditionalUNet, patch_detail
 from lab6.pipeline import Lab6Pipeline, generate
 from tests.test_model import TINY
 
@@ -164,3 +165,36 @@ def test_a_max_timestep_beyond_the_schedule_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match=r"max_timestep must be 0 \(every t\) or 1..1000, got 1200"):
         Trainer(TrainConfig(steps=1, max_timestep=1200), tmp_path, tmp_path / "run")
+
+
+def _upsampled(generator: torch.Generator, batch: int) -> torch.Tensor:
+    """Images with no detail inside their 2x2 patches."""
+    return torch.randn(batch, 3, 8, 8, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_the_detail_gain_recovers_the_targets_detail_exactly_when_the_clean_image_has_none(prediction):
+    """A clean image without in-patch detail (what a grown 32-px body sees): the noisy image's detail is all
+    noise, and gain * detail(x_t) is the model target's detail, at every noise level."""
+    scheduler = make_noise_scheduler(1000, "cosine", prediction, snr_shift=0.25)
+    generator = torch.Generator().manual_seed(0)
+    clean, noise, t = _upsampled(generator, 4), torch.randn(4, 3, 16, 16, generator=generator), torch.tensor([1, 50, 300, 900])
+    noisy = scheduler.add_noise(clean, noise, t)
+    target = noise if prediction == "epsilon" else scheduler.get_velocity(clean, noise, t)
+    estimate = detail_gain(scheduler, 0.0)[t][:, None, None, None] * patch_detail(noisy, 2)
+    torch.testing.assert_close(estimate, patch_detail(target, 2), atol=1e-4, rtol=1e-3)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_the_detail_gain_is_the_least_squares_gain_for_detail_of_the_prior_energy(prediction):
+    """With in-patch detail of energy ``prior`` per dimension (against the noise's 1), a larger or smaller
+    gain than ``detail_gain``'s predicts the target's detail worse."""
+    prior, scheduler = 0.3, make_noise_scheduler(1000, "cosine", prediction, snr_shift=0.25)
+    generator = torch.Generator().manual_seed(0)
+    clean = _upsampled(generator, 512) + prior**0.5 * patch_detail(torch.randn(512, 3, 16, 16, generator=generator), 2)
+    noise, t = torch.randn(512, 3, 16, 16, generator=generator), torch.full((512,), 150)
+    noisy = scheduler.add_noise(clean, noise, t)
+    target = patch_detail(noise if prediction == "epsilon" else scheduler.get_velocity(clean, noise, t), 2)
+    gain = float(detail_gain(scheduler, prior)[150])
+    error = {f: float((f * gain * patch_detail(noisy, 2) - target).pow(2).mean()) for f in (0.8, 1.0, 1.25)}
+    assert error[1.0] < error[0.8] and error[1.0] < error[1.25], error

@@ -84,6 +84,21 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
             "from the first stage's model).") in card
 
 
+def test_a_refiner_grown_from_an_earlier_model_of_the_first_stage_counts_the_shared_stages_once():
+    """The first stage trained on after the refiner branched off: the stages before the branch are counted once."""
+    ship_model = load_tool("ship_model")
+    stage1 = {"train_step": 10, "train_minutes": 125.0, "epochs": 1.0}
+    stage2 = {"train_step": 20, "train_minutes": 120.0, "epochs": 2.0, "parent": stage1}
+    first = {"train_step": 30, "train_minutes": 120.0, "epochs": 3.0, "parent": stage2}
+    refiner = {"train_step": 40, "train_minutes": 55.0, "epochs": 4.0, "parent": stage2, "recipe": {"max_timestep": 300}}
+    assert ship_model.shared_stages(first, refiner) == 2
+    assert ship_model.shared_stages(first, {**refiner, "parent": stage1}) == 1
+    lines = ship_model.refiner_lines({**first, "refiner": refiner}, 0.2, "lab6 train y")
+    assert "Refiner stage 2" not in "\n".join(lines)
+    assert ("- Both stages: 365.0 + 55.0 = 420.0 minutes of training (the refiner was grown from the model of the "
+            "first stage's stage 2, which it then trained on).") in lines
+
+
 def test_shipped_record_keeps_only_folder_names_in_every_stage_and_the_refiner():
     ship_model = load_tool("ship_model")
     parent = {"data_root": "/home/someone/data/iclevr-reference", "train_step": 10}

@@ -138,6 +138,37 @@ def test_a_model_given_a_full_resolution_head_starts_where_it_left_off_and_the_h
     assert not torch.equal(headed.full_res_head.conv_out.weight, before)
 
 
+def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patches_from_its_first_step(
+        tiny_run, tiny_root, tmp_path):
+    """A 32-px body grown into patches predicts one value per patch, so the noise inside the patches would stay
+    in the image; with ``detail_prior`` the head starts as that detail's linear denoiser: on a clean image
+    without in-patch detail its prediction's in-patch part is the target's. The gains are saved with the
+    weights, so the exported model (and any sampler) has them."""
+    from lab6.diffusion import detail_gain
+    from lab6.model import patch_detail
+    from lab6.train import Trainer
+
+    cfg = preset("tiny", steps=1, init_from=str(tiny_run), image_size=32, patch_size=2, snr_shift=0.25,
+                 full_res_channels=8, detail_prior=1e-6)
+    trainer = Trainer(cfg, tiny_root, tmp_path / "refiner", progress=False)
+    grown = trainer.accelerator.unwrap_model(trainer.model).eval()
+    scheduler = cfg.noise_scheduler()
+    generator = torch.Generator().manual_seed(0)
+    clean = torch.randn(3, 3, 16, 16, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
+    noise, t = torch.randn(3, 3, 32, 32, generator=generator), torch.tensor([5, 100, 290])
+    condition = torch.zeros(3, 24)
+    condition[0, 1] = condition[1, [2, 9]] = condition[2, [0, 12, 23]] = 1
+    with torch.no_grad():
+        predicted = patch_detail(grown(scheduler.add_noise(clean, noise, t), t, condition), 2)
+    torch.testing.assert_close(predicted, patch_detail(scheduler.get_velocity(clean, noise, t), 2), atol=1e-3, rtol=1e-2)
+    trainer.train()
+    exported = load_model(tmp_path / "refiner").unet
+    torch.testing.assert_close(exported.full_res_head.detail_gain, detail_gain(scheduler, 1e-6))
+    with pytest.raises(ValueError, match=r"detail_prior must be in \[0, 1\) and needs a full-resolution head over "
+                                         r"patches .* got detail_prior=0.001 with full_res_channels=0, patch_size=1"):
+        Trainer(preset("tiny", steps=1, detail_prior=1e-3), tiny_root, tmp_path / "no-head", progress=False)
+
+
 def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):
     from lab6.train import train
 

@@ -178,10 +178,14 @@ def stage_lines(meta: dict, name: str = "Stage", skip: int = 0) -> list[str]:
 
 
 def shared_stages(meta: dict, refiner_meta: dict) -> int:
-    """How many of the refiner's first training stages are the first stage's own (a refiner grown from it)."""
+    """How many of the refiner's first training stages are the first stage's own: all of them for a refiner
+    grown from the first stage's model, fewer for one grown from a model the first stage was then trained on from."""
     key = lambda m: (m.get("train_step"), m.get("train_minutes"), m.get("epochs"))  # noqa: E731
     first, refiner = [key(m) for m in training_stages(meta)], [key(m) for m in training_stages(refiner_meta)]
-    return len(first) if refiner[:len(first)] == first else 0
+    shared = 0
+    while shared < min(len(first), len(refiner)) and first[shared] == refiner[shared]:
+        shared += 1
+    return shared
 
 
 def refiner_lines(meta: dict, strength: float, command: str) -> list[str]:
@@ -195,7 +199,16 @@ def refiner_lines(meta: dict, strength: float, command: str) -> list[str]:
             f"- Command: `{command or 'lab6 train --preset cpu64 --set max_timestep=300 ...'}`",
             *stage_lines(refiner, "Refiner stage", skip),
             f"- Both stages: {training_minutes(meta):.1f} + {own:.1f} = {training_minutes(meta) + own:.1f} minutes "
-            "of training" + (" (the refiner was grown from the first stage's model)" if skip else "") + "."]
+            "of training" + grown_from(skip, len(training_stages(meta))) + "."]
+
+
+def grown_from(shared: int, first_stages: int) -> str:
+    """Which of the first stage's models the refiner was grown from (its first ``shared`` stages are theirs)."""
+    if not shared:
+        return ""
+    if shared == first_stages:
+        return " (the refiner was grown from the first stage's model)"
+    return f" (the refiner was grown from the model of the first stage's stage {shared}, which it then trained on)"
 
 
 CARD_TEMPLATE = "---\n{{ card_data }}\n---\n\n{{ body }}\n"

@@ -81,6 +81,9 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
         if _plain(saved.get(key)) != _plain(expected[key]) and key not in may_differ:
             mismatched[key] = (saved.get(key), expected[key])
+    if "detail_skip" in mismatched:  # the model's field; the recipe's is detail_prior
+        prior = (pretrained.metadata.get("recipe") or {}).get("detail_prior", "R")
+        mismatched[f"detail_skip (--set detail_prior={prior} keeps the model's detail gains)"] = mismatched.pop("detail_skip")
     if mismatched:
         details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
         raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "

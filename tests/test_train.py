@@ -164,6 +164,10 @@ def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patc
     trainer.train()
     exported = load_model(tmp_path / "refiner").unet
     torch.testing.assert_close(exported.full_res_head.detail_gain, detail_gain(scheduler, 1e-6))
+    with pytest.raises(ValueError, match=r"detail_skip \(--set detail_prior=1e-06 keeps the model's detail gains\): "
+                                         r"model has True, recipe has False"):  # continuing it without the prior
+        Trainer(cfg.replace(init_from=str(tmp_path / "refiner"), detail_prior=0.0), tiny_root, tmp_path / "more",
+                progress=False)
     with pytest.raises(ValueError, match=r"detail_prior must be in \[0, 1\) and needs a full-resolution head over "
                                          r"patches .* got detail_prior=0.001 with full_res_channels=0, patch_size=1"):
         Trainer(preset("tiny", steps=1, detail_prior=1e-3), tiny_root, tmp_path / "no-head", progress=False)

@@ -17,9 +17,10 @@ training, so their features have not seen them):
 
 A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.pipeline.generate``: sampler, steps,
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
-alone), and ``refiner=RUN,strength=S[,refiner_guidance=W]`` to try a 64-px refiner after MODEL before shipping
-the pair (``lab6.pipeline.with_refiner``). A refined candidate also gets a row for its first stage's images
-(the same draw without the refiner, untimed), at no cost. Rows for real images and for real images sent through
+alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform]`` to try a 64-px refiner
+after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: its steps as before the
+fourteenth session). A refined candidate also gets a row for its first stage's images (the same draw without
+the refiner, untimed), at no cost. Rows for real images and for real images sent through
 32 px come first. ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
@@ -46,7 +47,7 @@ from lab6.settings import yes_or_no
 #: How to read the value of each key that is not a word.
 VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
                  "refiner_guidance": float}
-PAIRING_KEYS = ("refiner", "strength", "refiner_guidance")  # how to pair MODEL with a refiner, not generate's
+PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing")  # how to pair MODEL with a refiner, not generate's
 
 
 def candidate(text: str) -> tuple[str, str, dict]:
@@ -121,7 +122,7 @@ def main() -> None:
             if "refiner" not in pairing or "strength" not in pairing:
                 raise SystemExit(f"candidate {label!r}: a refiner needs both refiner=RUN and strength=S")
             loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"],
-                                  pairing.get("refiner_guidance", 1.0))
+                                  pairing.get("refiner_guidance", 1.0), pairing.get("refiner_spacing", "karras"))
         start = time.perf_counter()
         result = generate(loaded, conditions, progress=True, **settings)
         seconds = (time.perf_counter() - start) * 32 / len(conditions)

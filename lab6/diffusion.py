@@ -26,6 +26,9 @@ INITIAL_NOISE = ("gaussian", "grey-mean")
 #: The starting noise of every model lab6 builds: grey-mean removed the shipped model's colour casts and lifted
 #: its accuracy per split by 1-4 points (ResNet18 proxy) and 10-13 (RegNetY proxy) (docs/experiments.md).
 DEFAULT_NOISE = "grey-mean"
+#: How a refiner spaces its steps: "karras" (:func:`karras_timesteps`) or "uniform" (the last of a
+#: trailing-spaced schedule, as every first stage).
+REFINER_SPACINGS = ("karras", "uniform")
 
 
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str = DEFAULT_NOISE) -> torch.Tensor:
@@ -141,6 +144,28 @@ def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
     else:
         gain = (a2 * s2).sqrt() * (1 - prior) / (a2 * prior + s2)
     return gain.float()
+
+
+def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: float = 7.0) -> list[int]:
+    """``steps`` timesteps from ``start`` down to 0, uniform in sigma^(1/rho) (Karras et al. 2022, rho = 7),
+    where sigma = s / a is the noise-to-signal ratio of a timestep.
+
+    Why a refiner needs them: a sampler's last step returns the model's estimate of x_0, a posterior mean, and
+    detail that the noisy image cannot pin down (a render's grain, of energy r ~ 0.001 per pixel in i-CLEVR)
+    survives it only as the fraction r / (r + sigma^2) of the last noise level. The last 4 of 20 uniform steps
+    end at t = 49 of the refiner's schedule (sigma = 0.18: 3% of the grain survives) and drew smooth floors
+    (sharpness 0.37 of real); this grid ends at t = 0 (sigma = 0.013) and keeps the grain the model draws
+    (0.75), with as many steps (docs/experiments.md, fourteenth session).
+    """
+    if not 1 <= steps <= start + 1:
+        raise ValueError(f"{steps} steps do not fit in the timesteps {start}..0: give 1 to {start + 1}")
+    sigmas = ((1 - alphas_cumprod.double()) / alphas_cumprod.double()).sqrt()
+    high, low = sigmas[start] ** (1 / rho), sigmas[0] ** (1 / rho)
+    wanted = (high + torch.linspace(0, 1, steps, dtype=torch.float64) * (low - high)) ** rho
+    timesteps = (sigmas[None, :] - wanted[:, None]).abs().argmin(dim=1).tolist()
+    for i in range(steps - 2, -1, -1):  # levels that round to one timestep near t = 0 move up, one apart
+        timesteps[i] = max(timesteps[i], timesteps[i + 1] + 1)
+    return timesteps
 
 
 def predicted_x0(sample: torch.Tensor, model_output: torch.Tensor, alpha_cumprod: torch.Tensor,

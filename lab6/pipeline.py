@@ -15,6 +15,7 @@ and the starting noise the model is shipped with live in ``model_index.json`` (`
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,8 +26,9 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, SAMPLER_NAMES, evaluator_steered_x0, guided_output,
-                        make_sampler, predicted_x0, x0_to_model_output)
+from .diffusion import (DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, REFINER_SPACINGS, SAMPLER_NAMES,
+                        evaluator_steered_x0, guided_output, karras_timesteps, make_sampler, predicted_x0,
+                        x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -68,6 +70,10 @@ class Lab6Pipeline(DiffusionPipeline):
     refiner's. ``refine=False`` in a call skips the second stage. The refiner runs unguided by default
     (``refiner_guidance_scale`` 1): guidance at low noise levels only pulls images away from the real ones
     (Kynkaanniemi et al. 2024; measured in docs/experiments.md), and one call per step costs half of two.
+    Its steps run from ``refiner_strength`` x T down to t = 0, spaced as Karras et al. (``refiner_spacing``
+    "karras", :func:`lab6.diffusion.karras_timesteps`: a last step at high noise would wipe out the texture
+    the refiner draws) with schedulers that take custom timesteps (DPM-Solver++, DDPM); others (DDIM) and
+    ``refiner_spacing="uniform"`` take the last steps of a uniform schedule.
     """
 
     model_cpu_offload_seq = "unet->refiner"
@@ -76,7 +82,7 @@ class Lab6Pipeline(DiffusionPipeline):
 
     def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
                  refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
-                 refiner_guidance_scale: float = 1.0):
+                 refiner_guidance_scale: float = 1.0, refiner_spacing: str = "karras"):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
@@ -84,10 +90,12 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError("a refiner needs its scheduler and a refiner_strength in (0, 1], got "
                              f"refiner={type(refiner).__name__}, refiner_scheduler={type(refiner_scheduler).__name__}, "
                              f"refiner_strength={refiner_strength}")
+        if refiner_spacing not in REFINER_SPACINGS:
+            raise ValueError(f"refiner_spacing must be one of {', '.join(REFINER_SPACINGS)}, got {refiner_spacing!r}")
         self.register_modules(unet=unet, scheduler=scheduler, refiner=refiner, refiner_scheduler=refiner_scheduler)
         self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise,
                                 refiner_strength=refiner_strength if refiner is not None else 0.0,
-                                refiner_guidance_scale=refiner_guidance_scale)
+                                refiner_guidance_scale=refiner_guidance_scale, refiner_spacing=refiner_spacing)
         self.metadata: dict = {}  # lab6.json: the training record (set by load_pipeline)
         self.path: Path | None = None  # the folder it was loaded from
 
@@ -144,19 +152,11 @@ class Lab6Pipeline(DiffusionPipeline):
         if refiner_steps:
             # Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same
             # kind of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px.
-            # Its steps are the last of a schedule of n >= steps / strength, so the first is at most at
-            # strength x T, inside the noise levels the refiner was trained on.
-            scheduler = self.refiner_scheduler
-            n = math.ceil(refiner_steps / self.config.refiner_strength - 1e-9)
-            scheduler.set_timesteps(n, device=device)
-            begin = n - refiner_steps
-            timesteps = scheduler.timesteps[begin:]
-            if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
-                scheduler.set_begin_index(begin)
+            timesteps = self._refiner_timesteps(refiner_steps, device)
             upsampled = to_output_size(x.clamp(-1, 1).float()).to(dtype)
             noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
-            x = scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
-            x = loop.run(self.refiner, scheduler, x, timesteps, self.config.refiner_guidance_scale,
+            x = self.refiner_scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
+            x = loop.run(self.refiner, self.refiner_scheduler, x, timesteps, self.config.refiner_guidance_scale,
                          first_step=num_inference_steps)
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
@@ -166,6 +166,21 @@ class Lab6Pipeline(DiffusionPipeline):
             if output_type == "pil":
                 result = self.numpy_to_pil(result)
         return ImagePipelineOutput(images=result) if return_dict else (result,)
+
+    def _refiner_timesteps(self, steps: int, device) -> torch.Tensor:
+        """Sets the refiner's scheduler to ``steps`` steps that start below ``refiner_strength`` x T, inside the
+        noise levels the refiner was trained on, and returns them (see the class docstring for the spacing)."""
+        scheduler, strength = self.refiner_scheduler, self.config.refiner_strength
+        if self.config.refiner_spacing == "karras" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+            start = round(strength * scheduler.config.num_train_timesteps) - 1
+            scheduler.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, start, steps), device=device)
+            return scheduler.timesteps
+        # The last steps of a schedule of n >= steps / strength: the first is at most at strength x T.
+        n = math.ceil(steps / strength - 1e-9)
+        scheduler.set_timesteps(n, device=device)
+        if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
+            scheduler.set_begin_index(n - steps)
+        return scheduler.timesteps[n - steps:]
 
     # Shorthands for lab6's own code: the shipped sampling settings and the training record.
     @property
@@ -182,13 +197,14 @@ class Lab6Pipeline(DiffusionPipeline):
         refiner_scheduler = self.refiner_scheduler and make_sampler(sampler, self.refiner_scheduler.config)
         pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise,
                             self.refiner, refiner_scheduler, self.config.refiner_strength,
-                            self.config.refiner_guidance_scale)
+                            self.config.refiner_guidance_scale, self.config.refiner_spacing)
         pipe.metadata, pipe.path = self.metadata, self.path
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipe
 
 
-def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, guidance: float = 1.0) -> Lab6Pipeline:
+def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, guidance: float = 1.0,
+                 spacing: str = "karras") -> Lab6Pipeline:
     """``base`` (any model) followed by ``refiner`` (a 64-px model, ideally trained with ``max_timestep``) over
     the last ``strength`` of the refiner's schedule, as one pipeline. The refiner's ``lab6.json`` records the
     noise levels it was trained on; a strength that reaches past them is refused."""
@@ -201,7 +217,7 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
         raise ValueError(f"refiner strength must be in (0, {trained_below / T:g}]"
                          f" (the refiner was trained on t < {trained_below}), got {strength}")
     pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
-                        guidance)
+                        guidance, spacing)
     pipe.metadata = {**base.metadata, "refiner": refiner.metadata}
     pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
     return pipe

@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from lab6.diffusion import (SAMPLERS, detail_gain, initial_noise, make_noise_scheduler, make_sampler, predicted_x0,
-                            training_loss)
+from lab6.diffusion import (SAMPLERS, detail_gain, initial_noise, karras_timesteps, make_noise_scheduler, make_sampler,
+                            predicted_x0, training_loss)
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet, patch_detail
 from lab6.pipeline import Lab6Pipeline, generate
@@ -198,3 +198,37 @@ def test_the_detail_gain_is_the_least_squares_gain_for_detail_of_the_prior_energ
     gain = float(detail_gain(scheduler, prior)[150])
     error = {f: float((f * gain * patch_detail(noisy, 2) - target).pow(2).mean()) for f in (0.8, 1.0, 1.25)}
     assert error[1.0] < error[0.8] and error[1.0] < error[1.25], error
+
+
+def test_karras_timesteps_run_from_the_start_to_zero_evenly_in_sigma_to_the_one_over_rho():
+    alphas_cumprod = make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25).alphas_cumprod
+    sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+    grid = karras_timesteps(alphas_cumprod, 199, 6)
+    assert grid[0] == 199 and grid[-1] == 0 and len(grid) == 6
+    gaps = (sigmas[grid] ** (1 / 7)).diff()
+    torch.testing.assert_close(gaps, gaps.mean().expand(5), rtol=0.1, atol=0)  # even, up to whole timesteps
+    assert karras_timesteps(alphas_cumprod, 9, 10) == list(range(9, -1, -1))  # crowded levels stay one apart
+    with pytest.raises(ValueError, match="11 steps do not fit in the timesteps 9..0: give 1 to 10"):
+        karras_timesteps(alphas_cumprod, 9, 11)
+
+
+def test_a_refiner_keeps_the_grain_it_cannot_predict_only_if_its_steps_end_near_t_0():
+    """Grain of energy r (Gaussian, so ``detail_gain`` is its exact denoiser) through DPM-Solver++'s last 4 of
+    20 uniform steps, or 4 Karras steps from the same t = 199: the uniform tail ends at t = 49, where the
+    posterior mean it returns keeps almost none of it; the Karras grid keeps most of it."""
+    r, scheduler = 1e-3, make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25)
+    gain = detail_gain(scheduler, r)
+    uniform = make_sampler("dpmsolver", scheduler.config)
+    uniform.set_timesteps(20)
+    uniform.set_begin_index(16)
+    karras = make_sampler("dpmsolver", scheduler.config)
+    karras.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, 199, 4))
+    kept = {}
+    for name, sampler, timesteps in (("uniform", uniform, uniform.timesteps[16:]), ("karras", karras, karras.timesteps)):
+        generator = torch.Generator().manual_seed(0)
+        grain = r**0.5 * torch.randn(64, 3, 16, 16, generator=generator)
+        x = scheduler.add_noise(grain, torch.randn(grain.shape, generator=generator), timesteps[:1])
+        for t in timesteps:
+            x = sampler.step(gain[t] * x, t, x).prev_sample
+        kept[name] = float(x.var()) / r
+    assert kept["uniform"] < 0.1 and kept["karras"] > 0.5, kept

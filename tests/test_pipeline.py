@@ -9,7 +9,7 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from PIL import Image
 
-from lab6.diffusion import make_noise_scheduler, make_sampler
+from lab6.diffusion import karras_timesteps, make_noise_scheduler, make_sampler
 from lab6.labels import ConditionError
 from lab6.model import ConditionalUNet
 from lab6.pipeline import (Lab6Pipeline, ModelLoadError, Sampling, build_pipeline, generate, load_pipeline,
@@ -203,10 +203,32 @@ def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refin
     assert ddim.refiner is refined.refiner and isinstance(ddim.refiner_scheduler, DDIMScheduler)
 
 
+def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timesteps(pipe, refined):
+    """Karras spacing from strength x T down to 0 with DPM-Solver++ (and DDPM); DDIM, which takes only a
+    number of steps, and ``refiner_spacing="uniform"`` take the last steps of a uniform schedule."""
+    from lab6.pipeline import with_refiner
+
+    def refiner_timesteps(pipeline):
+        steps = []
+        pipeline(CONDITIONS, num_inference_steps=10, callback_on_step_end=lambda p, i, t, d: steps.append(int(t)))
+        return steps[10:]
+
+    alphas_cumprod = refined.refiner_scheduler.alphas_cumprod
+    assert refiner_timesteps(refined) == karras_timesteps(alphas_cumprod, 29, 3) == [29, 7, 0]
+    assert refiner_timesteps(refined.with_sampler("ddpm")) == [29, 7, 0]
+    assert refiner_timesteps(refined.with_sampler("ddim")) == [29, 19, 9]
+    uniform = with_refiner(pipe, build_pipeline(refined.refiner, refined.refiner_scheduler.config), 0.3,
+                           spacing="uniform")
+    assert refiner_timesteps(uniform) == [29, 19, 9]
+    with pytest.raises(ValueError, match="refiner_spacing must be one of karras, uniform, got 'even'"):
+        with_refiner(pipe, build_pipeline(refined.refiner, refined.refiner_scheduler.config), 0.3, spacing="even")
+
+
 def test_a_refined_pipeline_round_trips(refined, tmp_path):
     save_pipeline(refined, tmp_path / "model", {"train_step": 7})
     index = json.loads((tmp_path / "model" / "model_index.json").read_text())
     assert index["refiner"] == ["lab6.model", "ConditionalUNet"] and index["refiner_strength"] == 0.3
+    assert index["refiner_spacing"] == "karras"
     again = load_pipeline(tmp_path / "model")
     assert torch.equal(images(refined, output_type="pt"), images(again, output_type="pt"))
 

@@ -73,7 +73,8 @@ class Lab6Pipeline(DiffusionPipeline):
     Its steps run from ``refiner_strength`` x T down to t = 0, spaced as Karras et al. (``refiner_spacing``
     "karras", :func:`lab6.diffusion.karras_timesteps`: a last step at high noise would wipe out the texture
     the refiner draws) with schedulers that take custom timesteps (DPM-Solver++, DDPM); others (DDIM) and
-    ``refiner_spacing="uniform"`` take the last steps of a uniform schedule.
+    ``refiner_spacing="uniform"`` take the last steps of a uniform schedule. ``with_refiner`` pairs with
+    "karras"; the default "uniform" is what a model folder saved without the key was tuned with.
     """
 
     model_cpu_offload_seq = "unet->refiner"
@@ -82,7 +83,7 @@ class Lab6Pipeline(DiffusionPipeline):
 
     def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
                  refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
-                 refiner_guidance_scale: float = 1.0, refiner_spacing: str = "karras"):
+                 refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform"):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")

@@ -231,6 +231,9 @@ def test_a_refined_pipeline_round_trips(refined, tmp_path):
     assert index["refiner_spacing"] == "karras"
     again = load_pipeline(tmp_path / "model")
     assert torch.equal(images(refined, output_type="pt"), images(again, output_type="pt"))
+    del index["refiner_spacing"]  # a folder saved before the key existed draws as it was tuned: uniform steps
+    (tmp_path / "model" / "model_index.json").write_text(json.dumps(index))
+    assert load_pipeline(tmp_path / "model").config.refiner_spacing == "uniform"
 
 
 def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, refined):

@@ -9,6 +9,9 @@ fidelity. The sampling loop itself is ``lab6.pipeline.Lab6Pipeline.__call__``.
 
 from __future__ import annotations
 
+import inspect
+import math
+
 import torch
 import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
@@ -166,6 +169,21 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: 
     for i in range(steps - 2, -1, -1):  # levels that round to one timestep near t = 0 move up, one apart
         timesteps[i] = max(timesteps[i], timesteps[i + 1] + 1)
     return timesteps
+
+
+def set_tail_timesteps(scheduler, strength: float, steps: int, spacing: str = "karras", device=None) -> torch.Tensor:
+    """Sets ``scheduler`` to ``steps`` steps that start below ``strength`` x T (a refiner's trained noise levels)
+    and returns them: Karras-spaced down to t = 0 where the scheduler takes custom timesteps (DPM-Solver++,
+    DDPM) and ``spacing`` is "karras", else the last steps of a uniform schedule (DDIM takes only a number)."""
+    if spacing == "karras" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
+        start = round(strength * scheduler.config.num_train_timesteps) - 1
+        scheduler.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, start, steps), device=device)
+        return scheduler.timesteps
+    n = math.ceil(steps / strength - 1e-9)  # a schedule of n >= steps / strength: its tail starts below strength x T
+    scheduler.set_timesteps(n, device=device)
+    if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
+        scheduler.set_begin_index(n - steps)
+    return scheduler.timesteps[n - steps:]
 
 
 def predicted_x0(sample: torch.Tensor, model_output: torch.Tensor, alpha_cumprod: torch.Tensor,

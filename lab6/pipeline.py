@@ -15,7 +15,6 @@ and the starting noise the model is shipped with live in ``model_index.json`` (`
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
 from .diffusion import (DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, REFINER_SPACINGS, SAMPLER_NAMES,
-                        evaluator_steered_x0, guided_output, karras_timesteps, make_sampler, predicted_x0,
+                        evaluator_steered_x0, guided_output, make_sampler, predicted_x0, set_tail_timesteps,
                         x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
@@ -153,7 +152,8 @@ class Lab6Pipeline(DiffusionPipeline):
         if refiner_steps:
             # Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same
             # kind of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px.
-            timesteps = self._refiner_timesteps(refiner_steps, device)
+            timesteps = set_tail_timesteps(self.refiner_scheduler, self.config.refiner_strength, refiner_steps,
+                                           self.config.refiner_spacing, device)
             upsampled = to_output_size(x.clamp(-1, 1).float()).to(dtype)
             noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
             x = self.refiner_scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
@@ -167,21 +167,6 @@ class Lab6Pipeline(DiffusionPipeline):
             if output_type == "pil":
                 result = self.numpy_to_pil(result)
         return ImagePipelineOutput(images=result) if return_dict else (result,)
-
-    def _refiner_timesteps(self, steps: int, device) -> torch.Tensor:
-        """Sets the refiner's scheduler to ``steps`` steps that start below ``refiner_strength`` x T, inside the
-        noise levels the refiner was trained on, and returns them (see the class docstring for the spacing)."""
-        scheduler, strength = self.refiner_scheduler, self.config.refiner_strength
-        if self.config.refiner_spacing == "karras" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
-            start = round(strength * scheduler.config.num_train_timesteps) - 1
-            scheduler.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, start, steps), device=device)
-            return scheduler.timesteps
-        # The last steps of a schedule of n >= steps / strength: the first is at most at strength x T.
-        n = math.ceil(steps / strength - 1e-9)
-        scheduler.set_timesteps(n, device=device)
-        if hasattr(scheduler, "set_begin_index"):  # multistep solvers count their steps from here
-            scheduler.set_begin_index(n - steps)
-        return scheduler.timesteps[n - steps:]
 
     # Shorthands for lab6's own code: the shipped sampling settings and the training record.
     @property

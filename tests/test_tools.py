@@ -74,7 +74,7 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
     card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
                                      {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
                                      Namespace(command="lab6 train x", refiner_command="lab6 train y")))
-    assert "redraws the last 0.2 of its noise schedule at 64x64" in card
+    assert "redraws the last 0.2 of its noise schedule at 64x64 in steps spaced as Karras et al. down to t = 0" in card
     assert "- Command: `lab6 train y`" in card
     assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
             "3.0 minutes of training on 1 process(es), peak lr 0.0002, timesteps below 300 only.") in card

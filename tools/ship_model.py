@@ -239,8 +239,10 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else ".")
         + (f" A 64-px refiner ({sum(p.numel() for p in loaded.refiner.parameters()) / 1e6:.1f}M parameters, trained "
            "on low noise levels only) then redraws the last "
-           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64: edges, shadows and texture "
-           "(`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None else ""),
+           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64"
+           + (" in steps spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
+           + ": edges, shadows and texture (`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None
+           else ""),
         "",
         "```python",
         "from lab6.pipeline import Lab6Pipeline",

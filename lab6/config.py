@@ -143,8 +143,11 @@ PRESETS: dict[str, TrainConfig] = {
     "cpu64": _CPU64,
     # A refiner for a 32-px model (lab6 pair): cpu64 with a full-resolution head, trained on the low noise levels
     # it redraws only (t < 300). It cannot draw a scene from pure noise, so training does not evaluate it alone.
-    # Grown from a 32-px model (--init-from), it needs 115 minutes; with --set detail_prior=0.00094, 55 (smoother).
-    "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, eval_splits=()),
+    # Its head starts as the least-squares denoiser of the detail inside each 2x2 patch, for detail of the energy
+    # real i-CLEVR images have (detail_prior 0.00094): grown from a 32-px model (--init-from), it works after 55
+    # minutes; without the prior (--set detail_prior=0) it needed 115 (docs/experiments.md, thirteenth session).
+    "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, detail_prior=0.00094,
+                                     eval_splits=()),
     # The same UNet with the label vector added to the time embedding (~2.8M parameters; the first reference).
     "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.

@@ -2,6 +2,7 @@
 and the table that bench_fidelity prints onto the model card."""
 
 import importlib.util
+import re
 from argparse import Namespace
 from pathlib import Path
 
@@ -110,6 +111,16 @@ def test_shipped_record_keeps_only_folder_names_in_every_stage_and_the_refiner()
     assert shipped["refiner"] == {"data_root": "iclevr", "recipe": {"init_from": "grown64", "lr": 2e-4}}
     assert shipped["guidance"] == 2.0
     assert record["parent"]["data_root"] == "/home/someone/data/iclevr-reference"  # the run's record is untouched
+
+
+def test_the_shipped_model_folder_names_no_path_of_the_machine_it_was_shipped_from():
+    """Every file of the shipped folder is in git: a path like /home/someone/runs/... in a config or the record
+    would leak where it was trained and point nowhere on a user's machine."""
+    from lab6.run_files import SHIPPED_MODEL
+
+    for path in sorted(SHIPPED_MODEL.rglob("*.json")):
+        text = path.read_text()
+        assert not re.search(r'"(/|[A-Za-z]:\\\\)[^"]*"', text), f"{path} holds an absolute path"
 
 
 def test_packed_images_unpack_to_a_data_root_that_trains_without_its_pngs(tiny_root, tmp_path):

@@ -74,6 +74,9 @@ def main() -> None:
         refiner = load_pipeline(args.refiner)
         shipped = with_refiner(shipped, refiner, args.refiner_strength)
         meta["refiner"] = without_machine_paths(refiner.metadata)
+    for name in ("unet", "refiner"):  # each config names the folder it was loaded from: on this machine, not in git
+        if getattr(shipped, name, None) is not None:
+            getattr(shipped, name).register_to_config(_name_or_path=f"lab6/assets/model/{name}")
     save_pipeline(shipped, SHIPPED_MODEL, meta)
     for path in args.evaluator:
         ship_evaluator(path)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from .config import PRESETS
+from .diffusion import REFINER_SPACINGS
 from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .pipeline import ModelLoadError
@@ -82,7 +83,7 @@ def cmd_pair(args) -> None:
 
     if args.out.exists():
         raise FileExistsError(f"{args.out} exists: give a new folder for the paired model")
-    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength)
+    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength, spacing=args.spacing)
     save_pipeline(pipe, args.out, pipe.metadata)
     first, refiner = pipe.stage_steps(20)
     print(f"{args.out}: {args.model}, then the refiner {args.refiner} over the last {args.strength:g} of its schedule "
@@ -243,6 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "max_timestep (the refiner64 preset)")
     p.add_argument("--strength", type=float, default=0.2,
                    help="the last share of the refiner's schedule it redraws (default 0.2; at most max_timestep/1000)")
+    p.add_argument("--spacing", choices=REFINER_SPACINGS, default="karras",
+                   help="the refiner's steps: karras (down to t = 0, keeps the grain a refiner draws; default) or "
+                        "uniform (the last steps of an even schedule, for a refiner trained without the detail prior)")
     p.add_argument("--out", type=Path, required=True, help="the new model folder")
     p.set_defaults(func=cmd_pair)
 

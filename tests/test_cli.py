@@ -172,6 +172,10 @@ def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tin
                  "--out", str(tmp_path / "pair")]) == 0
     paired = load_pipeline(tmp_path / "pair")
     assert paired.config.refiner_strength == 0.25 and paired.metadata["refiner"] == {"recipe": {"max_timestep": 300}}
+    assert paired.config.refiner_spacing == "karras"
+    assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--spacing", "uniform",
+                 "--out", str(tmp_path / "uniform")]) == 0
+    assert load_pipeline(tmp_path / "uniform").config.refiner_spacing == "uniform"
     assert main(["sample", "--model", str(tmp_path / "pair"), "--conditions", str(tiny_root / "test.json"),
                  "--steps", "4", "--out", str(tmp_path / "images")]) == 0
     assert (tmp_path / "images" / "grid.png").is_file()

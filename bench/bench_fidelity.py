@@ -48,6 +48,8 @@ from lab6.settings import yes_or_no
 VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
                  "refiner_guidance": float}
 PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing")  # how to pair MODEL with a refiner, not generate's
+#: The optional pairing keys, as ``with_refiner`` names them: the ones not given keep its defaults.
+PAIRING_OPTIONS = {"refiner_guidance": "guidance", "refiner_spacing": "spacing"}
 
 
 def candidate(text: str) -> tuple[str, str, dict]:
@@ -121,8 +123,8 @@ def main() -> None:
         if pairing:
             if "refiner" not in pairing or "strength" not in pairing:
                 raise SystemExit(f"candidate {label!r}: a refiner needs both refiner=RUN and strength=S")
-            loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"],
-                                  pairing.get("refiner_guidance", 1.0), pairing.get("refiner_spacing", "karras"))
+            options = {name: pairing[key] for key, name in PAIRING_OPTIONS.items() if key in pairing}
+            loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"], **options)
         start = time.perf_counter()
         result = generate(loaded, conditions, progress=True, **settings)
         seconds = (time.perf_counter() - start) * 32 / len(conditions)

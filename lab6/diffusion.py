@@ -171,7 +171,7 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: 
     return timesteps
 
 
-def set_tail_timesteps(scheduler, strength: float, steps: int, spacing: str = "karras", device=None) -> torch.Tensor:
+def set_tail_timesteps(scheduler, strength: float, steps: int, spacing: str, device=None) -> torch.Tensor:
     """Sets ``scheduler`` to ``steps`` steps that start below ``strength`` x T (a refiner's trained noise levels)
     and returns them: Karras-spaced down to t = 0 where the scheduler takes custom timesteps (DPM-Solver++,
     DDPM) and ``spacing`` is "karras", else the last steps of a uniform schedule (DDIM takes only a number)."""

@@ -28,6 +28,10 @@ class TrainConfig:
     # >0 (with the head): the head starts as the best linear denoiser of the detail inside each patch, for data
     # whose in-patch detail has this energy per dimension against unit noise (i-CLEVR at 64 px: 0.00094)
     detail_prior: float = 0.0
+    # The same for the detail's colour part (the detail minus its grey; detail_prior is then the grey part's):
+    # None: one gain for every colour. A renderer's grain is brightness, so i-CLEVR's colour detail has 1/11
+    # of its grey detail's energy (0.000087), and a colour-blind gain leaves 2x real colour grain at low t.
+    detail_chroma_prior: float | None = None
     # diffusion
     num_train_timesteps: int = 1000
     beta_schedule: str = "cosine"
@@ -73,6 +77,7 @@ class TrainConfig:
                     attention_head_dim=self.attention_head_dim, norm_num_groups=self.norm_num_groups,
                     dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size,
                     full_res_channels=self.full_res_channels, detail_skip=self.detail_prior > 0,
+                    detail_chroma=self.detail_chroma_prior is not None,
                     num_train_timesteps=self.num_train_timesteps)
 
     def noise_scheduler(self):

@@ -21,7 +21,9 @@ prediction, shifted by the timestep, whose output is added to the prediction. It
 zero, so a model given a head starts as the model it was. ``detail_skip`` adds to the head a fixed, per-timestep
 gain on the noisy image's detail inside each patch (``detail_gain``, filled by training from the noise schedule:
 ``diffusion.detail_gain``): a body grown from a 32-px model predicts one value per patch, so without it the
-noise inside the patches stays in the image until the head has learned to remove it.
+noise inside the patches stays in the image until the head has learned to remove it. ``detail_chroma`` gives
+the detail's colour part (the detail minus its grey) a gain of its own: a renderer's grain is brightness, so
+noise in the colours is noise to remove at levels where noise in the brightness may still be grain.
 ``ConditionalUNet`` is a ``ModelMixin``/``ConfigMixin``: ``save_pretrained``/``from_pretrained``
 round-trip it exactly (config.json + safetensors), with nothing patched after loading.
 """
@@ -64,6 +66,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         patch_size: int = 1,
         full_res_channels: int = 0,
         detail_skip: bool = False,
+        detail_chroma: bool = False,
         num_train_timesteps: int = 1000,
     ):
         super().__init__()
@@ -74,6 +77,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         if detail_skip and not (full_res_channels and patch_size > 1):
             raise ValueError("detail_skip needs a full-resolution head over patches (full_res_channels > 0 and "
                              f"patch_size > 1), got full_res_channels={full_res_channels}, patch_size={patch_size}")
+        if detail_chroma and not detail_skip:
+            raise ValueError("detail_chroma splits detail_skip's gain in two: it needs detail_skip=True")
         if conditioning not in CONDITIONING_MODES:
             raise ValueError(f"conditioning must be one of {CONDITIONING_MODES}, got {conditioning!r}")
         if len(attention_levels) != len(block_out_channels):
@@ -114,7 +119,7 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
             )
 
         self.full_res_head = (FullResolutionHead(in_channels, out_channels, full_res_channels,
-                                                 patch_size if detail_skip else 0, num_train_timesteps)
+                                                 patch_size if detail_skip else 0, num_train_timesteps, detail_chroma)
                               if full_res_channels else None)
 
     def condition_tokens(self, condition: torch.Tensor) -> torch.Tensor:
@@ -156,14 +161,19 @@ class FullResolutionHead(nn.Module):
     ``detail_patch`` square (the image minus its patch means): the best linear estimate of the target's detail
     from the noisy image's, so that the head starts as a denoiser of that detail and learns only what a linear
     filter misses (edges, shadows). The gains are a buffer, saved with the weights, so any sampler uses them.
+    ``chroma_gain`` splits the detail into its grey part (the mean over colours), scaled by ``detail_gain``, and
+    the rest, its colour, scaled by ``detail_chroma_gain``: the best linear estimate when the two parts have
+    different energies (on a colour axis the noise is as strong as on the grey one, the grain is not).
     """
 
     def __init__(self, in_channels: int, out_channels: int, channels: int, detail_patch: int = 0,
-                 num_train_timesteps: int = 1000):
+                 num_train_timesteps: int = 1000, chroma_gain: bool = False):
         super().__init__()
         self.detail_patch = detail_patch
         if detail_patch:
             self.register_buffer("detail_gain", torch.zeros(num_train_timesteps))
+            if chroma_gain:
+                self.register_buffer("detail_chroma_gain", torch.zeros(num_train_timesteps))
         self.time_embedding = nn.Sequential(Timesteps(channels, flip_sin_to_cos=True, downscale_freq_shift=0),
                                             nn.Linear(channels, channels))
         self.conv_in = nn.Conv2d(in_channels + out_channels, channels, 3, padding=1)
@@ -177,8 +187,14 @@ class FullResolutionHead(nn.Module):
         hidden = F.silu(self.conv_in(torch.cat([sample, prediction], dim=1)) + shift)
         if not self.detail_patch:
             return self.conv_out(hidden)
-        gain = self.detail_gain[timestep.long()].to(sample.dtype)[:, None, None, None]
-        return self.conv_out(hidden) + gain * patch_detail(sample, self.detail_patch)
+        def gain(buffer: torch.Tensor) -> torch.Tensor:
+            return buffer[timestep.long()].to(sample.dtype)[:, None, None, None]
+
+        detail = patch_detail(sample, self.detail_patch)
+        if not hasattr(self, "detail_chroma_gain"):
+            return self.conv_out(hidden) + gain(self.detail_gain) * detail
+        grey = detail.mean(dim=1, keepdim=True)
+        return self.conv_out(hidden) + gain(self.detail_gain) * grey + gain(self.detail_chroma_gain) * (detail - grey)
 
 
 def patch_detail(images: torch.Tensor, patch: int) -> torch.Tensor:

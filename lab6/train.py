@@ -74,7 +74,7 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     if unet.config.full_res_channels == 0:
         may_differ += ("full_res_channels",)
     if not unet.config.get("detail_skip"):  # ... or a head's detail gains (Trainer fills them)
-        may_differ += ("detail_skip",)
+        may_differ += ("detail_skip", "detail_chroma")
     mismatched = {k: (unet.config[k], v) for k, v in cfg.model_config().items()
                   if k in unet.config and _plain(unet.config[k]) != _plain(v) and k not in may_differ}
     saved, expected = pretrained.scheduler.config, cfg.noise_scheduler().config
@@ -153,6 +153,10 @@ class Trainer:
                              f"(full_res_channels > 0, patch_size > 1, as in --preset refiner64), got "
                              f"detail_prior={cfg.detail_prior} with full_res_channels={cfg.full_res_channels}, "
                              f"patch_size={cfg.patch_size}")
+        if cfg.detail_chroma_prior is not None and not (cfg.detail_prior and 0 <= cfg.detail_chroma_prior < 1):
+            raise ValueError(f"detail_chroma_prior must be null (one gain for every colour) or in [0, 1) with a "
+                             f"detail_prior > 0, got detail_chroma_prior={cfg.detail_chroma_prior} with "
+                             f"detail_prior={cfg.detail_prior}")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
@@ -175,6 +179,8 @@ class Trainer:
         model = ConditionalUNet(**cfg.model_config())
         if cfg.detail_prior:  # a starting model that has these gains (a refiner trained on) overwrites them
             model.full_res_head.detail_gain.copy_(detail_gain(self.noise_scheduler, cfg.detail_prior))
+        if cfg.detail_chroma_prior is not None:
+            model.full_res_head.detail_chroma_gain.copy_(detail_gain(self.noise_scheduler, cfg.detail_chroma_prior))
         checkpoint = latest_checkpoint(self.out) if resume else None
         if cfg.init_from and checkpoint is None:  # resuming loads the checkpoint's weights instead
             # The configs matched (pretrained_weights), so only the weights of a newly added head can be missing.

@@ -173,6 +173,26 @@ def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patc
         Trainer(preset("tiny", steps=1, detail_prior=1e-3), tiny_root, tmp_path / "no-head", progress=False)
 
 
+def test_a_colour_prior_gives_the_colour_part_of_the_detail_its_own_least_squares_gain(tiny_run, tiny_root, tmp_path):
+    """``detail_chroma_prior``: the head's colour gain is ``detail_gain`` for that energy, the grey one is
+    ``detail_prior``'s, both saved with the weights; without a ``detail_prior`` it is refused."""
+    from lab6.diffusion import detail_gain
+    from lab6.train import Trainer
+
+    cfg = preset("tiny", steps=1, init_from=str(tiny_run), image_size=32, patch_size=2, snr_shift=0.25,
+                 full_res_channels=8, detail_prior=1e-3, detail_chroma_prior=1e-4)
+    Trainer(cfg, tiny_root, tmp_path / "refiner", progress=False).train()
+    head = load_model(tmp_path / "refiner").unet.full_res_head
+    scheduler = cfg.noise_scheduler()
+    torch.testing.assert_close(head.detail_gain, detail_gain(scheduler, 1e-3))
+    torch.testing.assert_close(head.detail_chroma_gain, detail_gain(scheduler, 1e-4))
+    assert not torch.equal(head.detail_gain, head.detail_chroma_gain)
+    with pytest.raises(ValueError, match=r"detail_chroma_prior must be null \(one gain for every colour\) or in "
+                                         r"\[0, 1\) with a detail_prior > 0, got detail_chroma_prior=0.0001 with "
+                                         r"detail_prior=0.0"):
+        Trainer(cfg.replace(detail_prior=0.0), tiny_root, tmp_path / "no-prior", progress=False)
+
+
 def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):
     from lab6.train import train
 

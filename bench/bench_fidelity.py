@@ -7,6 +7,8 @@ training, so their features have not seen them):
   same distance between the reference and N *other* real images (a perfect model would score the floor);
 - sharpness: mean Laplacian variance over the reference's (1.0 = as sharp as real images);
 - 2x2-grid energy over the reference's: the pattern a model on 2x2 patches can draw (1.0 = as real images);
+- colour grain over the reference's: fine-scale noise in the colours, which real renders hardly have and
+  sharpness (of the grey image) does not see (1.0 = as real images);
 - background colour cast (0-255): mean, 90th percentile, share of images above 8;
 - top-k accuracy of each evaluator on the generated images' labels, and (a second table) on the same images
   sent through 32 px: an evaluator trained on 32 -> 64 px images misreads native detail, and the gap says so;
@@ -36,7 +38,7 @@ import torch
 
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import load_evaluators
-from lab6.fidelity import colour_cast, frechet_distance, patch_grid_energy, sharpness
+from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import decode
 from lab6.pipeline import generate, load_pipeline, with_refiner
@@ -97,6 +99,7 @@ def main() -> None:
     reference_features = {e.name: e.features(reference) for e in evaluators}
     real_sharpness = float(sharpness(reference).mean())
     real_grid = float(patch_grid_energy(reference).mean())
+    real_colour_grain = float(colour_grain(reference).mean())
 
     rows = []
     drawn = {}  # candidate label -> its images, for --figure
@@ -105,6 +108,7 @@ def main() -> None:
         casts = colour_cast(images)
         row = {"label": label, "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
+               "colour_grain": float(colour_grain(images).mean()) / real_colour_grain,
                "cast": float(casts.mean()), "cast_p90": float(casts.quantile(0.9)),
                "cast_over_8": float((casts > 8).float().mean()), "seconds": seconds}
         for e in evaluators:
@@ -154,13 +158,13 @@ def main() -> None:
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
-    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | 2x2 grid / real | cast mean | cast p90 "
+    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 "
              "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
-             "| --- " * (2 * len(names) + 7) + "|"]
+             "| --- " * (2 * len(names) + 8) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
         lines.append(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
-                     + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
+                     + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['colour_grain']:.1f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
                        f"{row['cast_over_8']:.1%} | " + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
                      + f" | {seconds} |")
     return lines

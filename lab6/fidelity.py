@@ -1,4 +1,4 @@
-"""How real generated images look, in numbers: Frechet distance, sharpness and background colour cast.
+"""How real generated images look, in numbers: Frechet distance, sharpness, grain and background colour cast.
 
 - **Frechet distance** between two image sets in an evaluator's penultimate features (the FID recipe with a
   classifier trained on i-CLEVR instead of Inception): 0 for identical distributions; two disjoint sets of
@@ -9,6 +9,9 @@
 - **Patch-grid energy**: the power of the grey image at the frequencies of a pattern that repeats every p
   pixels (for p = 2: the Nyquist frequencies), per pixel. A model that folds p x p patches into channels can
   draw such a grid, which neither of the two measures above names; real images have almost none.
+- **Colour grain**: the power of the colour part of the image (the image minus its grey) at the finest
+  scales, per pixel. A renderer's grain is brightness: real i-CLEVR images have almost none in their colours,
+  and sharpness (of the grey image) cannot see colour noise that a denoiser left behind.
 - **Background colour cast**: i-CLEVR floors are grey. An image's background colour is the per-channel
   median over its pixels (objects cover a minority of them); its cast is the largest distance of one
   channel from the mean of the three, in 0-255 units.
@@ -59,6 +62,19 @@ def patch_grid_energy(images: torch.Tensor, period: int = 2) -> torch.Tensor:
     grid[::height // period, ::width // period] = True
     grid[0, 0] = False  # the mean
     return power[:, grid].sum(dim=1) / (height * width)
+
+
+def colour_grain(images: torch.Tensor) -> torch.Tensor:
+    """(B,) mean power per pixel (0-255 units squared, summed over channels) of each image's colour, the image
+    minus its mean over channels, at frequencies of at least 1/4 cycle per pixel in x or y (the finest scales,
+    where a 64-px image has grain and a 32-px one nothing)."""
+    rgb = _to_255(images)
+    colour = rgb - rgb.mean(dim=1, keepdim=True)
+    height, width = colour.shape[-2:]
+    power = torch.fft.fft2(colour, norm="ortho").abs().square().sum(dim=1)  # Parseval: sums to the energy
+    fy, fx = torch.fft.fftfreq(height).abs(), torch.fft.fftfreq(width).abs()
+    fine = torch.maximum(fy[:, None], fx[None, :]) >= 0.25
+    return power[:, fine].sum(dim=1) / (height * width)
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

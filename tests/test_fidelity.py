@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab6.fidelity import colour_cast, frechet_distance, patch_grid_energy, sharpness
+from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
 
 
 def scenes(n: int = 4, size: int = 64) -> torch.Tensor:
@@ -33,6 +33,20 @@ def test_patch_grid_energy_is_the_power_of_a_2x2_pattern_and_nothing_else():
     assert (patch_grid_energy(images) < 1).all()
     with pytest.raises(ValueError, match="period 3 must divide the image size 64x64"):
         patch_grid_energy(images, period=3)
+
+
+def test_colour_grain_sees_fine_noise_in_the_colours_and_not_in_the_brightness_or_the_layout():
+    images = scenes()
+    generator = torch.Generator().manual_seed(0)
+    grey_grain = images + 0.05 * torch.randn(4, 1, 64, 64, generator=generator)  # the same on every channel
+    colour_noise = images + 0.05 * torch.randn(4, 3, 64, 64, generator=generator)
+    tinted = images + torch.tensor([0.2, 0.0, -0.2]).view(1, 3, 1, 1)  # colour, but at no fine scale
+    assert colour_grain(grey_grain).max() < 1e-6 and colour_grain(tinted).max() < 1e-6
+    # white noise of 0.05 * 127.5 levels per channel, its grey part removed (2/3 of the power left), summed
+    # over 3 channels, 3/4 of it at the finest frequencies
+    torch.testing.assert_close(colour_grain(colour_noise).mean(), torch.tensor((0.05 * 127.5) ** 2 * 2 * 0.75),
+                               rtol=0.05, atol=0)
+    assert (colour_grain(images) < 1).all()
 
 
 def test_colour_cast_is_the_background_offset_from_grey():

@@ -161,14 +161,14 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
 
 def test_the_fidelity_table_has_a_cell_under_every_heading():
     bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "a model", "sharpness": 1.25, "grid": 31.7, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0,
+    row = {"label": "a model", "sharpness": 1.25, "grid": 31.7, "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0,
            "seconds": 19.9, "fd resnet18": 102.7, "acc resnet18": 0.896, "fd regnet": 68.5, "acc regnet": 0.918}
     header, rule, line = bench.markdown_table([row], ["resnet18", "regnet"])
     cells = dict(zip(header.strip("|").split("|"), line.strip("|").split("|")))
     assert header.count("|") == rule.count("|") == line.count("|")
     assert {k.strip(): v.strip() for k, v in cells.items()} == {
         "images": "a model", "Frechet (resnet18)": "102.7", "Frechet (regnet)": "68.5", "sharpness / real": "1.25",
-        "2x2 grid / real": "31.7", "cast mean": "0.93", "cast p90": "1.45", "cast > 8": "0.0%",
+        "2x2 grid / real": "31.7", "colour grain / real": "4.6", "cast mean": "0.93", "cast p90": "1.45", "cast > 8": "0.0%",
         "accuracy (resnet18)": "0.896", "accuracy (regnet)": "0.918", "s / 32 images": "19.9"}
 
 

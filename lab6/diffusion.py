@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from diffusers.training_utils import compute_snr
 
+from .model import patch_detail
+
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 SAMPLERS = ("ddpm", "ddim", "dpmsolver")
@@ -147,6 +149,20 @@ def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
     else:
         gain = (a2 * s2).sqrt() * (1 - prior) / (a2 * prior + s2)
     return gain.float()
+
+
+def detail_priors(images: torch.Tensor, patch: int = 2) -> tuple[float, float]:
+    """The ``detail_prior`` and ``detail_chroma_prior`` of a set of clean images in [-1, 1]: the energy per
+    dimension of their in-patch detail (``model.patch_detail``) along the grey axis and across the two colour
+    axes orthogonal to it, each against the same detail of unit white noise (1 - 1/patch^2 per pixel), the
+    unit ``detail_gain`` takes. i-CLEVR at 64 px: 0.00254 and 0.000276 (all 18,009 training images; the colour
+    detail has 1/9 of the grey's energy per dimension: a renderer's grain is brightness)."""
+    detail = patch_detail(images.double(), patch)
+    noise_energy = 1 - 1 / patch**2
+    grey = detail.sum(dim=1) / math.sqrt(detail.shape[1])  # the component along the unit grey vector
+    grey_energy = float(grey.square().mean())
+    colour_energy = float((detail.square().sum(dim=1) - grey.square()).mean()) / (detail.shape[1] - 1)
+    return grey_energy / noise_energy, colour_energy / noise_energy
 
 
 def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: float = 7.0) -> list[int]:

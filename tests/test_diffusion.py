@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from lab6.diffusion import (SAMPLERS, detail_gain, initial_noise, karras_timesteps, make_noise_scheduler, make_sampler,
+from lab6.diffusion import (SAMPLERS, detail_gain, detail_priors, initial_noise, karras_timesteps, make_noise_scheduler, make_sampler,
                             predicted_x0, training_loss)
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet, patch_detail
@@ -170,6 +170,20 @@ def test_a_max_timestep_beyond_the_schedule_is_refused(tmp_path):
 def _upsampled(generator: torch.Generator, batch: int) -> torch.Tensor:
     """Images with no detail inside their 2x2 patches."""
     return torch.randn(batch, 3, 8, 8, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
+
+
+def test_detail_priors_are_the_grey_and_the_colour_energy_of_the_in_patch_detail_against_unit_noise():
+    """Unit white noise has priors (1, 1), the scale ``detail_gain`` takes; images made of patch-constant blocks,
+    grey detail and colour detail of known energies give those energies back, each in its own number."""
+    generator = torch.Generator().manual_seed(0)
+    noise = detail_priors(torch.randn(256, 3, 16, 16, generator=generator))
+    assert noise == pytest.approx((1.0, 1.0), rel=0.02)
+    grey = 0.05 * patch_detail(torch.randn(512, 1, 16, 16, generator=generator), 2).expand(512, 3, 16, 16)
+    colour = 0.02 * patch_detail(torch.randn(512, 3, 16, 16, generator=generator), 2)
+    colour = colour - colour.mean(dim=1, keepdim=True)
+    # per dimension against unit noise: the grey part is 0.05 on each channel, sqrt(3) x 0.05 on the unit grey
+    # axis; the colour part is 0.02 per channel with its grey removed, 0.02 on each of the two colour axes
+    assert detail_priors(_upsampled(generator, 512) + grey + colour) == pytest.approx((3 * 0.05**2, 0.02**2), rel=0.03)
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])

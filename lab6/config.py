@@ -29,8 +29,9 @@ class TrainConfig:
     # whose in-patch detail has this energy per dimension against unit noise (i-CLEVR at 64 px: 0.00094)
     detail_prior: float = 0.0
     # The same for the detail's colour part (the detail minus its grey; detail_prior is then the grey part's):
-    # None: one gain for every colour. A renderer's grain is brightness, so i-CLEVR's colour detail has 1/11
-    # of its grey detail's energy (0.000087), and a colour-blind gain leaves 2x real colour grain at low t.
+    # None: one gain for every colour. A renderer's grain is brightness: i-CLEVR's colour detail has 1/9-1/11
+    # of its grey detail's energy (diffusion.detail_priors), and one gain for both left 2x the real colour
+    # grain at t < 5 and 4x in the samples (refiner64: 0.00094 / 10.8 = 0.000087, docs: fifteenth session)
     detail_chroma_prior: float | None = None
     # diffusion
     num_train_timesteps: int = 1000
@@ -151,8 +152,9 @@ PRESETS: dict[str, TrainConfig] = {
     # Its head starts as the least-squares denoiser of the detail inside each 2x2 patch, for detail of the energy
     # real i-CLEVR images have (detail_prior 0.00094): grown from a 32-px model (--init-from), it works after 55
     # minutes; without the prior (--set detail_prior=0) it needed 115 (docs/experiments.md, thirteenth session).
+    # The colour part of the detail gets a gain of its own (detail_chroma_prior), or colour grain stays.
     "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, detail_prior=0.00094,
-                                     eval_splits=()),
+                                     detail_chroma_prior=0.000087, eval_splits=()),
     # The same UNet with the label vector added to the time embedding (~2.8M parameters; the first reference).
     "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.

@@ -84,6 +84,10 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     if "detail_skip" in mismatched:  # the model's field; the recipe's is detail_prior
         prior = (pretrained.metadata.get("recipe") or {}).get("detail_prior", "R")
         mismatched[f"detail_skip (--set detail_prior={prior} keeps the model's detail gains)"] = mismatched.pop("detail_skip")
+    if "detail_chroma" in mismatched:  # the model's field; the recipe's is detail_chroma_prior
+        prior = (pretrained.metadata.get("recipe") or {}).get("detail_chroma_prior")
+        mismatched[f"detail_chroma (--set detail_chroma_prior={'null' if prior is None else prior} keeps the model's detail gains)"] = \
+            mismatched.pop("detail_chroma")
     if mismatched:
         details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
         raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "

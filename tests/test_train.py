@@ -191,6 +191,10 @@ def test_a_colour_prior_gives_the_colour_part_of_the_detail_its_own_least_square
                                          r"\[0, 1\) with a detail_prior > 0, got detail_chroma_prior=0.0001 with "
                                          r"detail_prior=0.0"):
         Trainer(cfg.replace(detail_prior=0.0), tiny_root, tmp_path / "no-prior", progress=False)
+    with pytest.raises(ValueError, match=r"detail_chroma \(--set detail_chroma_prior=0.0001 keeps the model's detail "
+                                         r"gains\): model has True, recipe has False"):  # continuing it colour-blind
+        Trainer(cfg.replace(init_from=str(tmp_path / "refiner"), detail_chroma_prior=None), tiny_root,
+                tmp_path / "more", progress=False)
 
 
 def test_evaluation_covers_the_configured_splits(tiny_root, tmp_path, evaluator_file):

@@ -81,13 +81,14 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     for key in ("beta_schedule", "num_train_timesteps", "prediction_type", "trained_betas"):
         if _plain(saved.get(key)) != _plain(expected[key]) and key not in may_differ:
             mismatched[key] = (saved.get(key), expected[key])
-    if "detail_skip" in mismatched:  # the model's field; the recipe's is detail_prior
-        prior = (pretrained.metadata.get("recipe") or {}).get("detail_prior", "R")
-        mismatched[f"detail_skip (--set detail_prior={prior} keeps the model's detail gains)"] = mismatched.pop("detail_skip")
-    if "detail_chroma" in mismatched:  # the model's field; the recipe's is detail_chroma_prior
-        prior = (pretrained.metadata.get("recipe") or {}).get("detail_chroma_prior")
-        mismatched[f"detail_chroma (--set detail_chroma_prior={'null' if prior is None else prior} keeps the model's detail gains)"] = \
-            mismatched.pop("detail_chroma")
+    recipe = pretrained.metadata.get("recipe") or {}
+    # The model's fields that a recipe sets through a prior: name the --set that keeps the model's gains (a
+    # recipe without the colour prior had none: null; one without detail_prior is not known: R).
+    for field, prior, unrecorded in (("detail_skip", "detail_prior", "R"), ("detail_chroma", "detail_chroma_prior", None)):
+        if field in mismatched:
+            value = recipe.get(prior, unrecorded)
+            hint = f"{field} (--set {prior}={'null' if value is None else value} keeps the model's detail gains)"
+            mismatched[hint] = mismatched.pop(field)
     if mismatched:
         details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
         raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "

@@ -26,12 +26,13 @@ class TrainConfig:
     patch_size: int = 1  # 2: a 64-px model folds 2x2 pixels into channels and costs what a 32-px one does
     full_res_channels: int = 0  # >0: a full-resolution head after the unfold; 32 cut the 2x2 grid of cpu64 by 40%
     # >0 (with the head): the head starts as the best linear denoiser of the detail inside each patch, for data
-    # whose in-patch detail has this energy per dimension against unit noise (i-CLEVR at 64 px: 0.00094)
+    # whose unpredictable detail (grain) has this energy per pixel against unit noise; measure yours with
+    # diffusion.detail_priors (i-CLEVR at 64 px: 0.00101; refiner64 keeps the 0.00094 it was tuned to)
     detail_prior: float = 0.0
     # The same for the detail's colour part (the detail minus its grey; detail_prior is then the grey part's):
-    # None: one gain for every colour. A renderer's grain is brightness: i-CLEVR's colour detail has 1/9-1/11
-    # of its grey detail's energy (diffusion.detail_priors), and one gain for both left 2x the real colour
-    # grain at t < 5 and 4x in the samples (refiner64: 0.00094 / 10.8 = 0.000087, docs: fifteenth session)
+    # None: one gain for every colour. A renderer's grain is brightness: i-CLEVR's colour grain has 1/12 of
+    # the grey's energy (diffusion.detail_priors: 0.0000813), and one gain for both left 2x the real colour
+    # grain at t < 5 and 4x in the samples (refiner64: 0.000087, docs: fifteenth session)
     detail_chroma_prior: float | None = None
     # diffusion
     num_train_timesteps: int = 1000

@@ -20,6 +20,7 @@ from typing import Iterator
 
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "model"
 METADATA_FILE = "lab6.json"  # a model's training record
+PARENT_FILE = "parent_lab6.json"  # in a run folder: the starting model's record, kept for --resume
 CHECKPOINTS = "checkpoints"
 
 

@@ -172,7 +172,7 @@ def _upsampled(generator: torch.Generator, batch: int) -> torch.Tensor:
     return torch.randn(batch, 3, 8, 8, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
 
 
-def test_detail_priors_are_the_grey_and_the_colour_energy_of_the_in_patch_detail_against_unit_noise():
+def test_detail_priors_are_the_grey_and_the_colour_energy_of_the_finest_checkerboard_against_unit_noise():
     """Unit white noise has priors (1, 1), the scale ``detail_gain`` takes; images made of patch-constant blocks,
     grey detail and colour detail of known energies give those energies back, each in its own number."""
     generator = torch.Generator().manual_seed(0)
@@ -184,6 +184,23 @@ def test_detail_priors_are_the_grey_and_the_colour_energy_of_the_in_patch_detail
     # per dimension against unit noise: the grey part is 0.05 on each channel, sqrt(3) x 0.05 on the unit grey
     # axis; the colour part is 0.02 per channel with its grey removed, 0.02 on each of the two colour axes
     assert detail_priors(_upsampled(generator, 512) + grey + colour) == pytest.approx((3 * 0.05**2, 0.02**2), rel=0.03)
+
+
+def test_detail_priors_leave_out_edges_that_run_on_across_patches():
+    """Stripes one pixel wide (vertical or horizontal edges inside every patch) are in-patch detail that a
+    patch's neighbours predict: they add nothing to the priors, while a checkerboard of the same contrast does."""
+    stripes = torch.zeros(2, 3, 8, 8)
+    stripes[..., 0::2] = 0.5
+    assert detail_priors(stripes) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert detail_priors(stripes.transpose(-1, -2)) == pytest.approx((0.0, 0.0), abs=1e-12)
+    assert float(patch_detail(stripes, 2).square().mean()) > 0
+    checkerboard = torch.zeros(2, 3, 8, 8)
+    checkerboard[..., 0::2, 0::2] = checkerboard[..., 1::2, 1::2] = 0.5
+    # +-0.25 about each patch's mean on every channel, all of it in the checkerboard, where white noise of variance
+    # v puts only v / 4 per pixel: the prior is 4 x 0.25^2 per channel, 3x that on the unit grey axis
+    assert detail_priors(checkerboard) == pytest.approx((3 * 4 * 0.25**2, 0.0), abs=1e-12)
+    with pytest.raises(ValueError, match=r"do not divide into 2x2 patches"):
+        detail_priors(torch.zeros(1, 3, 7, 8))
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])

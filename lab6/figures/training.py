@@ -77,7 +77,7 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     """
     from ..config import TrainConfig
     from ..run_files import training_minutes
-    from ..train import PARENT_FILE
+    from ..run_files import PARENT_FILE
 
     fig = new_figure(6.5, 4.0)
     ax = fig.subplots()

@@ -77,8 +77,17 @@ def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "
     return DDPMScheduler.from_config(scheduler.config, trained_betas=betas.tolist())
 
 
-def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
-    """A sampler (diffusers scheduler) that shares the training schedule."""
+def make_sampler(name: str, noise_scheduler_config, *, any_timesteps: bool = False
+                 ) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
+    """A sampler (diffusers scheduler) that shares the training schedule.
+
+    ``any_timesteps=True`` (a refiner's Karras-spaced tail, :func:`set_tail_timesteps`): every sampler must step
+    between the timesteps it is given. DDPM and DPM-Solver++ do; diffusers' DDIMScheduler steps only to
+    t - T/n on its own uniform grid, so DDIM is then built as first-order DPM-Solver++, which is the DDIM
+    update (x_s = a_s x0 + s_s eps, eta = 0; Lu et al. 2022) except that DDIMScheduler clips its x0 estimate
+    to [-1, 1] at every step; at a refiner's noise levels the estimates are images already, and the output is
+    clamped at the end.
+    """
     # A config read back from scheduler_config.json carries every value explicitly, while the in-memory one
     # lists some under "_use_default_values", which from_config would replace by the *new* class's
     # defaults. Dropping the private keys makes both paths build the very same sampler.
@@ -88,6 +97,9 @@ def make_sampler(name: str, noise_scheduler_config) -> DDPMScheduler | DDIMSched
     # "trailing" spacing starts at the last training step (t = 999): "leading" started DPM-Solver++ 20 at
     # t = 940, on pure noise that the model reads as holding signal (Lin et al. 2024, "sample steps are flawed").
     noise_scheduler_config["timestep_spacing"] = "trailing"
+    if name == "ddim" and any_timesteps:
+        return DPMSolverMultistepScheduler.from_config(noise_scheduler_config, algorithm_type="dpmsolver++",
+                                                       solver_order=1)
     if name == "ddim":
         return DDIMScheduler.from_config(noise_scheduler_config, set_alpha_to_one=True)
     if name == "dpmsolver":
@@ -199,7 +211,8 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: 
 def set_tail_timesteps(scheduler, strength: float, steps: int, spacing: str, device=None) -> torch.Tensor:
     """Sets ``scheduler`` to ``steps`` steps that start below ``strength`` x T (a refiner's trained noise levels)
     and returns them: Karras-spaced down to t = 0 where the scheduler takes custom timesteps (DPM-Solver++,
-    DDPM) and ``spacing`` is "karras", else the last steps of a uniform schedule (DDIM takes only a number)."""
+    DDPM, DDIM as ``make_sampler(..., any_timesteps=True)`` builds it) and ``spacing`` is "karras", else the
+    last steps of a uniform schedule (diffusers' DDIMScheduler takes only a number)."""
     if spacing == "karras" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
         start = round(strength * scheduler.config.num_train_timesteps) - 1
         scheduler.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, start, steps), device=device)

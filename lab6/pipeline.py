@@ -179,8 +179,9 @@ class Lab6Pipeline(DiffusionPipeline):
 
     def with_sampler(self, sampler: str) -> "Lab6Pipeline":
         """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler
-        (and the refiner's)."""
-        refiner_scheduler = self.refiner_scheduler and make_sampler(sampler, self.refiner_scheduler.config)
+        (and the refiner's, which steps over Karras-spaced timesteps with any of them: ``make_sampler``)."""
+        refiner_scheduler = self.refiner_scheduler and make_sampler(
+            sampler, self.refiner_scheduler.config, any_timesteps=self.config.refiner_spacing == "karras")
         pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise,
                             self.refiner, refiner_scheduler, self.config.refiner_strength,
                             self.config.refiner_guidance_scale, self.config.refiner_spacing)

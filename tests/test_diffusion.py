@@ -128,6 +128,28 @@ def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
     assert private(from_memory.config) == private(from_disk.config)
 
 
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_ddim_for_any_timesteps_is_the_ddim_update_and_steps_between_the_timesteps_it_is_given(prediction):
+    """On DDIM's own grid the any-timesteps DDIM (first-order DPM-Solver++) takes DDIMScheduler's steps (x0 not
+    clipped, the one difference: make_sampler's docstring); on a Karras grid it lands on each given timestep."""
+    config = {**make_noise_scheduler(1000, "cosine", prediction).config, "clip_sample": False}
+    ddim, any_steps = make_sampler("ddim", config), make_sampler("ddim", config, any_timesteps=True)
+    ddim.set_timesteps(50)
+    tail = ddim.timesteps[-10:]  # a refiner's noise levels (t < 200), where t = 999's tiny alpha is not in play
+    any_steps.set_timesteps(timesteps=tail.tolist())
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 3, 8, 8, generator=generator)
+    direction = torch.randn(4, 3, 8, 8, generator=generator)
+    y = x.clone()
+    for t in tail:  # a stand-in model whose output depends on the sample and the timestep
+        x = ddim.step(0.8 * x + 0.5 * direction * t / 1000, t, x).prev_sample
+        y = any_steps.step(0.8 * y + 0.5 * direction * t / 1000, t, y).prev_sample
+        assert torch.allclose(x, y, atol=1e-4)
+    karras = karras_timesteps(any_steps.alphas_cumprod, 199, 5)
+    any_steps.set_timesteps(timesteps=karras)
+    assert any_steps.timesteps.tolist() == karras and karras[-1] == 0
+
+
 def test_offset_noise_leaves_the_random_stream_of_runs_without_it(model):
     scheduler = make_noise_scheduler(100, "cosine", "v")
     images = torch.rand(4, 3, 16, 16) * 2 - 1

@@ -200,12 +200,14 @@ def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refin
     assert refined.stage_steps(3) == (3, 1) and refined.stage_steps(3, refine=False) == (3, 0)
     assert [i for i, _ in steps] == [0, 1, 2, 3] and steps[3][1] < 30  # the refiner's step, in its trained range
     ddim = refined.with_sampler("ddim")
-    assert ddim.refiner is refined.refiner and isinstance(ddim.refiner_scheduler, DDIMScheduler)
+    assert ddim.refiner is refined.refiner and isinstance(ddim.scheduler, DDIMScheduler)
+    # the refiner's Karras steps need a DDIM that takes any timesteps: first-order DPM-Solver++ (make_sampler)
+    assert ddim.refiner_scheduler.config.solver_order == 1
 
 
 def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timesteps(pipe, refined):
-    """Karras spacing from strength x T down to 0 with DPM-Solver++ (and DDPM); DDIM, which takes only a
-    number of steps, and ``refiner_spacing="uniform"`` take the last steps of a uniform schedule."""
+    """Karras spacing from strength x T down to 0 with every sampler (DDIM as first-order DPM-Solver++, which
+    takes any timesteps); ``refiner_spacing="uniform"`` takes the last steps of a uniform schedule."""
     from lab6.pipeline import with_refiner
 
     def refiner_timesteps(pipeline):
@@ -216,7 +218,7 @@ def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timestep
     alphas_cumprod = refined.refiner_scheduler.alphas_cumprod
     assert refiner_timesteps(refined) == karras_timesteps(alphas_cumprod, 29, 3) == [29, 7, 0]
     assert refiner_timesteps(refined.with_sampler("ddpm")) == [29, 7, 0]
-    assert refiner_timesteps(refined.with_sampler("ddim")) == [29, 19, 9]
+    assert refiner_timesteps(refined.with_sampler("ddim")) == [29, 7, 0]
     uniform = with_refiner(pipe, build_pipeline(refined.refiner, refined.refiner_scheduler.config), 0.3,
                            spacing="uniform")
     assert refiner_timesteps(uniform) == [29, 19, 9]

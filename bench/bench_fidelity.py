@@ -12,6 +12,8 @@ training, so their features have not seen them):
 - background colour cast (0-255): mean, 90th percentile, share of images above 8;
 - top-k accuracy of each evaluator on the generated images' labels, and (a second table) on the same images
   sent through 32 px: an evaluator trained on 32 -> 64 px images misreads native detail, and the gap says so;
+- (a third table) the share of each shape's labels each evaluator finds: where an evaluator is blind to
+  how one shape looks (the ResNet18 proxy and sharp cubes), and whether a model draws one shape badly;
 - seconds to draw 32 images (every stage included), on this machine's threads.
 
     python bench/bench_fidelity.py --data-root ../shared/iclevr-reference [--n 1000] \\
@@ -37,10 +39,10 @@ from pathlib import Path
 import torch
 
 from lab6.data import ICLEVRDataset
-from lab6.evaluator import load_evaluators
+from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
-from lab6.labels import decode
+from lab6.labels import SHAPES, decode, encode_many
 from lab6.pipeline import generate, load_pipeline, with_refiner
 from lab6.proxy import split_holdout, upsample_like_official
 from lab6.settings import yes_or_no
@@ -113,7 +115,9 @@ def main() -> None:
                "cast_over_8": float((casts > 8).float().mean()), "seconds": seconds}
         for e in evaluators:
             row[f"fd {e.name}"] = frechet_distance(reference_features[e.name], e.features(images))
-            row[f"acc {e.name}"] = e.score(images, image_conditions).accuracy
+            score = e.score(images, image_conditions)
+            row[f"acc {e.name}"] = score.accuracy
+            row[f"shapes {e.name}"] = found_by_shape(score.probabilities, torch.tensor(encode_many(image_conditions)))
             if native:  # images already through 32 px would be blurred twice: no round trip for them
                 row[f"acc32 {e.name}"] = e.score(upsample_like_official(images, 32), image_conditions).accuracy
         rows.append(row)
@@ -151,10 +155,14 @@ def main() -> None:
     print("\nNative 64-px images sent through 32 px before scoring: what an evaluator trained on 32 -> 64 px images "
           "(the course's, the ResNet18 proxy) reads of their labels once their 64-px detail is gone\n")
     print("\n".join(round_trip))
+    shapes = shape_table(rows, names)
+    print("\nThe share of each shape's labels found: an evaluator blind to how one shape looks, or a model that "
+          "draws one badly\n")
+    print("\n".join(shapes))
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "threads": torch.get_num_threads(),
                                          "evaluators": names, "rows": rows, "table": table,
-                                         "round_trip_table": round_trip}, indent=2))
+                                         "round_trip_table": round_trip, "shape_table": shapes}, indent=2))
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
@@ -180,6 +188,17 @@ def round_trip_table(rows: list[dict], names: list[str]) -> list[str]:
         lines.append(f"| {row['label']} | " + " | ".join(
             f"{row[f'acc {n}']:.3f} | {row[f'acc32 {n}']:.3f} | {100 * (row[f'acc32 {n}'] - row[f'acc {n}']):+.1f} pt"
             for n in names) + " |")
+    return lines
+
+
+
+def shape_table(rows: list[dict], names: list[str]) -> list[str]:
+    """Per row and evaluator, the share of the cube, sphere and cylinder labels found."""
+    lines = ["| images | " + " | ".join(f"{shape} ({n})" for n in names for shape in SHAPES) + " |",
+             "| --- " * (1 + len(SHAPES) * len(names)) + "|"]
+    for row in rows:
+        shares = [row[f"shapes {n}"].get(shape) for n in names for shape in SHAPES]  # None: no such label
+        lines.append(f"| {row['label']} | " + " | ".join("" if v is None else f"{v:.3f}" for v in shares) + " |")
     return lines
 
 

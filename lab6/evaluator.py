@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .labels import NUM_LABELS, encode_many
+from .labels import LABELS, NUM_LABELS, SHAPES, encode_many
 
 EVAL_SIZE = 64
 OFFICIAL_ARCH = "resnet18"
@@ -86,17 +86,39 @@ def build_classifier(arch: str = OFFICIAL_ARCH) -> nn.Module:
     return SigmoidClassifier(torchvision.models.get_model(arch, weights=None, num_classes=NUM_LABELS))
 
 
-def topk_hits(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> torch.Tensor:
-    """Per image: how many of its k true labels are among its k highest outputs (k = its label count)."""
+def topk_found(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> torch.Tensor:
+    """Per image and label: 1 where a true label is among the image's k highest outputs (k = its label count),
+    the k chosen by ``topk`` as the official evaluator chooses them."""
     probabilities, multi_hot = probabilities.detach().float().cpu(), multi_hot.detach().float().cpu()
     if probabilities.shape != multi_hot.shape:
         raise ValueError(f"outputs {tuple(probabilities.shape)} and labels {tuple(multi_hot.shape)} differ in shape")
-    hits = []
-    for out, truth in zip(probabilities, multi_hot):
+    top = torch.zeros_like(multi_hot)
+    for row, (out, truth) in enumerate(zip(probabilities, multi_hot)):
         k = int(truth.sum().item())
-        top = set(out.topk(k).indices.tolist()) if k else set()
-        hits.append(len(top & set(torch.nonzero(truth).flatten().tolist())))
-    return torch.tensor(hits, dtype=torch.long)
+        if k:
+            top[row, out.topk(k).indices] = 1.0
+    return top * multi_hot
+
+
+def topk_hits(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> torch.Tensor:
+    """Per image: how many of its k true labels are among its k highest outputs (k = its label count)."""
+    return topk_found(probabilities, multi_hot).sum(dim=1).long()
+
+
+def found_by_shape(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> dict[str, float]:
+    """Per shape: the share of its true labels found (among their image's top k).
+
+    Why per shape: an evaluator can be blind to how one shape looks. The ResNet18 proxy, trained on 32 -> 64 px
+    images as the course's evaluator was, reads sharp cubes as cylinders: it finds 58% of the cubes in real
+    64-px images and 99% once they are sent through 32 px (docs/experiments.md, sixteenth session)."""
+    found, multi_hot = topk_found(probabilities, multi_hot), multi_hot.detach().float().cpu()
+    shares = {}
+    for shape in SHAPES:
+        columns = [i for i, label in enumerate(LABELS) if label.endswith(f" {shape}")]
+        total = multi_hot[:, columns].sum()
+        if total:
+            shares[shape] = float(found[:, columns].sum() / total)
+    return shares
 
 
 def topk_accuracy(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> float:

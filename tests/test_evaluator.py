@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from lab6.evaluator import (Evaluator, EvaluatorLoadError, build_classifier, build_resnet18,
-                            default_evaluator_paths, load_evaluators, save_evaluator, shipped_evaluator_paths, topk_accuracy,
-                            topk_hits)
+                            default_evaluator_paths, found_by_shape, load_evaluators, save_evaluator, shipped_evaluator_paths,
+                            topk_accuracy, topk_found, topk_hits)
 
 
 def official_compute_acc(out, onehot_labels):
@@ -33,6 +33,24 @@ def test_hand_computed_cases():
     out[2, [0, 5, 7]] = torch.tensor([0.9, 0.8, 0.95])  # top-3 = {7, 0, 5}: two hits of three
     assert topk_hits(out, labels).tolist() == [1, 1, 2]
     assert topk_accuracy(out, labels) == pytest.approx(4 / 6)  # micro average over all 6 labels
+
+
+def test_found_by_shape_shows_an_evaluator_blind_to_one_shape():
+    """The hand-computed cases per shape: of the cubes (labels 0-7) 1, 2, 0 found of 1, 1, 2; the sphere
+    (label 9) missed; the cylinder (23) missed. A shape no image holds has no share."""
+    labels = torch.zeros(3, 24)
+    labels[0, [1]] = 1
+    labels[1, [2, 9]] = 1
+    labels[2, [0, 5, 23]] = 1
+    out = torch.full((3, 24), 0.01)
+    out[0, 1] = 0.9
+    out[1, 2], out[1, 3] = 0.9, 0.8
+    out[2, [0, 5, 7]] = torch.tensor([0.9, 0.8, 0.95])
+    assert topk_found(out, labels).nonzero().tolist() == [[0, 1], [1, 2], [2, 0], [2, 5]]
+    assert found_by_shape(out, labels) == {"cube": 1.0, "sphere": 0.0, "cylinder": 0.0}
+    assert found_by_shape(out[:1], labels[:1]) == {"cube": 1.0}
+    blind_to_cubes = labels.roll(16, dims=1) + 0.5 * labels  # each cube read as the cylinder of its colour
+    assert found_by_shape(blind_to_cubes, labels)["cube"] == 0.0
 
 
 def test_agrees_with_the_official_loop():

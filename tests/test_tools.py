@@ -180,3 +180,15 @@ def test_the_round_trip_table_puts_each_gap_beside_its_accuracies():
     assert header.count("|") == rule.count("|") == line.count("|") == 8
     assert [c.strip() for c in line.strip("|").split("|")] == [
         "a model", "0.885", "0.961", "+7.6 pt", "0.968", "0.960", "-0.8 pt"]
+
+
+def test_the_shape_table_gives_each_evaluator_a_share_per_shape():
+    bench = load_tool("bench_fidelity", folder="bench")
+    row = {"label": "real images", "shapes resnet18": {"cube": 0.581, "sphere": 0.994, "cylinder": 0.916},
+           "shapes regnet": {"cube": 0.969, "sphere": 0.989}}  # no cylinder among these images: no share
+    header, rule, line = bench.shape_table([row], ["resnet18", "regnet"])
+    assert header.count("|") == rule.count("|") == line.count("|") == 8
+    cells = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in line.strip("|").split("|"))))
+    assert cells == {"images": "real images", "cube (resnet18)": "0.581", "sphere (resnet18)": "0.994",
+                     "cylinder (resnet18)": "0.916", "cube (regnet)": "0.969", "sphere (regnet)": "0.989",
+                     "cylinder (regnet)": ""}

@@ -1,4 +1,4 @@
-"""The ``lab6`` command: train, sample, pair, evaluate, evaluator-train, report, figures, data render.
+"""The ``lab6`` command: train, sample, pair, evaluate, evaluator-train, report, figures, data render|priors.
 
 Verb names, options and output files are a contract that scripts and the notebooks rely on.
 """
@@ -176,6 +176,22 @@ def cmd_data_render(args) -> None:
     print(f"synthetic data root written to {root}")
 
 
+def cmd_data_priors(args) -> None:
+    import torch
+
+    from .data import ICLEVRDataset, resolve_data_root
+    from .diffusion import detail_priors
+
+    root = resolve_data_root(args.data_root)
+    dataset = ICLEVRDataset(root, image_size=64, progress=True)
+    images, _ = dataset.batch(torch.arange(len(dataset)))
+    grey, colour = detail_priors(images, args.patch)
+    print(f"{root}: {len(dataset)} images at 64 px, {args.patch}x{args.patch} patches: detail_prior {grey:.3g}, "
+          f"detail_chroma_prior {colour:.3g}")
+    print(f"a refiner for them: lab6 train --preset refiner64 --set detail_prior={grey:.3g} "
+          f"--set detail_chroma_prior={colour:.3g} --init-from MODEL ...")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .diffusion import INITIAL_NOISE, SAMPLERS
 
@@ -324,6 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--workers", type=int, default=None)
     r.set_defaults(func=cmd_data_render)
+    r = data_verbs.add_parser("priors", help="a refiner's detail priors (grain energy, grey and colour) measured on a "
+                                             "data root's images: the --set values for --preset refiner64")
+    _add_data_root(r)
+    r.add_argument("--patch", type=int, default=2, help="the refiner's patch size (refiner64: 2)")
+    r.set_defaults(func=cmd_data_priors)
     return parser
 
 

@@ -27,7 +27,7 @@ class TrainConfig:
     full_res_channels: int = 0  # >0: a full-resolution head after the unfold; 32 cut the 2x2 grid of cpu64 by 40%
     # >0 (with the head): the head starts as the best linear denoiser of the detail inside each patch, for data
     # whose unpredictable detail (grain) has this energy per pixel against unit noise; measure yours with
-    # diffusion.detail_priors (i-CLEVR at 64 px: 0.00101; refiner64 keeps the 0.00094 it was tuned to)
+    # `lab6 data priors` (i-CLEVR at 64 px: 0.00101, which trains as well as the 0.00094 refiner64 was tuned to)
     detail_prior: float = 0.0
     # The same for the detail's colour part (the detail minus its grey; detail_prior is then the grey part's):
     # None: one gain for every colour. A renderer's grain is brightness: i-CLEVR's colour grain has 1/12 of

@@ -182,3 +182,16 @@ def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tin
     assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--strength", "0.5",
                  "--out", str(tmp_path / "too_far")]) == 2
     assert "refiner strength must be in (0, 0.3] (the refiner was trained on t < 300), got 0.5" in capsys.readouterr().err
+
+
+def test_data_priors_prints_the_detail_priors_of_a_data_roots_images(tiny_root, capsys):
+    from lab6.data import ICLEVRDataset
+    from lab6.diffusion import detail_priors
+
+    assert main(["data", "priors", "--data-root", str(tiny_root)]) == 0
+    out = capsys.readouterr().out
+    dataset = ICLEVRDataset(tiny_root, image_size=64, progress=False)
+    images, _ = dataset.batch(torch.arange(len(dataset)))
+    grey, colour = detail_priors(images)
+    assert f"detail_prior {grey:.3g}, detail_chroma_prior {colour:.3g}" in out
+    assert f"--set detail_prior={grey:.3g} --set detail_chroma_prior={colour:.3g}" in out

@@ -82,6 +82,8 @@ def test_report_writes_the_contract_files(tiny_run, tiny_root, tmp_path, evaluat
     report = json.loads((out / "accuracy.json").read_text())
     assert set(report["splits"]) == {"test", "new_test"}
     assert report["settings"]["steps"] == 4 and "official" in report["splits"]["test"]["accuracy"]
+    shares = report["splits"]["test"]["found_by_shape"]["official"]
+    assert set(shares) <= {"cube", "sphere", "cylinder"} and all(0 <= v <= 1 for v in shares.values())
     grid = Image.open(out / "test_grid.png")
     assert grid.size == (6 * 66 + 2, 66 + 2)  # up to 8 per row: the 6 images fit one row
 

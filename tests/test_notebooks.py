@@ -37,7 +37,7 @@ IDEAS = {
                                        "loss-by-hand": "loss-check", "loop-by-hand": None},
     "03_progressive_denoising.ipynb": {"ddpm-step-by-hand": "ddpm-step-check", "guidance-by-hand": "guidance-check",
                                        "sampler-by-hand": "sampler-check", "refiner-by-hand": "refiner-check"},
-    "04_accuracy_report.ipynb": {"topk-by-hand": "topk-check"},
+    "04_accuracy_report.ipynb": {"topk-by-hand": "topk-check", "shapes-by-hand": "shapes-check"},
 }
 
 #: The answers to each notebook's exercises (cell id -> source): the executed notebooks get these, and each

@@ -27,6 +27,13 @@ def _add_data_root(p: argparse.ArgumentParser) -> None:
                         "default: $LAB6_DATA, else the built-in synthetic set")
 
 
+def _patch_size(text: str) -> int:
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be 2 or more (a one-pixel patch holds no detail), got {text}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -343,7 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = data_verbs.add_parser("priors", help="a refiner's detail priors (grain energy, grey and colour) measured on a "
                                              "data root's images: the --set values for --preset refiner64")
     _add_data_root(r)
-    r.add_argument("--patch", type=int, default=2, help="the refiner's patch size (refiner64: 2)")
+    r.add_argument("--patch", type=_patch_size, default=2, help="the refiner's patch size (refiner64: 2)")
     r.set_defaults(func=cmd_data_priors)
     return parser
 

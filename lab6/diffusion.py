@@ -174,16 +174,21 @@ def detail_priors(images: torch.Tensor, patch: int = 2) -> tuple[float, float]:
     colour, within 7% of the refiner64 preset's values tuned by sampling (0.00094 and 0.000087), where all the
     in-patch detail (0.00254 and 0.000276) kept 2x the real sharpness as noise (docs/experiments.md, fifteenth
     and sixteenth sessions)."""
+    if patch < 2:
+        raise ValueError(f"patch must be 2 or more (a one-pixel patch holds no detail), got {patch}")
     if images.shape[-1] % patch or images.shape[-2] % patch:
         raise ValueError(f"images of {tuple(images.shape[-2:])} pixels do not divide into {patch}x{patch} patches")
     rows, cols = torch.arange(patch), torch.arange(patch)
     sign = (-1.0) ** (rows[:, None] + cols[None, :]).double() / patch  # unit norm over the patch
-    x = images.double().unflatten(-2, (-1, patch)).unflatten(-1, (-1, patch))  # (..., H/p, p, W/p, p)
-    checker = torch.einsum("bchiwj,ij->bchw", x, sign)
-    grey = checker.sum(dim=1) / math.sqrt(checker.shape[1])  # the component along the unit grey vector
-    grey_energy = float(grey.square().mean())
-    colour_energy = float((checker.square().sum(dim=1) - grey.square()).mean()) / (checker.shape[1] - 1)
-    return grey_energy, colour_energy
+    grey_sum = colour_sum = 0.0
+    for chunk in images.split(1024):  # float64 a chunk at a time: a whole data set would double its memory
+        x = chunk.double().unflatten(-2, (-1, patch)).unflatten(-1, (-1, patch))  # (B, C, H/p, p, W/p, p)
+        checker = torch.einsum("bchiwj,ij->bchw", x, sign)
+        grey = checker.sum(dim=1) / math.sqrt(checker.shape[1])  # the component along the unit grey vector
+        grey_sum += float(grey.square().sum())
+        colour_sum += float((checker.square().sum(dim=1) - grey.square()).sum())
+    checkers = images.shape[0] * (images.shape[-2] // patch) * (images.shape[-1] // patch)
+    return grey_sum / checkers, colour_sum / checkers / (images.shape[1] - 1)
 
 
 def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: float = 7.0) -> list[int]:

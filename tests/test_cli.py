@@ -197,3 +197,6 @@ def test_data_priors_prints_the_detail_priors_of_a_data_roots_images(tiny_root, 
     grey, colour = detail_priors(images)
     assert f"detail_prior {grey:.3g}, detail_chroma_prior {colour:.3g}" in out
     assert f"--set detail_prior={grey:.3g} --set detail_chroma_prior={colour:.3g}" in out
+    with pytest.raises(SystemExit):  # refused before any image is read
+        main(["data", "priors", "--data-root", str(tiny_root), "--patch", "1"])
+    assert "--patch: must be 2 or more (a one-pixel patch holds no detail), got 1" in capsys.readouterr().err

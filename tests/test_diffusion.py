@@ -223,6 +223,12 @@ def test_detail_priors_leave_out_edges_that_run_on_across_patches():
     assert detail_priors(checkerboard) == pytest.approx((3 * 4 * 0.25**2, 0.0), abs=1e-12)
     with pytest.raises(ValueError, match=r"do not divide into 2x2 patches"):
         detail_priors(torch.zeros(1, 3, 7, 8))
+    with pytest.raises(ValueError, match=r"patch must be 2 or more \(a one-pixel patch holds no detail\), got 1"):
+        detail_priors(torch.zeros(1, 3, 8, 8), patch=1)
+    # measured a chunk at a time, as over one batch
+    many = torch.randn(2500, 3, 4, 4, generator=torch.Generator().manual_seed(1))
+    halves = [detail_priors(part) for part in many.split(1250)]
+    assert detail_priors(many) == pytest.approx(tuple(sum(v) / 2 for v in zip(*halves)), rel=1e-12)
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])

@@ -113,11 +113,12 @@ def main() -> None:
                "colour_grain": float(colour_grain(images).mean()) / real_colour_grain,
                "cast": float(casts.mean()), "cast_p90": float(casts.quantile(0.9)),
                "cast_over_8": float((casts > 8).float().mean()), "seconds": seconds}
+        multi_hot = torch.tensor(encode_many(image_conditions))
         for e in evaluators:
             row[f"fd {e.name}"] = frechet_distance(reference_features[e.name], e.features(images))
             score = e.score(images, image_conditions)
             row[f"acc {e.name}"] = score.accuracy
-            row[f"shapes {e.name}"] = found_by_shape(score.probabilities, torch.tensor(encode_many(image_conditions)))
+            row[f"shapes {e.name}"] = found_by_shape(score.probabilities, multi_hot)
             if native:  # images already through 32 px would be blurred twice: no round trip for them
                 row[f"acc32 {e.name}"] = e.score(upsample_like_official(images, 32), image_conditions).accuracy
         rows.append(row)
@@ -189,7 +190,6 @@ def round_trip_table(rows: list[dict], names: list[str]) -> list[str]:
             f"{row[f'acc {n}']:.3f} | {row[f'acc32 {n}']:.3f} | {100 * (row[f'acc32 {n}'] - row[f'acc {n}']):+.1f} pt"
             for n in names) + " |")
     return lines
-
 
 
 def shape_table(rows: list[dict], names: list[str]) -> list[str]:

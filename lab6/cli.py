@@ -206,15 +206,16 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     def sampling_options(p):
-        p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver")
+        p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
+                       help="ddpm (1,000 stochastic steps), ddim or dpmsolver (DPM-Solver++, lab6's default)")
         p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
         p.add_argument("--guidance", type=float, default=None,
                        help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
         p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                        help="starting noise: grey-mean (its channel means made equal, so it carries no colour "
                             "cast; lab6's default) or gaussian (plain, as most DDPMs sample); default: the model's")
-        p.add_argument("--device", default="cpu")
+        p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
 
     def refine_option(p):
         p.add_argument("--no-refine", dest="refine", action="store_false",
@@ -239,13 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", type=Path, help="fine-tune: start from this model or run folder's weights "
                    "(e.g. lab6/assets/model) instead of random ones; a 32-px model grows into a patch-2 64-px "
                    "recipe such as cpu64 (lab6.model.grow_to_patches)")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=_positive_float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--conditioning", choices=("add", "cross_attention"))
+    p.add_argument("--batch-size", type=_positive_int, help="images per optimiser step (default: the preset's)")
+    p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: the preset's)")
+    p.add_argument("--seed", type=int, help="seed of the weights, noise and batches (default: the preset's, 0)")
+    p.add_argument("--conditioning", choices=("add", "cross_attention"),
+                   help="how the UNet reads the labels: added to the time embedding, or one cross-attention token "
+                        "per object (default: the preset's)")
     p.add_argument("--eval-every", type=_positive_int, help="steps between sample grids and accuracy")
-    p.add_argument("--checkpoint-minutes", type=_positive_float)
-    p.add_argument("--checkpoint-steps", type=_positive_int)
+    p.add_argument("--checkpoint-minutes", type=_positive_float,
+                   help="minutes between checkpoints (default 10): at most this much is lost when a run is killed")
+    p.add_argument("--checkpoint-steps", type=_positive_int, help="also a checkpoint every this many steps")
     p.add_argument("--evaluator", type=Path, help="evaluator for accuracy during training (default: data root's, else shipped)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any TrainConfig field, e.g. --set prediction=v")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -277,8 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Either --images DIR --conditions FILE (generated images), or --dataset ROOT "
                                      "(the root's training images against their train.json labels: how well an "
                                      "evaluator transfers, e.g. one trained on renders scored on real images).")
-    p.add_argument("--images", type=Path)
-    p.add_argument("--conditions", type=Path)
+    p.add_argument("--images", type=Path, help="folder of <i>.png, as lab6 sample writes it")
+    p.add_argument("--conditions", type=Path, help="the test.json-style file the images were drawn for")
     p.add_argument("--dataset", type=Path, help="a data root in the course layout to score instead of --images")
     p.add_argument("--limit", type=_positive_int, help="with --dataset: score this many random images")
     p.add_argument("--seed", type=int, default=0, help="with --dataset --limit: which random images")
@@ -288,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
     p.set_defaults(func=cmd_evaluate)
 
     p = verbs.add_parser("evaluator-train", help="train a proxy evaluator (ResNet18 in the official format, or any "
@@ -301,14 +305,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--native-fraction", type=float, default=0.5,
                    help="share of training images shown at native 64 px; the rest go 32 -> 64 px as the official "
                         "evaluator's did (default 0.5)")
-    p.add_argument("--epochs", type=_positive_int, default=8)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--epochs", type=_positive_int, default=8, help="passes over the training images (default 8)")
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per optimiser step (default 64)")
     p.add_argument("--weight-decay", type=float, default=1e-4,
                    help="AdamW weight decay (default 1e-4, the ResNet18 proxy's; raise it for a network that overfits)")
     p.add_argument("--max-shift", type=int, default=0,
                    help="random translation of each training image, up to this many pixels each way (default 0)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights, the held-out split and the batches")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_evaluator_train)
 
     p = verbs.add_parser("report", help="grids, per-image PNGs, denoising figure and accuracy for test and new_test")
@@ -317,7 +321,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluator", type=Path, action="append",
                    help="evaluator file; repeat for several (default: the data root's checkpoint.pth, else the "
                         "shipped ResNet18 proxy, and the shipped proxies of other architectures)")
-    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True,
+                   help="report folder: grids, per-image PNGs, the denoising figure, accuracy.json and a summary")
     sampling_options(p)
     refine_option(p)
     evaluator_guidance_options(p)
@@ -330,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evaluator", type=Path, default=None, help="default: data root's checkpoint.pth, else shipped")
     p.add_argument("--run", type=Path, default=None,
                    help="training run for the loss curve (default: --model when it is a run folder)")
-    p.add_argument("--out", type=Path, default=Path("reports/figures"))
+    p.add_argument("--out", type=Path, default=Path("reports/figures"), help="folder (default reports/figures)")
     p.add_argument("--which", nargs="+", default=["all"],
                    choices=["data", "training", "denoising", "samplers", "guidance", "accuracy", "all"],
                    help="figure groups (default: all)")
@@ -342,10 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = verbs.add_parser("data", help="data utilities")
     data_verbs = p.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     r = data_verbs.add_parser("render", help="render a synthetic i-CLEVR data root")
-    r.add_argument("--out", type=Path, required=True)
-    r.add_argument("--n", type=int, default=18000)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--workers", type=int, default=None)
+    r.add_argument("--out", type=Path, required=True, help="the new data root (course layout)")
+    r.add_argument("--n", type=int, default=18000, help="training images to render (default 18000, as train.json)")
+    r.add_argument("--seed", type=int, default=0, help="the same seed renders byte-identical files (default 0)")
+    r.add_argument("--workers", type=int, default=None,
+                   help="processes (default: 2, or 1 on one core); any number renders the same files")
     r.set_defaults(func=cmd_data_render)
     r = data_verbs.add_parser("priors", help="a refiner's detail priors (grain energy, grey and colour) measured on a "
                                              "data root's images: the --set values for --preset refiner64")

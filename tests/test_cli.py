@@ -22,6 +22,25 @@ def test_every_verb_has_help(capsys):
         assert "usage: lab6 " + verb in capsys.readouterr().out
 
 
+def test_every_option_of_every_verb_says_what_it_does():
+    """--help is the first manual: an option listed without a line of help leaves a user guessing."""
+    import argparse
+
+    from lab6.cli import build_parser
+
+    def parsers(parser, name):
+        yield name, parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for verb, sub in action.choices.items():
+                    yield from parsers(sub, f"{name} {verb}")
+
+    silent = [f"{name} {action.option_strings[0]}" for name, parser in parsers(build_parser(), "lab6")
+              for action in parser._actions
+              if action.option_strings and action.help in (None, "") and action.dest != "help"]
+    assert silent == [], f"options without help: {silent}"
+
+
 def test_sample_writes_pngs_and_grid(tiny_run, tiny_root, tmp_path):
     out = tmp_path / "samples"
     assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out", str(out),

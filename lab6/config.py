@@ -72,6 +72,28 @@ class TrainConfig:
     # model.grow_to_patches), or the same without the full-resolution head (the head starts at zero).
     init_from: str | None = None
 
+    def __post_init__(self):
+        """Every value is checked when a recipe is made (a preset, ``--set``, a run's config.json), so a bad one
+        fails with its name before a run starts, not deep in the loop (a batch of 0 divides by zero) or, worse,
+        silently (an EMA decay of 2 diverges, a dropout of 1.5 is no probability)."""
+        for name, allowed, rule in _RANGES:
+            value = getattr(self, name)
+            if not allowed(value):
+                raise ValueError(f"{name} must be {rule}, got {value!r}")
+        if any(c < 1 for c in self.block_out_channels) or not self.block_out_channels:
+            raise ValueError(f"block_out_channels must be one or more positive widths, got {self.block_out_channels!r}")
+        if not 0 <= self.max_timestep <= self.num_train_timesteps:
+            raise ValueError(f"max_timestep must be 0 (every t) or 1..{self.num_train_timesteps}, got {self.max_timestep}")
+        if self.detail_prior and not (self.full_res_channels and self.patch_size > 1):
+            raise ValueError(f"detail_prior must be in [0, 1) and needs a full-resolution head over patches "
+                             f"(full_res_channels > 0, patch_size > 1, as in --preset refiner64), got "
+                             f"detail_prior={self.detail_prior} with full_res_channels={self.full_res_channels}, "
+                             f"patch_size={self.patch_size}")
+        if self.detail_chroma_prior is not None and not (self.detail_prior and 0 <= self.detail_chroma_prior < 1):
+            raise ValueError(f"detail_chroma_prior must be null (one gain for every colour) or in [0, 1) with a "
+                             f"detail_prior > 0, got detail_chroma_prior={self.detail_chroma_prior} with "
+                             f"detail_prior={self.detail_prior}")
+
     def model_config(self) -> dict:
         """The ``ConditionalUNet`` keyword arguments of this recipe."""
         return dict(sample_size=self.image_size, block_out_channels=tuple(self.block_out_channels),
@@ -138,6 +160,42 @@ class TrainConfig:
                 values[key] = tuple(values[key])
         return cls(**values)
 
+
+def _at_least(low, optional=False):
+    return lambda value: (optional and value is None) or (value is not None and value >= low)
+
+
+def _above(low, optional=False):
+    return lambda value: (optional and value is None) or (value is not None and value > low)
+
+
+def _fraction(value) -> bool:  # a probability or a decay: 1 would switch the thing off entirely
+    return 0 <= value < 1
+
+
+#: (field, its test, what it allows): the ranges ``TrainConfig`` checks on every recipe.
+_RANGES = (
+    ("image_size", _at_least(8), "an integer >= 8"), ("layers_per_block", _at_least(1), "an integer >= 1"),
+    ("attention_head_dim", _at_least(1), "an integer >= 1"), ("norm_num_groups", _at_least(1), "an integer >= 1"),
+    ("dropout", _fraction, "in [0, 1)"), ("patch_size", _at_least(1), "an integer >= 1"),
+    ("full_res_channels", _at_least(0), "an integer >= 0 (0: no full-resolution head)"),
+    ("detail_prior", _fraction, "in [0, 1) (0: no detail prior)"),
+    ("num_train_timesteps", _at_least(2), "an integer >= 2"), ("snr_shift", _above(0), "> 0 (1: unshifted)"),
+    ("min_snr_gamma", _at_least(0), ">= 0 (0: no min-SNR weighting)"),
+    ("cond_dropout", _fraction, "in [0, 1) (0: no null condition, so no classifier-free guidance)"),
+    ("offset_noise", _at_least(0), ">= 0"), ("batch_size", _at_least(1), "an integer >= 1"),
+    ("lr", _above(0), "> 0"), ("weight_decay", _at_least(0), ">= 0"), ("warmup_steps", _at_least(0), "an integer >= 0"),
+    ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1] (1: a constant learning rate)"),
+    ("grad_clip", _at_least(0), ">= 0 (0: no clipping)"), ("ema_decay", _fraction, "in [0, 1)"),
+    ("steps", _at_least(1, optional=True), "null or an integer >= 1"),
+    ("epochs", _above(0, optional=True), "null or > 0"), ("minutes", _above(0, optional=True), "null or > 0"),
+    ("log_every", _at_least(1), "an integer >= 1"), ("checkpoint_minutes", _above(0), "> 0"),
+    ("checkpoint_steps", _at_least(1, optional=True), "null or an integer >= 1"),
+    ("keep_checkpoints", _at_least(1), "an integer >= 1"),
+    ("eval_every", _at_least(1, optional=True), "null (only at the end) or an integer >= 1"),
+    ("eval_steps", _at_least(1), "an integer >= 1"),
+    ("guidance", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
+)
 
 _CPU64 = TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2, snr_shift=0.25, lr=1e-3)
 

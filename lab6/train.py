@@ -105,17 +105,6 @@ class Trainer:
                  evaluator: str | Path | None = None, progress: bool = True):
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
-        if not 0 <= cfg.max_timestep <= cfg.num_train_timesteps:
-            raise ValueError(f"max_timestep must be 0 (every t) or 1..{cfg.num_train_timesteps}, got {cfg.max_timestep}")
-        if not 0 <= cfg.detail_prior < 1 or (cfg.detail_prior and not (cfg.full_res_channels and cfg.patch_size > 1)):
-            raise ValueError(f"detail_prior must be in [0, 1) and needs a full-resolution head over patches "
-                             f"(full_res_channels > 0, patch_size > 1, as in --preset refiner64), got "
-                             f"detail_prior={cfg.detail_prior} with full_res_channels={cfg.full_res_channels}, "
-                             f"patch_size={cfg.patch_size}")
-        if cfg.detail_chroma_prior is not None and not (cfg.detail_prior and 0 <= cfg.detail_chroma_prior < 1):
-            raise ValueError(f"detail_chroma_prior must be null (one gain for every colour) or in [0, 1) with a "
-                             f"detail_prior > 0, got detail_chroma_prior={cfg.detail_chroma_prior} with "
-                             f"detail_prior={cfg.detail_prior}")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /

@@ -153,6 +153,25 @@ def test_set_names_the_field_and_what_it_takes(item, message):
         TrainConfig.parse_override(item)
 
 
+@pytest.mark.parametrize("item, message", [
+    ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
+    ("cond_dropout=1.5", "cond_dropout must be in [0, 1) (0: no null condition, so no classifier-free guidance), got 1.5"),
+    ("ema_decay=2", "ema_decay must be in [0, 1), got 2"),
+    ("min_lr_ratio=-2", "min_lr_ratio must be in [0, 1] (1: a constant learning rate), got -2"),
+    ("lr=-1", "lr must be > 0, got -1"),
+    ("eval_every=0", "eval_every must be null (only at the end) or an integer >= 1, got 0"),
+    ("block_out_channels=[]", "block_out_channels must be one or more positive widths, got ()"),
+    ("guidance=-1", "guidance must be >= 0 (0: unconditional, 1: conditional, > 1: guided), got -1"),
+])
+def test_a_value_out_of_its_range_is_refused_before_any_data_is_read(capsys, tmp_path, item, message):
+    """A value of the right type but outside its field's range fails at once (no data root is given: the
+    built-in data set would be rendered first if the check came later), naming the field, the value and the range;
+    before, a batch of 0 ended in ZeroDivisionError and an EMA decay of 2 trained a diverging model silently."""
+    fails_with(capsys, ["train", "--preset", "tiny", "--set", item, "--steps", "1", "--out", str(tmp_path / "run")],
+               message)
+    assert not (tmp_path / "run").exists()
+
+
 def test_set_reads_json_and_plain_words():
     from lab6.config import TrainConfig
 

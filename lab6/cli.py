@@ -34,6 +34,27 @@ def _patch_size(text: str) -> int:
     return value
 
 
+def _device(text: str) -> str:
+    """``--device``: a torch device this machine has, checked before any model is loaded (torch's own error
+    comes from deep inside the first ``.to()``, and says nothing of what to type instead)."""
+    import torch
+
+    try:
+        device = torch.device(text)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}: use cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU here (none, no driver, or a CPU-only "
+                                             "torch build); use --device cpu")
+        if device.index is not None and device.index >= count:
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise argparse.ArgumentTypeError(f"{text}: torch sees no Apple GPU (MPS) here; use --device cpu")
+    return text
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -215,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                        help="starting noise: grey-mean (its channel means made equal, so it carries no colour "
                             "cast; lab6's default) or gaussian (plain, as most DDPMs sample); default: the model's")
-        p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+        p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
 
     def refine_option(p):
         p.add_argument("--no-refine", dest="refine", action="store_false",
@@ -292,7 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
-    p.add_argument("--device", default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
     p.set_defaults(func=cmd_evaluate)
 
     p = verbs.add_parser("evaluator-train", help="train a proxy evaluator (ResNet18 in the official format, or any "

@@ -133,8 +133,10 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError(f"callback tensors {sorted(unknown)} unknown; choose from {self._callback_tensor_inputs}")
         w = self.config.guidance_scale if guidance_scale is None else guidance_scale
         for name, value in (("guidance_scale", w), ("evaluator_guidance_scale", evaluator_guidance_scale)):
-            if not math.isfinite(value):  # NaN would reach every pixel silently (a NaN image, then black PNGs)
-                raise ValueError(f"{name} must be a finite number, got {value}")
+            # NaN would reach every pixel silently (a NaN image, then black PNGs); a negative scale pushes the
+            # images away from their labels, which no one asks for on purpose.
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if evaluator_guidance_scale and evaluator is None:
             raise ValueError("evaluator_guidance_scale needs an evaluator (a classifier returning probabilities)")
         unet, device, dtype = self.unet, self.unet.device, self.unet.dtype

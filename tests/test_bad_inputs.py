@@ -135,6 +135,20 @@ def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("device, message", [
+    ("banana", "unknown device 'banana': use cpu, cuda, cuda:N or mps"),
+    ("cuda:99", "cuda:99: "),  # no GPU here: "torch sees no CUDA GPU"; with fewer than 100: "this machine has"
+])
+def test_a_device_this_machine_lacks_is_named_before_any_model_is_loaded(tiny_root, tmp_path, capsys, device, message):
+    """``--device cuda`` on a machine without a GPU once ended in torch's RuntimeError from inside the loading."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["sample", "--conditions", str(tiny_root / "test.json"), "--out", str(tmp_path / "o"), "--device", device])
+    assert exit_info.value.code == 2
+    printed = capsys.readouterr().err
+    assert "Traceback" not in printed and f"lab6 sample: error: argument --device: {message}" in printed, printed
+    assert not (tmp_path / "o").exists()
+
+
 @pytest.mark.parametrize("item, message", [
     ("checkpoint_steps=ten", "checkpoint_steps takes a whole number (or null for none, as in JSON), got 'ten'"),
     ("steps=2.5", "steps takes a whole number"),

@@ -78,8 +78,10 @@ def test_bad_conditions_are_named(pipe, bad, message):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number, got nan"),
-    ({"evaluator_guidance_scale": float("inf")}, "evaluator_guidance_scale must be a finite number, got inf"),
+    ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number >= 0, got nan"),
+    ({"guidance_scale": -1.0}, "guidance_scale must be a finite number >= 0, got -1.0"),
+    ({"evaluator_guidance_scale": float("inf")}, "evaluator_guidance_scale must be a finite number >= 0, got inf"),
+    ({"evaluator_guidance_scale": -0.1}, "evaluator_guidance_scale must be a finite number >= 0, got -0.1"),
     ({"num_inference_steps": 0}, "num_inference_steps must be >= 1, got 0"),
     ({"output_type": "jpg"}, "output_type must be 'pil', 'np' or 'pt', got 'jpg'"),
 ])

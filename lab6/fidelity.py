@@ -55,13 +55,10 @@ def patch_grid_energy(images: torch.Tensor, period: int = 2) -> torch.Tensor:
     height, width = grey.shape[-2:]
     if height % period or width % period:
         raise ValueError(f"period {period} must divide the image size {height}x{width}")
-    # With the orthonormal FFT the power sums to the image's energy (Parseval); a period-p pattern lives only
-    # at multiples of size/p in each axis.
-    power = torch.fft.fft2(grey, norm="ortho").abs().square()
-    grid = torch.zeros(height, width, dtype=torch.bool)
+    grid = torch.zeros(height, width, dtype=torch.bool)  # a period-p pattern lives at multiples of size/p only
     grid[::height // period, ::width // period] = True
     grid[0, 0] = False  # the mean
-    return power[:, grid].sum(dim=1) / (height * width)
+    return _power_per_pixel(grey, grid)
 
 
 def colour_grain(images: torch.Tensor) -> torch.Tensor:
@@ -71,10 +68,17 @@ def colour_grain(images: torch.Tensor) -> torch.Tensor:
     rgb = _to_255(images)
     colour = rgb - rgb.mean(dim=1, keepdim=True)
     height, width = colour.shape[-2:]
-    power = torch.fft.fft2(colour, norm="ortho").abs().square().sum(dim=1)  # Parseval: sums to the energy
     fy, fx = torch.fft.fftfreq(height).abs(), torch.fft.fftfreq(width).abs()
-    fine = torch.maximum(fy[:, None], fx[None, :]) >= 0.25
-    return power[:, fine].sum(dim=1) / (height * width)
+    return _power_per_pixel(colour, torch.maximum(fy[:, None], fx[None, :]) >= 0.25)
+
+
+def _power_per_pixel(images: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+    """(B,) power per pixel of (B, H, W) or (B, C, H, W) images (summed over channels) at the frequencies where
+    ``band`` (H, W) is True. With the orthonormal FFT the power sums to the image's energy (Parseval)."""
+    power = torch.fft.fft2(images, norm="ortho").abs().square()
+    if power.ndim == 4:
+        power = power.sum(dim=1)
+    return power[:, band].sum(dim=1) / band.numel()
 
 
 def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:

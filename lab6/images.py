@@ -1,4 +1,4 @@
-"""Images on disk: generated images as ``<i>.png`` files and grids, and back.
+"""Images on disk: generated images as ``<i>.png`` files and grids, and back; PNG bytes for the widgets.
 
 Tensors are (B, 3, H, W) in [-1, 1], the range the model and the evaluator use. Files are written whole
 or not at all (``run_files.atomic_path``).
@@ -6,6 +6,7 @@ or not at all (``run_files.atomic_path``).
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -85,3 +86,13 @@ def load_images(folder: str | Path, count: int) -> torch.Tensor:
         except OSError as err:
             raise OSError(f"{folder / f'{i}.png'} is not a readable image: {err}") from None
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:
+    """uint8 (H, W, 3) -> PNG bytes, enlarged ``scale`` times with nearest-neighbour (crisp pixels)."""
+    image = Image.fromarray(np.ascontiguousarray(pixels))
+    if scale != 1:
+        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -162,7 +162,8 @@ def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
 
 
 def detail_priors(images: torch.Tensor, patch: int = 2) -> tuple[float, float]:
-    """The ``detail_prior`` and ``detail_chroma_prior`` of a set of clean images in [-1, 1]: the energy per
+    """The ``detail_prior`` and ``detail_chroma_prior`` of a set of clean images in [-1, 1] (or uint8, as a data
+    set holds them: scaled a chunk at a time, so a whole data set is never held in floats): the energy per
     pixel of their finest checkerboard (each ``patch`` x ``patch`` square's component along +-1 alternating
     pixels, the finest diagonal Haar detail at patch 2), along the grey axis and across the two colour axes
     orthogonal to it. Unit white noise has (1, 1), the scale ``detail_gain`` takes.
@@ -182,7 +183,8 @@ def detail_priors(images: torch.Tensor, patch: int = 2) -> tuple[float, float]:
     sign = (-1.0) ** (rows[:, None] + cols[None, :]).double() / patch  # unit norm over the patch
     grey_sum = colour_sum = 0.0
     for chunk in images.split(1024):  # float64 a chunk at a time: a whole data set would double its memory
-        x = chunk.double().unflatten(-2, (-1, patch)).unflatten(-1, (-1, patch))  # (B, C, H/p, p, W/p, p)
+        x = chunk.double() / 127.5 - 1 if chunk.dtype == torch.uint8 else chunk.double()
+        x = x.unflatten(-2, (-1, patch)).unflatten(-1, (-1, patch))  # (B, C, H/p, p, W/p, p)
         checker = torch.einsum("bchiwj,ij->bchw", x, sign)
         grey = checker.sum(dim=1) / math.sqrt(checker.shape[1])  # the component along the unit grey vector
         grey_sum += float(grey.square().sum())

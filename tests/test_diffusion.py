@@ -206,6 +206,9 @@ def test_detail_priors_are_the_grey_and_the_colour_energy_of_the_finest_checkerb
     # per dimension against unit noise: the grey part is 0.05 on each channel, sqrt(3) x 0.05 on the unit grey
     # axis; the colour part is 0.02 per channel with its grey removed, 0.02 on each of the two colour axes
     assert detail_priors(_upsampled(generator, 512) + grey + colour) == pytest.approx((3 * 0.05**2, 0.02**2), rel=0.03)
+    # a data set's uint8 pixels (lab6 data priors) read as the same images in [-1, 1]
+    pixels = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=generator)
+    assert detail_priors(pixels) == pytest.approx(detail_priors(pixels.double() / 127.5 - 1), rel=1e-12)
 
 
 def test_detail_priors_leave_out_edges_that_run_on_across_patches():

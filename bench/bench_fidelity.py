@@ -19,13 +19,16 @@ training, so their features have not seen them):
     python bench/bench_fidelity.py --data-root ../shared/iclevr-reference [--n 1000] \\
         --candidate shipped=lab6/assets/model --candidate cpu64=runs/cpu64:sampler=dpmsolver,steps=20
 
-A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.pipeline.generate``: sampler, steps,
+A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.sampling.generate``: sampler, steps,
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
 alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform]`` to try a 64-px refiner
 after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: its steps as before the
 fourteenth session). A refined candidate also gets a row for its first stage's images (the same draw without
 the refiner, untimed), at no cost. Rows for real images and for real images sent through
-32 px come first. ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
+32 px come first. ``--refiner-alone``: each candidate's refiner redraws those real 32-px images instead of
+drawing (what the refiner adds to a perfect first stage; for other data, e.g. renders, give a set of 11,000
+images or more, ``lab6 data render --out D --n 11000 --seed 1``, so its held-out tenth holds 1,000 references).
+``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
 
@@ -43,7 +46,8 @@ from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import SHAPES, decode, encode_many
-from lab6.pipeline import generate, load_pipeline, with_refiner
+from lab6.pipeline import load_pipeline, with_refiner
+from lab6.sampling import generate
 from lab6.proxy import split_holdout, upsample_like_official
 from lab6.settings import yes_or_no
 
@@ -82,6 +86,9 @@ def main() -> None:
     parser.add_argument("--figure", default=None, metavar="FOLDER",
                         help="also draw fidelity_real_vs_generated.png/.pdf there: 8 real images above each candidate's")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows and the table")
+    parser.add_argument("--refiner-alone", action="store_true",
+                        help="instead of drawing, each candidate's refiner redraws the real images sent through 32 px: "
+                             "the refiner measured apart from any first stage (a candidate needs a refiner)")
     args = parser.parse_args()
 
     evaluators = load_evaluators(args.evaluator, None)
@@ -125,7 +132,8 @@ def main() -> None:
         print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
 
     add_row("real images (the floor: N other real images)", other_images, other_conditions, None, native=True)
-    add_row("real images through 32 px", upsample_like_official(other_images, 32), other_conditions, None, native=False)
+    through_32 = upsample_like_official(other_images, 32)
+    add_row("real images through 32 px", through_32, other_conditions, None, native=False)
     for label, path, settings in args.candidate:
         loaded = load_pipeline(path)
         pairing = {key: settings.pop(key) for key in PAIRING_KEYS if key in settings}
@@ -134,6 +142,15 @@ def main() -> None:
                 raise SystemExit(f"candidate {label!r}: a refiner needs both refiner=RUN and strength=S")
             options = {name: pairing[key] for key, name in PAIRING_OPTIONS.items() if key in pairing}
             loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"], **options)
+        if args.refiner_alone:
+            if loaded.refiner is None:
+                raise SystemExit(f"candidate {label!r} has no refiner to measure alone: give refiner=RUN,strength=S")
+            start = time.perf_counter()
+            refined = loaded.refine((through_32 + 1) / 2, other_conditions, settings.get("steps", 20),
+                                    torch.Generator().manual_seed(settings.get("seed", 0))) * 2 - 1
+            seconds = (time.perf_counter() - start) * 32 / len(other_conditions)
+            add_row(f"{label}: its refiner on real images through 32 px", refined, other_conditions, seconds, True)
+            continue
         start = time.perf_counter()
         result = generate(loaded, conditions, progress=True, **settings)
         seconds = (time.perf_counter() - start) * 32 / len(conditions)

@@ -36,7 +36,8 @@ from lab6.data import conditions_file, resolve_data_root
 from lab6.diffusion import INITIAL_NOISE, SAMPLERS
 from lab6.evaluator import Evaluator, load_evaluators
 from lab6.labels import load_conditions
-from lab6.pipeline import generate, load_pipeline, with_refiner
+from lab6.pipeline import load_pipeline, with_refiner
+from lab6.sampling import generate
 from lab6.settings import yes_or_no
 
 SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-25"]

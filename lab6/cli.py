@@ -95,7 +95,8 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     from .labels import load_conditions
     from .images import check_output_folder, save_images
-    from .pipeline import generate, load_pipeline
+    from .pipeline import load_pipeline
+    from .sampling import generate
 
     check_output_folder(args.out)
     conditions = load_conditions(args.conditions)

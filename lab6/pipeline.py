@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -25,9 +25,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, REFINER_SPACINGS, SAMPLER_NAMES,
-                        evaluator_steered_x0, guided_output, make_sampler, predicted_x0, set_tail_timesteps,
-                        x0_to_model_output)
+from .diffusion import (DEFAULT_NOISE, INITIAL_NOISE, REFINER_SPACINGS, evaluator_steered_x0, guided_output,
+                        make_sampler, predicted_x0, set_tail_timesteps, x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -152,15 +151,7 @@ class Lab6Pipeline(DiffusionPipeline):
         x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
         _, refiner_steps = self.stage_steps(num_inference_steps, refine)
         if refiner_steps:
-            # Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same
-            # kind of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px.
-            timesteps = set_tail_timesteps(self.refiner_scheduler, self.config.refiner_strength, refiner_steps,
-                                           self.config.refiner_spacing, device)
-            upsampled = to_output_size(x.clamp(-1, 1).float()).to(dtype)
-            noise = draw_initial_noise(upsampled.shape, generator, noise_kind).to(device, dtype)
-            x = self.refiner_scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
-            x = loop.run(self.refiner, self.refiner_scheduler, x, timesteps, self.config.refiner_guidance_scale,
-                         first_step=num_inference_steps)
+            x = self._redraw_at_64(loop, x, refiner_steps, noise_kind, first_step=num_inference_steps)
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
             result = images.cpu()
@@ -169,6 +160,33 @@ class Lab6Pipeline(DiffusionPipeline):
             if output_type == "pil":
                 result = self.numpy_to_pil(result)
         return ImagePipelineOutput(images=result) if return_dict else (result,)
+
+    def _redraw_at_64(self, loop: "_GuidedLoop", x: torch.Tensor, steps: int, noise_kind: str, first_step: int):
+        """Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same kind
+        of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px."""
+        timesteps = set_tail_timesteps(self.refiner_scheduler, self.config.refiner_strength, steps,
+                                       self.config.refiner_spacing, x.device)
+        upsampled = to_output_size(x.clamp(-1, 1).float()).to(x.dtype)
+        noise = draw_initial_noise(upsampled.shape, loop.generator, noise_kind).to(x.device, x.dtype)
+        x = self.refiner_scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
+        return loop.run(self.refiner, self.refiner_scheduler, x, timesteps, self.config.refiner_guidance_scale, first_step)
+
+    @torch.no_grad()
+    def refine(self, images: torch.Tensor, conditions, num_inference_steps: int = 20,
+               generator: torch.Generator | None = None, batch_size: int = 64) -> torch.Tensor:
+        """The refiner alone on given images, (B, 3, H, W) in [0, 1] at any size (upsampled to 64 px as the first
+        stage's are), with the steps a call of ``num_inference_steps`` gives it: (B, 3, 64, 64) in [0, 1]. For
+        images another model drew, or real images sent through 32 px, which measure the refiner apart from any
+        first stage (``bench/bench_refiner.py``)."""
+        if self.refiner is None:
+            raise ValueError("this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`")
+        condition = conditions_tensor(conditions).to(self.unet.device, self.unet.dtype)
+        if images.ndim != 4 or images.shape[:2] != (len(condition), 3):
+            raise ValueError(f"images must be ({len(condition)}, 3, H, W), one per condition, got {tuple(images.shape)}")
+        loop = _GuidedLoop(self, condition, batch_size, generator or torch.Generator(), None, 0.0, None, ())
+        x = images.to(self.unet.device, self.unet.dtype) * 2 - 1
+        x = self._redraw_at_64(loop, x, self.stage_steps(num_inference_steps)[1], self.config.initial_noise, 0)
+        return ((x.clamp(-1, 1).float() + 1) / 2).cpu()
 
     # Shorthands for lab6's own code: the shipped sampling settings and the training record.
     @property
@@ -306,98 +324,3 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     pipe.set_progress_bar_config(disable=True)
     pipe.unet.eval()
     return pipe.to(device)
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """How a batch of images was drawn: the one record every result carries (a sample, a split's run, a
-    sampler comparison, a sweep, the picker's image), so a figure or table can always say how."""
-
-    sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
-    steps: int = 20  # scheduler steps
-    guidance: float = 2.0  # classifier-free guidance scale w
-    noise: str = DEFAULT_NOISE  # the starting noise (diffusion.INITIAL_NOISE)
-    seed: int = 0  # the generator's seed: the same settings and seed draw the same images
-    evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
-    refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
-
-    @classmethod
-    def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
-                     guidance: float | None = None, noise: str | None = None, seed: int = 0,
-                     evaluator_guidance: float = 0.0, refine: bool = True) -> "Sampling":
-        """The settings with every unset value filled in: the sampler's default steps, the model's guidance
-        scale and starting noise, and its refiner unless ``refine=False``."""
-        if sampler not in DEFAULT_STEPS:
-            raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
-        return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
-                   noise or pipe.noise, seed, evaluator_guidance, refine and pipe.refiner is not None)
-
-    @property
-    def name(self) -> str:
-        """The sampler and its steps, as tables name them: ``DPM-Solver++-20``."""
-        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps}"
-
-    def describe(self) -> str:
-        """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
-        parts = [self.name, f"w = {self.guidance:g}"]
-        if self.noise != DEFAULT_NOISE:
-            parts.append(f"{self.noise} noise")
-        if self.evaluator_guidance:
-            parts.append(f"evaluator guidance {self.evaluator_guidance:g}")
-        if self.refined:
-            parts.append("refined at 64 px")
-        return ", ".join(parts)
-
-
-@dataclass
-class SampleResult:
-    images: torch.Tensor  # (B, 3, 64, 64) in [-1, 1]
-    sampling: Sampling
-    timesteps: list[int] = field(default_factory=list)  # timesteps of the recorded intermediates
-    intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
-    predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
-    stages: list[str] = field(default_factory=list)  # "first" or "refiner": which stage drew each recorded step
-    first_stage: torch.Tensor | None = None  # refined images only: the first stage's, upsampled (what refine=False draws)
-    conditions: list[list[str]] | None = None
-
-
-def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", steps: int | None = None,
-             guidance: float | None = None, seed: int = 0, noise: str | None = None, record_every: int = 0,
-             progress: bool = True, callback: Callable[[int, int], None] | None = None, guiding_evaluator=None,
-             evaluator_guidance: float = 0.0, refine: bool = True) -> SampleResult:
-    """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
-    x_0 every k steps, at the refiner's first step and at the last, for the denoising figure.
-    ``callback(done, total)`` after every step (of both stages). ``refine=False``: the first stage alone; a
-    refined result keeps the first stage's images too (``first_stage``), for free.
-    ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``). Unset values
-    are the model's own (``Sampling.for_pipeline``); the result records them all."""
-    sampling = Sampling.for_pipeline(pipe, sampler=sampler, steps=steps, guidance=guidance, noise=noise, seed=seed,
-                                     evaluator_guidance=evaluator_guidance, refine=refine)
-    first_steps, refiner_steps = pipe.stage_steps(sampling.steps, sampling.refined)
-    total = first_steps + refiner_steps
-    runner = pipe.with_sampler(sampler)
-    runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
-    result = SampleResult(images=torch.empty(0), sampling=sampling,
-                          conditions=None if isinstance(conditions, torch.Tensor) else [list(c) for c in conditions])
-
-    def on_step(_, i: int, t, tensors: dict) -> dict:
-        if record_every and (i % record_every == 0 or i in (first_steps, total - 1)):
-            result.timesteps.append(int(t))
-            result.intermediates.append(tensors["noisy_sample"].float().cpu())
-            result.predicted_x0.append(tensors["pred_original_sample"].float().cpu())
-            result.stages.append("first" if i < first_steps else "refiner")
-        if refiner_steps and i == first_steps - 1:
-            result.first_stage = to_output_size(tensors["latents"].clamp(-1, 1).float()).cpu()
-        if callback is not None:
-            callback(i + 1, total)
-        return {}
-
-    images = runner(conditions, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                    generator=torch.Generator().manual_seed(seed), initial_noise=sampling.noise, output_type="pt",
-                    evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
-                    evaluator_guidance_scale=evaluator_guidance,
-                    callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents", "noisy_sample", "pred_original_sample"],
-                    refine=sampling.refined).images
-    result.images = images * 2 - 1
-    return result

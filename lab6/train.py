@@ -39,8 +39,9 @@ from .evaluator import load_evaluators
 from .images import save_grid
 from .init_from import parent_metadata, pretrained_weights
 from .model import ConditionalUNet
-from .pipeline import build_pipeline, generate, save_pipeline
+from .pipeline import build_pipeline, save_pipeline
 from .run_files import CHECKPOINTS, PARENT_FILE, latest_checkpoint
+from .sampling import generate
 
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
 EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]

@@ -58,7 +58,7 @@ class PickerResult:
     pixels: np.ndarray  # (64, 64, 3) uint8
     strip: np.ndarray  # uint8 denoising strip: x_t over predicted x_0
     seconds: float
-    sampling: object  # pipeline.Sampling: how it was drawn
+    sampling: object  # sampling.Sampling: how it was drawn
     probabilities: dict[str, float] | None = None  # the evaluator's probability of each chosen label
     top: list[tuple[str, float]] | None = None  # the evaluator's top-k labels (k = number chosen)
     evaluator_message: str | None = None  # why there are no probabilities
@@ -304,7 +304,7 @@ class LabelPicker:
     def generate(self) -> PickerResult:
         """Draw one image for the chosen labels with the current controls; score it when an evaluator exists."""
         from .images import to_uint8
-        from .pipeline import generate
+        from .sampling import generate
 
         if not self.selected:
             raise ConditionError("choose 1-3 objects first (or press Surprise me)")

@@ -12,8 +12,8 @@ from PIL import Image
 from lab6.diffusion import karras_timesteps, make_noise_scheduler, make_sampler
 from lab6.labels import ConditionError
 from lab6.model import ConditionalUNet
-from lab6.pipeline import (Lab6Pipeline, ModelLoadError, Sampling, build_pipeline, generate, load_pipeline,
-                          save_pipeline)
+from lab6.pipeline import Lab6Pipeline, ModelLoadError, build_pipeline, load_pipeline, save_pipeline
+from lab6.sampling import Sampling, generate
 from tests.test_model import TINY
 
 CONDITIONS = [["red cube"], ["gray sphere", "cyan cube"]]
@@ -249,6 +249,22 @@ def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, re
         with_refiner(pipe, refiner, 0.5)
     with pytest.raises(ValueError, match="a refiner draws 64x64 images; this one draws 16x16"):
         with_refiner(pipe, pipe, 0.1)
+
+
+def test_refine_alone_redraws_given_images_as_the_two_stage_call_does(pipe, refined):
+    """``refine`` on the first stage's images draws the two-stage call's images (its generator goes on from where
+    the first stage left it, so the refiner's noise is the same); it is how real images sent through 32 px
+    measure a refiner apart from any first stage."""
+    both = refined(CONDITIONS, num_inference_steps=3, generator=torch.Generator().manual_seed(5), output_type="pt").images
+    generator = torch.Generator().manual_seed(5)
+    first = refined(CONDITIONS, num_inference_steps=3, generator=generator, output_type="pt", refine=False).images
+    redrawn = refined.refine(first, CONDITIONS, num_inference_steps=3, generator=generator)
+    assert redrawn.shape == (2, 3, 64, 64)
+    torch.testing.assert_close(redrawn, both, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=re.escape("images must be (2, 3, H, W), one per condition, got (1, 3, 64, 64)")):
+        refined.refine(first[:1], CONDITIONS)
+    with pytest.raises(ValueError, match="this pipeline has no refiner: pair one with lab6.pipeline.with_refiner"):
+        pipe.refine(first, CONDITIONS)
 
 
 def test_a_refined_result_keeps_the_first_stage_images_that_refine_false_draws(refined):

@@ -27,7 +27,8 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lab6.data import load_split
 from lab6.diffusion import INITIAL_NOISE
 from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
-from lab6.pipeline import Lab6Pipeline, generate, load_pipeline, save_pipeline, with_refiner
+from lab6.pipeline import Lab6Pipeline, load_pipeline, save_pipeline, with_refiner
+from lab6.sampling import generate
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]

@@ -177,7 +177,7 @@ class Lab6Pipeline(DiffusionPipeline):
         """The refiner alone on given images, (B, 3, H, W) in [0, 1] at any size (upsampled to 64 px as the first
         stage's are), with the steps a call of ``num_inference_steps`` gives it: (B, 3, 64, 64) in [0, 1]. For
         images another model drew, or real images sent through 32 px, which measure the refiner apart from any
-        first stage (``bench/bench_refiner.py``)."""
+        first stage (``bench/bench_fidelity.py --refiner-alone``)."""
         if self.refiner is None:
             raise ValueError("this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`")
         condition = conditions_tensor(conditions).to(self.unet.device, self.unet.dtype)

@@ -230,6 +230,16 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
     return pipe
 
 
+def refiner_of(pair: Lab6Pipeline) -> Lab6Pipeline:
+    """A pair's refiner as a pipeline of its own, with its training record: ``with_refiner(pair, refiner_of(pair),
+    0.1)`` is the same pair at another strength (checked against the noise levels the refiner was trained on)."""
+    if pair.refiner is None:
+        raise ValueError("this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`")
+    refiner = Lab6Pipeline(pair.refiner, pair.refiner_scheduler, 1.0, pair.noise)
+    refiner.metadata = pair.metadata.get("refiner", {})
+    return refiner
+
+
 @dataclass
 class _GuidedLoop:
     """The denoising loop of one stage (a model and its scheduler), with one call's settings for both stages."""

@@ -207,6 +207,19 @@ def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refin
     assert ddim.refiner_scheduler.config.solver_order == 1
 
 
+def test_refiner_of_pairs_the_same_refiner_again_at_another_strength(pipe, refined):
+    from lab6.pipeline import refiner_of, with_refiner
+
+    assert torch.equal(images(with_refiner(pipe, refiner_of(refined), 0.3), output_type="pt"),
+                       images(refined, output_type="pt"))
+    assert not torch.equal(images(with_refiner(pipe, refiner_of(refined), 0.1), output_type="pt"),
+                           images(refined, output_type="pt"))
+    with pytest.raises(ValueError, match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\)"):
+        with_refiner(pipe, refiner_of(refined), 0.5)  # its training record travels with it
+    with pytest.raises(ValueError, match="this pipeline has no refiner"):
+        refiner_of(pipe)
+
+
 def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timesteps(pipe, refined):
     """Karras spacing from strength x T down to 0 with every sampler (DDIM as first-order DPM-Solver++, which
     takes any timesteps); ``refiner_spacing="uniform"`` takes the last steps of a uniform schedule."""

@@ -7,6 +7,7 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
+import torch
 from diffusers import DDPMScheduler
 from huggingface_hub import ModelCard
 
@@ -192,3 +193,52 @@ def test_the_shape_table_gives_each_evaluator_a_share_per_shape():
     assert cells == {"images": "real images", "cube (resnet18)": "0.581", "sphere (resnet18)": "0.994",
                      "cylinder (resnet18)": "0.916", "cube (regnet)": "0.969", "sphere (regnet)": "0.989",
                      "cylinder (regnet)": ""}
+
+
+def test_bench_seeds_pairs_each_row_with_the_first_per_seed():
+    bench = load_tool("bench_seeds", folder="bench")
+    shapes = {"r": {"cube": 1.0, "sphere": 0.9, "cylinder": 0.8}}
+
+    def seed(base_hits, other_hits):
+        return {"base": {"hits": {"r": base_hits}, "shapes": shapes, "sharpness": 50.0, "cast": 1.0},
+                "other": {"hits": {"r": other_hits}, "shapes": shapes, "sharpness": 25.0, "cast": 0.5}}
+
+    # the base row's luck swings 10 labels between seeds; the other row is always 1 or 3 labels better
+    record = {"labels": 100, "evaluators": ["r"], "real_sharpness": 50.0, "rows": ["base", "other"],
+              "seeds": {"0": seed(80, 81), "1": seed(90, 93)}}
+    lines = bench.table(record)
+    assert lines[0].startswith("2 seeds x 100 labels")
+    other = [c.strip() for c in lines[-1].strip("|").split("|")]
+    # pooled 0.87 (sd 0.085 over seeds) yet +2.0 points paired, SE = sd(1, 3) / sqrt(2) = 1.0
+    assert other == ["other", "0.8700 (0.085)", "+2.0 pt (1.0)", "1.000", "0.900", "0.800", "0.50", "0.50"]
+    assert [c.strip() for c in lines[-2].strip("|").split("|")][2] == ""  # no difference for the baseline itself
+    assert bench.merge([{**record, "seeds": {"0": record["seeds"]["0"]}},
+                        {**record, "seeds": {"1": record["seeds"]["1"]}}]) == record
+    with pytest.raises(SystemExit, match="the same rows"):
+        bench.merge([record, {**record, "rows": ["base"]}])
+
+
+def test_bench_seeds_reads_rows_and_seeds_and_names_what_is_allowed():
+    bench = load_tool("bench_seeds", folder="bench")
+    assert bench.row_setting("weaker=strength=0.1,refiner_steps=3") == ("weaker", {"strength": 0.1, "refiner_steps": 3})
+    assert bench.row_setting("first stage=refine=false,guidance=2") == ("first stage", {"refine": False, "guidance": 2.0})
+    assert bench.row_setting("shipped=") == ("shipped", {})
+    with pytest.raises(Exception, match="bad option 'strenght=0.1' in row 'x': write key=value with key one of sampler"):
+        bench.row_setting("x=strenght=0.1")
+    assert bench.seed_list("0-3,7") == [0, 1, 2, 3, 7]
+    with pytest.raises(Exception, match="bad seeds 'a-b'"):
+        bench.seed_list("a-b")
+
+
+def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(tiny_refined_model):
+    from lab6.sampling import generate
+
+    bench = load_tool("bench_seeds", folder="bench")
+    pipe = load_model(tiny_refined_model)
+    conditions = [["red cube"], ["gray sphere", "cyan cube"]]
+    rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2}),
+            ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False})]
+    drawn = bench.draw_rows(pipe, rows, conditions, seed=3)
+    assert torch.equal(drawn["first stage"], generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
+    assert torch.equal(drawn["shipped"], drawn["same strength"])  # the setting alone tells rows apart
+    assert not torch.equal(drawn["weaker"], drawn["shipped"]) and drawn["weaker"].shape == (2, 3, 64, 64)

@@ -23,11 +23,11 @@ A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.sampling.
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
 alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform]`` to try a 64-px refiner
 after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: its steps as before the
-fourteenth session). A refined candidate also gets a row for its first stage's images (the same draw without
+fourteenth session; ``strength=S`` alone: a pair's own refiner at another strength). A refined candidate also gets a row for its first stage's images (the same draw without
 the refiner, untimed), at no cost. Rows for real images and for real images sent through
 32 px come first. ``--refiner-alone``: each candidate's refiner redraws those real 32-px images instead of
-drawing (what the refiner adds to a perfect first stage; for other data, e.g. renders, give a set of 11,000
-images or more, ``lab6 data render --out D --n 11000 --seed 1``, so its held-out tenth holds 1,000 references).
+drawing (what the refiner adds to a perfect first stage; of generate's keys only steps and seed apply;
+for other data, e.g. renders, give a set of 11,000 images or more, ``lab6 data render --out D --n 11000 --seed 1``, so its held-out tenth holds 1,000 references).
 ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
@@ -46,7 +46,7 @@ from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import SHAPES, decode, encode_many
-from lab6.pipeline import load_pipeline, with_refiner
+from lab6.pipeline import load_pipeline, refiner_of, with_refiner
 from lab6.sampling import generate
 from lab6.proxy import split_holdout, upsample_like_official
 from lab6.settings import yes_or_no
@@ -138,13 +138,18 @@ def main() -> None:
         loaded = load_pipeline(path)
         pairing = {key: settings.pop(key) for key in PAIRING_KEYS if key in settings}
         if pairing:
-            if "refiner" not in pairing or "strength" not in pairing:
-                raise SystemExit(f"candidate {label!r}: a refiner needs both refiner=RUN and strength=S")
+            if "strength" not in pairing or ("refiner" not in pairing and loaded.refiner is None):
+                raise SystemExit(f"candidate {label!r}: a refiner needs strength=S, and refiner=RUN unless MODEL has one")
             options = {name: pairing[key] for key, name in PAIRING_OPTIONS.items() if key in pairing}
-            loaded = with_refiner(loaded, load_pipeline(pairing["refiner"]), pairing["strength"], **options)
+            refiner = load_pipeline(pairing["refiner"]) if "refiner" in pairing else refiner_of(loaded)
+            loaded = with_refiner(loaded, refiner, pairing["strength"], **options)
         if args.refiner_alone:
             if loaded.refiner is None:
                 raise SystemExit(f"candidate {label!r} has no refiner to measure alone: give refiner=RUN,strength=S")
+            unused = sorted(set(settings) - {"steps", "seed"})  # the first stage's keys: no first stage runs here
+            if unused:
+                raise SystemExit(f"candidate {label!r}: --refiner-alone draws no first stage, so {', '.join(unused)} "
+                                 "would change nothing; give only steps, seed and the refiner's keys")
             start = time.perf_counter()
             refined = loaded.refine((through_32 + 1) / 2, other_conditions, settings.get("steps", 20),
                                     torch.Generator().manual_seed(settings.get("seed", 0))) * 2 - 1

@@ -21,7 +21,7 @@ training, so their features have not seen them):
 
 A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.sampling.generate``: sampler, steps,
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
-alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform]`` to try a 64-px refiner
+alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform][,refiner_step_ratio=R]`` to try a 64-px refiner
 after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: its steps as before the
 fourteenth session; ``strength=S`` alone: a pair's own refiner at another strength). A refined candidate also gets a row for its first stage's images (the same draw without
 the refiner, untimed), at no cost. Rows for real images and for real images sent through
@@ -54,10 +54,10 @@ from lab6.settings import yes_or_no
 
 #: How to read the value of each key that is not a word.
 VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
-                 "refiner_guidance": float}
-PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing")  # how to pair MODEL with a refiner, not generate's
+                 "refiner_guidance": float, "refiner_step_ratio": float}
+PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing", "refiner_step_ratio")  # how to pair MODEL with a refiner, not generate's
 #: The optional pairing keys, as ``with_refiner`` names them: the ones not given keep its defaults.
-PAIRING_OPTIONS = {"refiner_guidance": "guidance", "refiner_spacing": "spacing"}
+PAIRING_OPTIONS = {"refiner_guidance": "guidance", "refiner_spacing": "spacing", "refiner_step_ratio": "step_ratio"}
 
 
 def candidate(text: str) -> tuple[str, str, dict]:

@@ -17,8 +17,8 @@ share of each shape's labels the second evaluator finds, sharpness over real ima
 
 A row is ``LABEL=key=value,...``: first-stage keys ``sampler``, ``steps``, ``guidance``, ``noise`` (the
 model's own by default), ``refine=false`` (the first stage alone), and refiner keys ``strength`` (redraw the
-last S of the refiner's schedule), ``refiner_steps`` (default 4, the shipped pair's at 20 first-stage
-steps) and ``refiner=RUN`` (another refiner; default the model's own). ``--json FILE`` writes every seed's hits;
+last S of the refiner's schedule), ``refiner_steps`` (default: as many as the model's pair would take at that
+strength, ``Lab6Pipeline.stage_steps``) and ``refiner=RUN`` (another refiner; default the model's own). ``--json FILE`` writes every seed's hits;
 ``--merge A.json B.json ...`` prints the table of runs made apart (e.g. seeds 0-5 on one core, 6-10 on the other).
 """
 
@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 
 from lab6.data import ICLEVRDataset, conditions_file
+from lab6.diffusion import DEFAULT_STEPS
 from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import colour_cast, sharpness
 from lab6.labels import SHAPES, encode_many, load_conditions
@@ -86,11 +87,11 @@ def draw_rows(pipe, rows, conditions, seed: int) -> dict[str, torch.Tensor]:
             images[label] = first_stages[key]
             continue
         refiner = load_pipeline(settings["refiner"]) if "refiner" in settings else refiner_of(pipe)
-        paired = with_refiner(pipe, refiner, settings.get("strength", pipe.config.refiner_strength),
+        steps = first.get("steps") or DEFAULT_STEPS[first.get("sampler", "dpmsolver")]
+        ratio = settings["refiner_steps"] / steps if "refiner_steps" in settings else pipe.config.refiner_step_ratio
+        paired = with_refiner(pipe, refiner, settings.get("strength", pipe.config.refiner_strength), step_ratio=ratio,
                               spacing=pipe.config.refiner_spacing if "refiner" not in settings else "karras")
-        steps = settings.get("refiner_steps", 4)
-        refined = paired.refine((first_stages[key] + 1) / 2, conditions, round(steps / paired.config.refiner_strength),
-                                torch.Generator().manual_seed(seed))
+        refined = paired.refine((first_stages[key] + 1) / 2, conditions, steps, torch.Generator().manual_seed(seed))
         images[label] = refined * 2 - 1
     return images
 

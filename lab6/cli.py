@@ -112,7 +112,8 @@ def cmd_pair(args) -> None:
 
     if args.out.exists():
         raise FileExistsError(f"{args.out} exists: give a new folder for the paired model")
-    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength, spacing=args.spacing)
+    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength, spacing=args.spacing,
+                        step_ratio=args.step_ratio)
     save_pipeline(pipe, args.out, pipe.metadata)
     first, refiner = pipe.stage_steps(20)
     print(f"{args.out}: {args.model}, then the refiner {args.refiner} over the last {args.strength:g} of its schedule "
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spacing", choices=REFINER_SPACINGS, default="karras",
                    help="the refiner's steps: karras (down to t = 0, keeps the grain a refiner draws; default) or "
                         "uniform (the last steps of an even schedule, for a refiner trained without the detail prior)")
+    p.add_argument("--step-ratio", type=float, default=None, metavar="R",
+                   help="the refiner's steps per first-stage step (default: --strength; 0.2 gives 4 steps at --steps 20 "
+                        "whatever the strength)")
     p.add_argument("--out", type=Path, required=True, help="the new model folder")
     p.set_defaults(func=cmd_pair)
 

@@ -72,7 +72,10 @@ class Lab6Pipeline(DiffusionPipeline):
     "karras", :func:`lab6.diffusion.karras_timesteps`: a last step at high noise would wipe out the texture
     the refiner draws) with schedulers that take custom timesteps (DPM-Solver++, DDPM); others (DDIM) and
     ``refiner_spacing="uniform"`` take the last steps of a uniform schedule. ``with_refiner`` pairs with
-    "karras"; the default "uniform" is what a model folder saved without the key was tuned with.
+    "karras"; the default "uniform" is what a model folder saved without the key was tuned with. A call of n
+    steps gives the refiner ``refiner_step_ratio`` x n of its own (at least one); unset, its strength x n, as
+    diffusers' img2img counts them. Set apart, a weaker strength keeps its steps: the texture is drawn in the
+    last steps near t = 0, and fewer of them leave it coarse.
     """
 
     model_cpu_offload_seq = "unet->refiner"
@@ -81,7 +84,8 @@ class Lab6Pipeline(DiffusionPipeline):
 
     def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
                  refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
-                 refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform"):
+                 refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform",
+                 refiner_step_ratio: float | None = None):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
@@ -91,18 +95,24 @@ class Lab6Pipeline(DiffusionPipeline):
                              f"refiner_strength={refiner_strength}")
         if refiner_spacing not in REFINER_SPACINGS:
             raise ValueError(f"refiner_spacing must be one of {', '.join(REFINER_SPACINGS)}, got {refiner_spacing!r}")
+        if refiner_step_ratio is not None and not 0 < refiner_step_ratio <= 1:
+            raise ValueError(f"refiner_step_ratio must be in (0, 1] (the refiner's steps per first-stage step) or "
+                             f"None (its strength), got {refiner_step_ratio}")
         self.register_modules(unet=unet, scheduler=scheduler, refiner=refiner, refiner_scheduler=refiner_scheduler)
         self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise,
                                 refiner_strength=refiner_strength if refiner is not None else 0.0,
-                                refiner_guidance_scale=refiner_guidance_scale, refiner_spacing=refiner_spacing)
+                                refiner_guidance_scale=refiner_guidance_scale, refiner_spacing=refiner_spacing,
+                                refiner_step_ratio=refiner_step_ratio)
         self.metadata: dict = {}  # lab6.json: the training record (set by load_pipeline)
         self.path: Path | None = None  # the folder it was loaded from
 
     def stage_steps(self, num_inference_steps: int, refine: bool = True) -> tuple[int, int]:
-        """(first stage's steps, refiner's steps): the refiner takes ``refiner_strength`` of as many, at least one."""
+        """(first stage's steps, refiner's steps): the refiner takes ``refiner_step_ratio`` (unset: its strength)
+        of as many, at least one."""
         if not (refine and self.refiner is not None):
             return num_inference_steps, 0
-        return num_inference_steps, max(1, round(num_inference_steps * self.config.refiner_strength))
+        ratio = self.config.refiner_step_ratio or self.config.refiner_strength
+        return num_inference_steps, max(1, round(num_inference_steps * ratio))
 
     @torch.no_grad()
     def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
@@ -204,17 +214,19 @@ class Lab6Pipeline(DiffusionPipeline):
             sampler, self.refiner_scheduler.config, any_timesteps=self.config.refiner_spacing == "karras")
         pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise,
                             self.refiner, refiner_scheduler, self.config.refiner_strength,
-                            self.config.refiner_guidance_scale, self.config.refiner_spacing)
+                            self.config.refiner_guidance_scale, self.config.refiner_spacing,
+                            self.config.refiner_step_ratio)
         pipe.metadata, pipe.path = self.metadata, self.path
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipe
 
 
 def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, guidance: float = 1.0,
-                 spacing: str = "karras") -> Lab6Pipeline:
+                 spacing: str = "karras", step_ratio: float | None = None) -> Lab6Pipeline:
     """``base`` (any model) followed by ``refiner`` (a 64-px model, ideally trained with ``max_timestep``) over
-    the last ``strength`` of the refiner's schedule, as one pipeline. The refiner's ``lab6.json`` records the
-    noise levels it was trained on; a strength that reaches past them is refused."""
+    the last ``strength`` of the refiner's schedule, as one pipeline, in ``step_ratio`` x the first stage's
+    steps (default: ``strength`` x as many). The refiner's ``lab6.json`` records the noise levels it was
+    trained on; a strength that reaches past them is refused."""
     size = refiner.unet.config.sample_size
     if size != OUTPUT_SIZE:
         raise ValueError(f"a refiner draws {OUTPUT_SIZE}x{OUTPUT_SIZE} images; this one draws {size}x{size}")
@@ -224,7 +236,7 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
         raise ValueError(f"refiner strength must be in (0, {trained_below / T:g}]"
                          f" (the refiner was trained on t < {trained_below}), got {strength}")
     pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
-                        guidance, spacing)
+                        guidance, spacing, step_ratio)
     pipe.metadata = {**base.metadata, "refiner": refiner.metadata}
     pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
     return pipe

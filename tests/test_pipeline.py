@@ -220,6 +220,23 @@ def test_refiner_of_pairs_the_same_refiner_again_at_another_strength(pipe, refin
         refiner_of(pipe)
 
 
+def test_a_refiners_steps_follow_its_step_ratio_apart_from_its_strength(pipe, refined, tmp_path):
+    from lab6.pipeline import refiner_of, with_refiner
+
+    weaker = with_refiner(pipe, refiner_of(refined), 0.1)
+    assert weaker.stage_steps(20) == (20, 2)  # unset: strength x steps, as diffusers' img2img
+    kept = with_refiner(pipe, refiner_of(refined), 0.1, step_ratio=0.2)
+    assert kept.stage_steps(20) == (20, 4) and kept.stage_steps(10) == (10, 2) and kept.stage_steps(2) == (2, 1)
+    steps = []
+    kept(CONDITIONS, num_inference_steps=10, callback_on_step_end=lambda p, i, t, d: steps.append(int(t)))
+    assert steps[10:] == karras_timesteps(kept.refiner_scheduler.alphas_cumprod, 9, 2) and steps[-1] == 0
+    save_pipeline(kept, tmp_path / "kept", {})
+    again = load_pipeline(tmp_path / "kept")
+    assert again.config.refiner_step_ratio == 0.2 and again.with_sampler("ddim").stage_steps(20) == (20, 4)
+    with pytest.raises(ValueError, match=r"refiner_step_ratio must be in \(0, 1\] .* got 1.5"):
+        with_refiner(pipe, refiner_of(refined), 0.1, step_ratio=1.5)
+
+
 def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timesteps(pipe, refined):
     """Karras spacing from strength x T down to 0 with every sampler (DDIM as first-order DPM-Solver++, which
     takes any timesteps); ``refiner_spacing="uniform"`` takes the last steps of a uniform schedule."""

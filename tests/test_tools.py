@@ -71,12 +71,13 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
                              make_noise_scheduler(1000, "cosine", "v").config)
     refiner.metadata = {"train_step": 40, "epochs": 2.0, "train_minutes": 3.0, "parent": first,
                         "recipe": {"batch_size": 8, "lr": 2e-4, "max_timestep": 300}}
-    loaded = with_refiner(base, refiner, 0.2)
+    loaded = with_refiner(base, refiner, 0.1, step_ratio=0.2)
     table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.5, "heldout": 0.5, "pooled": 0.5}}}
     card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
                                      {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
                                      Namespace(command="lab6 train x", refiner_command="lab6 train y")))
-    assert "redraws the last 0.2 of its noise schedule at 64x64 in steps spaced as Karras et al. down to t = 0" in card
+    assert ("redraws the last 0.1 of its noise schedule at 64x64 in 4 steps (at 20 first-stage steps) spaced as Karras "
+            "et al. down to t = 0") in card
     assert "- Command: `lab6 train y`" in card
     assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
             "3.0 minutes of training on 1 process(es), peak lr 0.0002, timesteps below 300 only.") in card
@@ -236,7 +237,7 @@ def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(t
     bench = load_tool("bench_seeds", folder="bench")
     pipe = load_model(tiny_refined_model)
     conditions = [["red cube"], ["gray sphere", "cyan cube"]]
-    rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2}),
+    rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2, "refiner_steps": 1}),
             ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False})]
     drawn = bench.draw_rows(pipe, rows, conditions, seed=3)
     assert torch.equal(drawn["first stage"], generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)

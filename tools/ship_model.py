@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--refiner", type=Path, default=None, help="a 64-px refiner run to ship after the model")
     parser.add_argument("--refiner-strength", type=float, default=None, metavar="S",
                         help="the last S of the refiner's schedule it redraws (with --refiner)")
+    parser.add_argument("--refiner-step-ratio", type=float, default=None, metavar="R",
+                        help="the refiner's steps per first-stage step (default: its strength)")
     parser.add_argument("--refiner-command", default="", help="the command that trained the refiner, for the card")
     parser.add_argument("--fidelity", type=Path, default=None,
                         help="bench/bench_fidelity.py --json output, for the card's fidelity table")
@@ -73,7 +75,7 @@ def main() -> None:
     meta.update(guidance=shipped.guidance, noise=shipped.noise)
     if args.refiner:
         refiner = load_pipeline(args.refiner)
-        shipped = with_refiner(shipped, refiner, args.refiner_strength)
+        shipped = with_refiner(shipped, refiner, args.refiner_strength, step_ratio=args.refiner_step_ratio)
         meta["refiner"] = without_machine_paths(refiner.metadata)
     for name in ("unet", "refiner"):  # each config names the folder it was loaded from: on this machine, not in git
         if getattr(shipped, name, None) is not None:
@@ -243,8 +245,8 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else ".")
         + (f" A 64-px refiner ({sum(p.numel() for p in loaded.refiner.parameters()) / 1e6:.1f}M parameters, trained "
            "on low noise levels only) then redraws the last "
-           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64"
-           + (" in steps spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
+           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64 in {loaded.stage_steps(20)[1]} steps (at 20 "
+           "first-stage steps)" + (" spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
            + ": edges, shadows and texture (`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None
            else ""),
         "",

@@ -15,10 +15,11 @@ share of each shape's labels the second evaluator finds, sharpness over real ima
         --row "shipped=" --row "first stage alone=refine=false" \\
         --row "strength 0.1=strength=0.1" --row "strength 0.15=strength=0.15"
 
-A row is ``LABEL=key=value,...``: first-stage keys ``sampler``, ``steps``, ``guidance``, ``noise`` (the
-model's own by default), ``refine=false`` (the first stage alone), and refiner keys ``strength`` (redraw the
-last S of the refiner's schedule), ``refiner_steps`` (default: as many as the model's pair would take at that
-strength, ``Lab6Pipeline.stage_steps``) and ``refiner=RUN`` (another refiner; default the model's own). ``--json FILE`` writes every seed's hits;
+A row is ``LABEL=key=value,...``: first-stage keys ``sampler``, ``steps``, ``guidance``, ``noise`` and
+``guidance_interval`` (``LOW:HIGH`` or ``none``; each the model's own by default), ``refine=false`` (the first
+stage alone), and refiner keys ``strength`` (redraw the last S of the refiner's schedule), ``refiner_steps``
+(default: as many as the model's pair takes at that strength, ``Lab6Pipeline.stage_steps``) and
+``refiner=RUN`` (another refiner; default the model's own). ``--json FILE`` writes every seed's hits;
 ``--merge A.json B.json ...`` prints the table of runs made apart (e.g. seeds 0-5 on one core, 6-10 on the other).
 """
 
@@ -33,7 +34,7 @@ from pathlib import Path
 import torch
 
 from lab6.data import ICLEVRDataset, conditions_file
-from lab6.diffusion import DEFAULT_STEPS
+from lab6.diffusion import DEFAULT_STEPS, check_guidance_interval
 from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import colour_cast, sharpness
 from lab6.labels import SHAPES, encode_many, load_conditions
@@ -42,7 +43,18 @@ from lab6.proxy import split_holdout
 from lab6.sampling import generate
 from lab6.settings import yes_or_no
 
-FIRST_STAGE_KEYS = {"sampler": str, "steps": int, "guidance": float, "noise": str, "refine": yes_or_no}
+def interval(text: str) -> tuple[float, float] | None:
+    """``"0.28:5.42"`` -> ``(0.28, 5.42)``; ``"none"`` -> None (guidance at every step)."""
+    if text == "none":
+        return None
+    try:
+        return check_guidance_interval(text.split(":"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"bad guidance_interval {text!r}: write LOW:HIGH or none ({err})") from None
+
+
+FIRST_STAGE_KEYS = {"sampler": str, "steps": int, "guidance": float, "noise": str, "guidance_interval": interval,
+                    "refine": yes_or_no}
 REFINER_KEYS = {"strength": float, "refiner_steps": int, "refiner": str}
 SPLITS = ("test", "new_test", "heldout")
 
@@ -78,10 +90,11 @@ def draw_rows(pipe, rows, conditions, seed: int) -> dict[str, torch.Tensor]:
     """Each row's images (in [-1, 1], 64 px) for one seed; rows with the same first-stage settings share its draw."""
     first_stages, images = {}, {}
     for label, settings in rows:
-        first = {k: v for k, v in settings.items() if k in FIRST_STAGE_KEYS and k != "refine"}
-        key = json.dumps(first, sort_keys=True)
+        first = {k: v for k, v in settings.items() if k in FIRST_STAGE_KEYS and k not in ("refine", "guidance_interval")}
+        drawing = pipe.with_guidance_interval(settings["guidance_interval"]) if "guidance_interval" in settings else pipe
+        key = json.dumps([first, drawing.config.guidance_interval], sort_keys=True)
         if key not in first_stages:
-            first_stages[key] = generate(pipe, conditions, seed=seed, refine=False, progress=False, **first).images
+            first_stages[key] = generate(drawing, conditions, seed=seed, refine=False, progress=False, **first).images
         refine = settings.get("refine", True) and (pipe.refiner is not None or "refiner" in settings)
         if not refine:
             images[label] = first_stages[key]

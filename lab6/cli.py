@@ -230,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="ddpm (1,000 stochastic steps), ddim or dpmsolver (DPM-Solver++, lab6's default)")
         p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
         p.add_argument("--guidance", type=float, default=None,
-                       help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
+                       help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's), "
+                            "at the noise levels of the model's guidance interval if it has one (its card says)")
         p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
         p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                        help="starting noise: grey-mean (its channel means made equal, so it carries no colour "

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_NOISE, INITIAL_NOISE, REFINER_SPACINGS, evaluator_steered_x0, guided_output,
-                        make_sampler, predicted_x0, set_tail_timesteps, x0_to_model_output)
+from .diffusion import (DEFAULT_NOISE, INITIAL_NOISE, REFINER_SPACINGS, check_guidance_interval, evaluator_steered_x0,
+                        guidance_at, guided_output, make_sampler, predicted_x0, set_tail_timesteps, x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -75,7 +75,9 @@ class Lab6Pipeline(DiffusionPipeline):
     "karras"; the default "uniform" is what a model folder saved without the key was tuned with. A call of n
     steps gives the refiner ``refiner_step_ratio`` x n of its own (at least one); unset, its strength x n, as
     diffusers' img2img counts them. Set apart, a weaker strength keeps its steps: the texture is drawn in the
-    last steps near t = 0, and fewer of them leave it coarse.
+    last steps near t = 0, and fewer of them leave it coarse. ``guidance_interval`` (low, high): the first
+    stage guides only where the noise-to-signal ratio lies in (low, high] and runs the conditional model
+    alone elsewhere (:func:`lab6.diffusion.guidance_at`); unset, it guides at every step.
     """
 
     model_cpu_offload_seq = "unet->refiner"
@@ -85,7 +87,7 @@ class Lab6Pipeline(DiffusionPipeline):
     def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
                  refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
                  refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform",
-                 refiner_step_ratio: float | None = None):
+                 refiner_step_ratio: float | None = None, guidance_interval: Sequence[float] | None = None):
         super().__init__()
         if initial_noise not in INITIAL_NOISE:
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
@@ -98,11 +100,13 @@ class Lab6Pipeline(DiffusionPipeline):
         if refiner_step_ratio is not None and not 0 < refiner_step_ratio <= 1:
             raise ValueError(f"refiner_step_ratio must be in (0, 1] (the refiner's steps per first-stage step) or "
                              f"None (its strength), got {refiner_step_ratio}")
+        if guidance_interval is not None:
+            guidance_interval = check_guidance_interval(guidance_interval)
         self.register_modules(unet=unet, scheduler=scheduler, refiner=refiner, refiner_scheduler=refiner_scheduler)
         self.register_to_config(guidance_scale=guidance_scale, initial_noise=initial_noise,
                                 refiner_strength=refiner_strength if refiner is not None else 0.0,
                                 refiner_guidance_scale=refiner_guidance_scale, refiner_spacing=refiner_spacing,
-                                refiner_step_ratio=refiner_step_ratio)
+                                refiner_step_ratio=refiner_step_ratio, guidance_interval=guidance_interval)
         self.metadata: dict = {}  # lab6.json: the training record (set by load_pipeline)
         self.path: Path | None = None  # the folder it was loaded from
 
@@ -158,7 +162,7 @@ class Lab6Pipeline(DiffusionPipeline):
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         loop = _GuidedLoop(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
                            callback_on_step_end, callback_on_step_end_tensor_inputs)
-        x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, first_step=0)
+        x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, 0, self.config.guidance_interval)
         _, refiner_steps = self.stage_steps(num_inference_steps, refine)
         if refiner_steps:
             x = self._redraw_at_64(loop, x, refiner_steps, noise_kind, first_step=num_inference_steps)
@@ -212,10 +216,21 @@ class Lab6Pipeline(DiffusionPipeline):
         (and the refiner's, which steps over Karras-spaced timesteps with any of them: ``make_sampler``)."""
         refiner_scheduler = self.refiner_scheduler and make_sampler(
             sampler, self.refiner_scheduler.config, any_timesteps=self.config.refiner_spacing == "karras")
-        pipe = Lab6Pipeline(self.unet, make_sampler(sampler, self.scheduler.config), self.guidance, self.noise,
-                            self.refiner, refiner_scheduler, self.config.refiner_strength,
-                            self.config.refiner_guidance_scale, self.config.refiner_spacing,
-                            self.config.refiner_step_ratio)
+        return self._replaced(scheduler=make_sampler(sampler, self.scheduler.config), refiner_scheduler=refiner_scheduler)
+
+    def with_guidance_interval(self, interval: Sequence[float] | None) -> "Lab6Pipeline":
+        """The same model guiding only inside ``interval`` (low, high] of noise-to-signal ratios (None: at every
+        step), e.g. ``(0, 1e9)`` for every step of a model shipped with an interval."""
+        return self._replaced(guidance_interval=interval)
+
+    def _replaced(self, **changes) -> "Lab6Pipeline":
+        """A pipeline on the same modules with some of its modules or settings replaced."""
+        settings = {name: self.config[name] for name in ("guidance_scale", "initial_noise", "refiner_strength",
+                                                          "refiner_guidance_scale", "refiner_spacing",
+                                                          "refiner_step_ratio", "guidance_interval")}
+        modules = {"unet": self.unet, "scheduler": self.scheduler, "refiner": self.refiner,
+                   "refiner_scheduler": self.refiner_scheduler}
+        pipe = Lab6Pipeline(**{**modules, **settings, **changes})
         pipe.metadata, pipe.path = self.metadata, self.path
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
         return pipe
@@ -236,7 +251,7 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
         raise ValueError(f"refiner strength must be in (0, {trained_below / T:g}]"
                          f" (the refiner was trained on t < {trained_below}), got {strength}")
     pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
-                        guidance, spacing, step_ratio)
+                        guidance, spacing, step_ratio, base.config.guidance_interval)
     pipe.metadata = {**base.metadata, "refiner": refiner.metadata}
     pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
     return pipe
@@ -265,12 +280,14 @@ class _GuidedLoop:
     callback: Callable | None
     callback_tensors: Sequence[str]
 
-    def run(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, first_step: int) -> torch.Tensor:
+    def run(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, first_step: int,
+            interval: tuple[float, float] | None = None) -> torch.Tensor:
         prediction = "v" if scheduler.config.prediction_type == "v_prediction" else "epsilon"
         alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
         for i, t in enumerate(self.pipe.progress_bar(timesteps), start=first_step):
             model_input = scheduler.scale_model_input(x, t)
-            output = torch.cat([guided_output(unet, xs, t, cs, guidance) for xs, cs in
+            w = guidance_at(alphas_cumprod[round(float(t))], guidance, interval)  # Euler's t are floats
+            output = torch.cat([guided_output(unet, xs, t, cs, w) for xs, cs in
                                 zip(model_input.split(self.batch_size), self.condition.split(self.batch_size))])
             x0 = None
             if self.evaluator_guidance_scale:

@@ -35,6 +35,7 @@ class Sampling:
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
     refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
+    guidance_interval: tuple[float, float] | None = None  # guided only where sigma is in (low, high] (None: everywhere)
 
     @classmethod
     def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
@@ -44,8 +45,10 @@ class Sampling:
         scale and starting noise, and its refiner unless ``refine=False``."""
         if sampler not in DEFAULT_STEPS:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
+        interval = pipe.config.guidance_interval
         return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
-                   noise or pipe.noise, seed, evaluator_guidance, refine and pipe.refiner is not None)
+                   noise or pipe.noise, seed, evaluator_guidance, refine and pipe.refiner is not None,
+                   tuple(interval) if interval is not None else None)
 
     @property
     def name(self) -> str:
@@ -55,6 +58,8 @@ class Sampling:
     def describe(self) -> str:
         """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
         parts = [self.name, f"w = {self.guidance:g}"]
+        if self.guidance_interval is not None:
+            parts[-1] += " for sigma in ({:g}, {:g}]".format(*self.guidance_interval)
         if self.noise != DEFAULT_NOISE:
             parts.append(f"{self.noise} noise")
         if self.evaluator_guidance:

@@ -114,6 +114,38 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
         images(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise"])
 
 
+def test_a_guidance_interval_guides_only_its_noise_levels_with_two_calls_and_the_rest_with_one(pipe, tmp_path):
+    from lab6.diffusion import guidance_at
+
+    ac = pipe.scheduler.alphas_cumprod
+    sigma = ((1 - ac) / ac).sqrt()
+    inside, below = int((sigma <= 5.0).nonzero().max()), int((sigma <= 0.2).nonzero().max())
+    assert guidance_at(ac[inside], 3.0, (0.2, 5.0)) == 3.0 and guidance_at(ac[below], 3.0, (0.2, 5.0)) == 1.0
+    assert guidance_at(ac[-1], 3.0, (0.2, 5.0)) == 1.0 and guidance_at(ac[-1], 3.0, None) == 3.0
+
+    batches, real_forward = [], pipe.unet.forward
+    interval = (0.2, float(sigma[50]))  # guided from t = 50 down to sigma 0.2, conditional above
+    ranged = pipe.with_guidance_interval(interval)
+    ranged.unet.forward = lambda x, t, c, **kw: batches.append((int(t[0]), len(x))) or real_forward(x, t, c, **kw)
+    try:
+        out = images(ranged, output_type="pt")
+    finally:
+        ranged.unet.forward = real_forward
+    assert [n for _, n in batches] == [2 * len(CONDITIONS) if interval[0] < sigma[t] <= interval[1] else len(CONDITIONS)
+                                       for t, _ in batches] and len({n for _, n in batches}) == 2
+    assert torch.equal(images(pipe.with_guidance_interval((0, 1e9)), output_type="pt"), images(pipe, output_type="pt"))
+    assert torch.equal(images(pipe.with_guidance_interval((1e8, 1e9)), output_type="pt"),
+                       images(pipe, output_type="pt", guidance_scale=1.0))  # an interval no step reaches: w = 1
+    assert not torch.equal(out, images(pipe, output_type="pt"))
+    assert generate(ranged, CONDITIONS, steps=2, progress=False).sampling.describe() == \
+        f"DPM-Solver++-2, w = 3 for sigma in (0.2, {interval[1]:g}]"
+    save_pipeline(ranged, tmp_path / "ranged", {})
+    assert tuple(load_pipeline(tmp_path / "ranged").config.guidance_interval) == interval
+    with pytest.raises(ValueError, match=r"guidance_interval must have 0 <= low < high, both finite, got \(5, 1\)"):
+        pipe.with_guidance_interval((5, 1))
+    assert pipe.with_guidance_interval(None).config.guidance_interval is None
+
+
 def test_generate_names_the_sampler_and_records_frames(pipe):
     result = generate(pipe, CONDITIONS, sampler="ddim", steps=4, seed=0, record_every=2, progress=False)
     assert result.sampling == Sampling("ddim", 4, 3.0, "grey-mean", seed=0)  # the model's guidance and noise

@@ -71,7 +71,7 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
                              make_noise_scheduler(1000, "cosine", "v").config)
     refiner.metadata = {"train_step": 40, "epochs": 2.0, "train_minutes": 3.0, "parent": first,
                         "recipe": {"batch_size": 8, "lr": 2e-4, "max_timestep": 300}}
-    loaded = with_refiner(base, refiner, 0.1, step_ratio=0.2)
+    loaded = with_refiner(base.with_guidance_interval((0.28, 5.42)), refiner, 0.1, step_ratio=0.2)
     table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.5, "heldout": 0.5, "pooled": 0.5}}}
     card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
                                      {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
@@ -79,6 +79,7 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
     assert ("redraws the last 0.1 of its noise schedule at 64x64 in 4 steps (at 20 first-stage steps) spaced as Karras "
             "et al. down to t = 0") in card
     assert "- Command: `lab6 train y`" in card
+    assert "for noise-to-signal ratios in (0.28, 5.42] only (the conditional model alone elsewhere)" in card
     assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
             "3.0 minutes of training on 1 process(es), peak lr 0.0002, timesteps below 300 only.") in card
     assert "Refiner stage 1" not in card  # the first stage's own training, listed once above
@@ -224,6 +225,11 @@ def test_bench_seeds_reads_rows_and_seeds_and_names_what_is_allowed():
     assert bench.row_setting("weaker=strength=0.1,refiner_steps=3") == ("weaker", {"strength": 0.1, "refiner_steps": 3})
     assert bench.row_setting("first stage=refine=false,guidance=2") == ("first stage", {"refine": False, "guidance": 2.0})
     assert bench.row_setting("shipped=") == ("shipped", {})
+    assert bench.row_setting("w5=guidance=5,guidance_interval=0.28:5.42") == (
+        "w5", {"guidance": 5.0, "guidance_interval": (0.28, 5.42)})
+    assert bench.row_setting("everywhere=guidance_interval=none") == ("everywhere", {"guidance_interval": None})
+    with pytest.raises(Exception, match=r"bad guidance_interval '5:1': write LOW:HIGH or none \(guidance_interval must"):
+        bench.row_setting("x=guidance_interval=5:1")
     with pytest.raises(Exception, match="bad option 'strenght=0.1' in row 'x': write key=value with key one of sampler"):
         bench.row_setting("x=strenght=0.1")
     assert bench.seed_list("0-3,7") == [0, 1, 2, 3, 7]
@@ -238,8 +244,12 @@ def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(t
     pipe = load_model(tiny_refined_model)
     conditions = [["red cube"], ["gray sphere", "cyan cube"]]
     rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2, "refiner_steps": 1}),
-            ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False})]
+            ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False}),
+            ("interval", {"steps": 5, "refine": False, "guidance_interval": (0.5, 2.0)})]
     drawn = bench.draw_rows(pipe, rows, conditions, seed=3)
     assert torch.equal(drawn["first stage"], generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
     assert torch.equal(drawn["shipped"], drawn["same strength"])  # the setting alone tells rows apart
     assert not torch.equal(drawn["weaker"], drawn["shipped"]) and drawn["weaker"].shape == (2, 3, 64, 64)
+    assert torch.equal(drawn["interval"], generate(pipe.with_guidance_interval((0.5, 2.0)), conditions, steps=5, seed=3,
+                                                   refine=False, progress=False).images)
+    assert not torch.equal(drawn["interval"], drawn["first stage"])

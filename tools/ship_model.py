@@ -48,6 +48,9 @@ def main() -> None:
                         help="guidance scale w to ship with (default: the one the run was evaluated with)")
     parser.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                         help="starting noise to ship with (default: the run's)")
+    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
+                        help="guide only where the noise-to-signal ratio is in (LOW, HIGH] (default: the model's; "
+                             "Kynkaanniemi et al. 2024)")
     parser.add_argument("--refiner", type=Path, default=None, help="a 64-px refiner run to ship after the model")
     parser.add_argument("--refiner-strength", type=float, default=None, metavar="S",
                         help="the last S of the refiner's schedule it redraws (with --refiner)")
@@ -70,7 +73,8 @@ def main() -> None:
         parser.error("--refiner and --refiner-strength go together")
     source = load_pipeline(args.model)  # a pipeline folder, a flat folder of the older layout, or a run
     shipped = Lab6Pipeline(source.unet, source.scheduler, source.guidance if args.guidance is None else args.guidance,
-                           args.noise or source.noise)
+                           args.noise or source.noise,
+                           guidance_interval=args.guidance_interval or source.config.guidance_interval)
     meta = without_machine_paths(source.metadata)
     meta.update(guidance=shipped.guidance, noise=shipped.noise)
     if args.refiner:
@@ -265,6 +269,8 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         f"gamma {recipe.get('min_snr_gamma')}, batch {recipe.get('batch_size')}, lr {recipe.get('lr')}, EMA "
         f"{recipe.get('ema_decay')}, label dropout {recipe.get('cond_dropout')}.",
         f"- Sampled with classifier-free guidance w = {loaded.guidance:g}"
+        + (" for noise-to-signal ratios in ({:g}, {:g}] only (the conditional model alone elsewhere)".format(
+            *loaded.config.guidance_interval) if loaded.config.guidance_interval else "")
         + (f" (training evaluated at w = {recipe['guidance']:g}; w chosen on the held-out conditions)"
            if recipe.get("guidance", loaded.guidance) != loaded.guidance else "")
         + f", starting noise `{loaded.noise}`.",

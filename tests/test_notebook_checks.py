@@ -14,7 +14,8 @@ BREAKAGES = [
     ("02_train_with_accelerate.ipynb", "forward-by-hand", "(1 - a).sqrt() * noise", "(1 - a) * noise", "forward-check"),
     ("03_progressive_denoising.ipynb", "ddpm-step-by-hand", "(beta * (1 - a_prev) / (1 - a_t)).clamp", "beta.clamp",
      "ddpm-step-check"),  # beta instead of the posterior's beta-tilde
-    ("03_progressive_denoising.ipynb", "sampler-by-hand", "condition, w)", "condition, 1.0)", "sampler-check"),  # no guidance
+    ("03_progressive_denoising.ipynb", "sampler-by-hand", "condition, w_t)", "condition, 1.0)", "sampler-check"),  # no guidance
+    ("03_progressive_denoising.ipynb", "sampler-by-hand", "else 1  #", "else w  #", "sampler-check"),  # outside the interval too
     ("03_progressive_denoising.ipynb", "refiner-by-hand", "num_train_timesteps) - 1", "num_train_timesteps)",
      "refiner-check"),  # from one timestep noisier
     ("04_accuracy_report.ipynb", "topk-by-hand", "p.topk(k)", "p.topk(k, largest=False)", "topk-check"),  # the k least probable

@@ -266,9 +266,10 @@ def guidance_at(alpha_cumprod: torch.Tensor, guidance: float, interval: tuple[fl
 
     Why an interval (Kynkaanniemi et al. 2024): at the highest noise levels guidance pushes every image of a
     condition towards one layout and colour, at the lowest it only sharpens what is already decided; in
-    between it makes the objects match their labels. The shipped first stage guides inside (0.28, 5.42], the
-    interval that paper found for EDM2, at w = 5: the RegNetY proxy finds more of the cylinders, and the
-    steps outside take one model call instead of two (docs/experiments.md, eighteenth session)."""
+    between it makes the objects match their labels. For the shipped first stage, w = 5 inside (0.28, 5.42]
+    (the interval that paper found for EDM2) finds more cylinders with DPM-Solver++ and takes one model call
+    instead of two outside it, but DDIM, which clips x_0 at every step, fails with it; the shipped model
+    guides at every step (docs/experiments.md, eighteenth session)."""
     if interval is None:
         return guidance
     sigma = float(((1 - alpha_cumprod) / alpha_cumprod).sqrt())

@@ -88,7 +88,7 @@ def tiny_refined_model(tiny_run, tmp_path_factory) -> Path:
                            layers_per_block=1, attention_head_dim=16, norm_num_groups=8, conditioning="cross_attention")
     refiner = build_pipeline(unet, make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25).config)
     refiner.metadata = {"recipe": {"max_timestep": 300}}
-    # guided in an interval, as shipped: the notebooks' hand-written loops must follow it to match the package
+    # guided in an interval: the notebooks' hand-written loops must follow one to match the package
     pipe = with_refiner(load_pipeline(tiny_run).with_guidance_interval((0.28, 5.42)), refiner, 0.2)
     return save_pipeline(pipe, tmp_path_factory.mktemp("models") / "refined", pipe.metadata)
 

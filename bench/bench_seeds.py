@@ -30,6 +30,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
@@ -42,6 +43,7 @@ from lab6.pipeline import load_pipeline, refiner_of, with_refiner
 from lab6.proxy import split_holdout
 from lab6.sampling import generate
 from lab6.settings import yes_or_no
+
 
 def interval(text: str) -> tuple[float, float] | None:
     """``"0.28:5.42"`` -> ``(0.28, 5.42)``; ``"none"`` -> None (guidance at every step)."""
@@ -86,26 +88,48 @@ def seed_list(text: str) -> list[int]:
     return seeds
 
 
-def draw_rows(pipe, rows, conditions, seed: int) -> dict[str, torch.Tensor]:
-    """Each row's images (in [-1, 1], 64 px) for one seed; rows with the same first-stage settings share its draw."""
-    first_stages, images = {}, {}
+class Row(NamedTuple):
+    """How one row draws: its first stage (a pipeline and generate's keys) and its refiner pair, if any."""
+
+    label: str
+    drawing: object  # the model, with the row's guidance interval
+    first: dict  # generate's keys for the first stage
+    steps: int  # the first stage's steps
+    paired: object  # the pair that refines the first stage's images (None: the first stage alone)
+
+
+def plan_rows(pipe, rows) -> list[Row]:
+    """Each row's pipelines, built once (a refiner run is loaded once, not once per seed)."""
+    planned = []
     for label, settings in rows:
         first = {k: v for k, v in settings.items() if k in FIRST_STAGE_KEYS and k not in ("refine", "guidance_interval")}
         drawing = pipe.with_guidance_interval(settings["guidance_interval"]) if "guidance_interval" in settings else pipe
-        key = json.dumps([first, drawing.config.guidance_interval], sort_keys=True)
-        if key not in first_stages:
-            first_stages[key] = generate(drawing, conditions, seed=seed, refine=False, progress=False, **first).images
-        refine = settings.get("refine", True) and (pipe.refiner is not None or "refiner" in settings)
-        if not refine:
-            images[label] = first_stages[key]
-            continue
-        refiner = load_pipeline(settings["refiner"]) if "refiner" in settings else refiner_of(pipe)
         steps = first.get("steps") or DEFAULT_STEPS[first.get("sampler", "dpmsolver")]
-        ratio = settings["refiner_steps"] / steps if "refiner_steps" in settings else pipe.config.refiner_step_ratio
-        paired = with_refiner(pipe, refiner, settings.get("strength", pipe.config.refiner_strength), step_ratio=ratio,
-                              spacing=pipe.config.refiner_spacing if "refiner" not in settings else "karras")
-        refined = paired.refine((first_stages[key] + 1) / 2, conditions, steps, torch.Generator().manual_seed(seed))
-        images[label] = refined * 2 - 1
+        paired = None
+        if settings.get("refine", True) and (pipe.refiner is not None or "refiner" in settings):
+            refiner = load_pipeline(settings["refiner"]) if "refiner" in settings else refiner_of(pipe)
+            ratio = settings["refiner_steps"] / steps if "refiner_steps" in settings else pipe.config.refiner_step_ratio
+            paired = with_refiner(pipe, refiner, settings.get("strength", pipe.config.refiner_strength),
+                                  step_ratio=ratio,
+                                  spacing=pipe.config.refiner_spacing if "refiner" not in settings else "karras")
+        planned.append(Row(label, drawing, first, steps, paired))
+    return planned
+
+
+def draw_rows(planned: list[Row], conditions, seed: int) -> dict[str, torch.Tensor]:
+    """Each row's images (in [-1, 1], 64 px) for one seed; rows with the same first-stage settings share its draw."""
+    first_stages, images = {}, {}
+    for row in planned:
+        key = json.dumps([row.first, row.drawing.config.guidance_interval], sort_keys=True)
+        if key not in first_stages:
+            first_stages[key] = generate(row.drawing, conditions, seed=seed, refine=False, progress=False,
+                                         **row.first).images
+        if row.paired is None:
+            images[row.label] = first_stages[key]
+            continue
+        refined = row.paired.refine((first_stages[key] + 1) / 2, conditions, row.steps,
+                                    torch.Generator().manual_seed(seed))
+        images[row.label] = refined * 2 - 1
     return images
 
 
@@ -118,10 +142,11 @@ def run(args) -> dict:
     real, _ = dataset.batch(split_holdout(len(dataset))[0][:1000])  # held out from both proxies
     record = {"labels": int(multi_hot.sum()), "evaluators": [e.name for e in evaluators],
               "real_sharpness": float(sharpness(real).mean()), "rows": [label for label, _ in args.row], "seeds": {}}
+    planned = plan_rows(pipe, args.row)
     for seed in args.seeds:
         start = time.perf_counter()
         per_row = {}
-        for label, images in draw_rows(pipe, args.row, conditions, seed).items():
+        for label, images in draw_rows(planned, conditions, seed).items():
             scores = {e.name: e.score(images, conditions) for e in evaluators}
             per_row[label] = {"hits": {n: sum(s.hits) for n, s in scores.items()},
                               "shapes": {n: found_by_shape(s.probabilities, multi_hot) for n, s in scores.items()},

@@ -15,6 +15,7 @@ and the starting noise the model is shipped with live in ``model_index.json`` (`
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 from dataclasses import dataclass
@@ -33,6 +34,10 @@ from .model import ConditionalUNet
 from .run_files import METADATA_FILE, atomic_path, resolve_model_dir
 
 OUTPUT_SIZE = 64
+
+
+#: What asking a pipeline without a refiner for its refiner says.
+NO_REFINER = "this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`"
 
 
 class ModelLoadError(RuntimeError):
@@ -193,7 +198,7 @@ class Lab6Pipeline(DiffusionPipeline):
         images another model drew, or real images sent through 32 px, which measure the refiner apart from any
         first stage (``bench/bench_fidelity.py --refiner-alone``)."""
         if self.refiner is None:
-            raise ValueError("this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`")
+            raise ValueError(NO_REFINER)
         condition = conditions_tensor(conditions).to(self.unet.device, self.unet.dtype)
         if images.ndim != 4 or images.shape[:2] != (len(condition), 3):
             raise ValueError(f"images must be ({len(condition)}, 3, H, W), one per condition, got {tuple(images.shape)}")
@@ -224,12 +229,12 @@ class Lab6Pipeline(DiffusionPipeline):
         return self._replaced(guidance_interval=interval)
 
     def _replaced(self, **changes) -> "Lab6Pipeline":
-        """A pipeline on the same modules with some of its modules or settings replaced."""
-        settings = {name: self.config[name] for name in ("guidance_scale", "initial_noise", "refiner_strength",
-                                                          "refiner_guidance_scale", "refiner_spacing",
-                                                          "refiner_step_ratio", "guidance_interval")}
+        """A pipeline on the same modules with some of its modules or settings replaced (every other argument of
+        ``__init__`` is read back from this one, so a setting added there is carried over too)."""
         modules = {"unet": self.unet, "scheduler": self.scheduler, "refiner": self.refiner,
                    "refiner_scheduler": self.refiner_scheduler}
+        settings = {name: self.config[name] for name in inspect.signature(Lab6Pipeline.__init__).parameters
+                    if name not in modules and name in self.config}
         pipe = Lab6Pipeline(**{**modules, **settings, **changes})
         pipe.metadata, pipe.path = self.metadata, self.path
         pipe.set_progress_bar_config(**getattr(self, "_progress_bar_config", {}))
@@ -261,7 +266,7 @@ def refiner_of(pair: Lab6Pipeline) -> Lab6Pipeline:
     """A pair's refiner as a pipeline of its own, with its training record: ``with_refiner(pair, refiner_of(pair),
     0.1)`` is the same pair at another strength (checked against the noise levels the refiner was trained on)."""
     if pair.refiner is None:
-        raise ValueError("this pipeline has no refiner: pair one with lab6.pipeline.with_refiner or `lab6 pair`")
+        raise ValueError(NO_REFINER)
     refiner = Lab6Pipeline(pair.refiner, pair.refiner_scheduler, 1.0, pair.noise)
     refiner.metadata = pair.metadata.get("refiner", {})
     return refiner

@@ -246,7 +246,7 @@ def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(t
     rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2, "refiner_steps": 1}),
             ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False}),
             ("interval", {"steps": 5, "refine": False, "guidance_interval": (0.5, 2.0)})]
-    drawn = bench.draw_rows(pipe, rows, conditions, seed=3)
+    drawn = bench.draw_rows(bench.plan_rows(pipe, rows), conditions, seed=3)
     assert torch.equal(drawn["first stage"], generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
     assert torch.equal(drawn["shipped"], drawn["same strength"])  # the setting alone tells rows apart
     assert not torch.equal(drawn["weaker"], drawn["shipped"]) and drawn["weaker"].shape == (2, 3, 64, 64)

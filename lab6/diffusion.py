@@ -81,12 +81,16 @@ def make_sampler(name: str, noise_scheduler_config, *, any_timesteps: bool = Fal
                  ) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
     """A sampler (diffusers scheduler) that shares the training schedule.
 
+    DDIM does not clip its x0 estimate, although the training config says ``clip_sample``: diffusers'
+    DDIMScheduler clips x0 to [-1, 1] but keeps the epsilon of the unclipped x0, and at high noise a strong
+    guidance predicts an x0 far outside the range, so the two disagree and the image falls apart (w = 5 in
+    (0.28, 5.42]: pooled 0.687 / 0.721 clipped, 0.890 / 0.954 not; w = 3: 0.856 / 0.928 and 0.876 / 0.952;
+    docs/experiments.md, eighteenth session). DPM-Solver++ never clipped; the output is clamped at the end.
+
     ``any_timesteps=True`` (a refiner's Karras-spaced tail, :func:`set_tail_timesteps`): every sampler must step
     between the timesteps it is given. DDPM and DPM-Solver++ do; diffusers' DDIMScheduler steps only to
     t - T/n on its own uniform grid, so DDIM is then built as first-order DPM-Solver++, which is the DDIM
-    update (x_s = a_s x0 + s_s eps, eta = 0; Lu et al. 2022) except that DDIMScheduler clips its x0 estimate
-    to [-1, 1] at every step; at a refiner's noise levels the estimates are images already, and the output is
-    clamped at the end.
+    update (x_s = a_s x0 + s_s eps, eta = 0; Lu et al. 2022).
     """
     # A config read back from scheduler_config.json carries every value explicitly, while the in-memory one
     # lists some under "_use_default_values", which from_config would replace by the *new* class's
@@ -101,7 +105,7 @@ def make_sampler(name: str, noise_scheduler_config, *, any_timesteps: bool = Fal
         return DPMSolverMultistepScheduler.from_config(noise_scheduler_config, algorithm_type="dpmsolver++",
                                                        solver_order=1)
     if name == "ddim":
-        return DDIMScheduler.from_config(noise_scheduler_config, set_alpha_to_one=True)
+        return DDIMScheduler.from_config(noise_scheduler_config, set_alpha_to_one=True, clip_sample=False)
     if name == "dpmsolver":
         return DPMSolverMultistepScheduler.from_config(noise_scheduler_config, algorithm_type="dpmsolver++",
                                                        solver_order=2)

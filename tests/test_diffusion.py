@@ -131,9 +131,11 @@ def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])
 def test_ddim_for_any_timesteps_is_the_ddim_update_and_steps_between_the_timesteps_it_is_given(prediction):
-    """On DDIM's own grid the any-timesteps DDIM (first-order DPM-Solver++) takes DDIMScheduler's steps (x0 not
-    clipped, the one difference: make_sampler's docstring); on a Karras grid it lands on each given timestep."""
-    config = {**make_noise_scheduler(1000, "cosine", prediction).config, "clip_sample": False}
+    """On DDIM's own grid the any-timesteps DDIM (first-order DPM-Solver++) takes DDIMScheduler's steps, x0
+    unclipped in both although the training config says clip_sample (make_sampler's docstring: clipping x0 but
+    not its epsilon breaks strong guidance); on a Karras grid it lands on each given timestep."""
+    config = make_noise_scheduler(1000, "cosine", prediction).config
+    assert config.clip_sample  # what training records; the stand-in's x0 estimates below leave [-1, 1]
     ddim, any_steps = make_sampler("ddim", config), make_sampler("ddim", config, any_timesteps=True)
     ddim.set_timesteps(50)
     tail = ddim.timesteps[-10:]  # a refiner's noise levels (t < 200), where t = 999's tiny alpha is not in play

@@ -8,8 +8,9 @@ folder is the diffusers layout::
     README.md          (the model card, when shipped)
 
 and ``Lab6Pipeline.from_pretrained(folder)`` / ``save_pretrained`` round-trip it. Samplers are swapped the
-diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)``): the loop below works
-with any scheduler that implements ``set_timesteps``, ``scale_model_input`` and ``step``. The guidance scale
+diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)``; why
+without clipping: ``make_sampler``): the loop below works with any scheduler that implements ``set_timesteps``,
+``scale_model_input`` and ``step``. The guidance scale
 and the starting noise the model is shipped with live in ``model_index.json`` (``pipe.config``).
 """
 

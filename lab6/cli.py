@@ -227,7 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sampling_options(p):
         p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
-                       help="ddpm (1,000 stochastic steps), ddim or dpmsolver (DPM-Solver++, lab6's default)")
+                       help="ddpm (1,000 stochastic steps; its fresh noise at each step still tints floors, see the README), "
+                            "ddim or dpmsolver (DPM-Solver++, lab6's default)")
         p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
         p.add_argument("--guidance", type=float, default=None,
                        help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's), "

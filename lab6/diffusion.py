@@ -14,7 +14,8 @@ import math
 
 import torch
 import torch.nn.functional as F
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, SchedulerMixin
+from diffusers.schedulers.scheduling_ddpm import DDPMSchedulerOutput
 from diffusers.training_utils import compute_snr
 
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
@@ -77,9 +78,52 @@ def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "
     return DDPMScheduler.from_config(scheduler.config, trained_betas=betas.tolist())
 
 
-def make_sampler(name: str, noise_scheduler_config, *, any_timesteps: bool = False
-                 ) -> DDPMScheduler | DDIMScheduler | DPMSolverMultistepScheduler:
+class GreyMeanDDPMScheduler(DDPMScheduler):
+    """DDPM whose fresh noise at every step is grey-mean, as the starting noise is (:func:`initial_noise`).
+
+    Why: DDPM adds new Gaussian noise at each of its 1,000 steps, and a model reads the channel means of that
+    noise as colour just as it reads the starting noise's: with grey-mean starting noise but Gaussian step noise,
+    the shipped first stage's floors came out tinted again (cast 2.92, RegNetY accuracy 0.795 on test + new_test);
+    grey-mean step noise gave cast 1.25 and 0.962 (docs/experiments.md, nineteenth session). The step is DDPM's
+    (Ho et al. 2020, eq. 7, the "fixed_small" variance, x_0 clipped as the config says), written out because
+    diffusers' ``DDPMScheduler.step`` draws its noise inside. A model folder saved with it names it
+    ``["lab6.diffusion", "GreyMeanDDPMScheduler"]``; diffusers loads it back because this module holds
+    ``SchedulerMixin`` (its test for a scheduler class).
+    """
+
+    def step(self, model_output: torch.Tensor, timestep, sample: torch.Tensor,
+             generator: torch.Generator | None = None, return_dict: bool = True):
+        if self.config.variance_type != "fixed_small" or self.config.thresholding:
+            raise ValueError(f"{type(self).__name__} steps with the fixed_small variance and no thresholding; this "
+                             f"config has variance_type={self.config.variance_type!r}, "
+                             f"thresholding={self.config.thresholding}")
+        t, prev_t = int(timestep), int(self.previous_timestep(timestep))
+        a_t = self.alphas_cumprod[t]
+        a_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
+        beta = 1 - a_t / a_prev  # the variance added between prev_t and t
+        prediction = "v" if self.config.prediction_type == "v_prediction" else self.config.prediction_type
+        if prediction not in PREDICTION_TYPES:
+            raise ValueError(f"{type(self).__name__} takes epsilon or v_prediction, got {self.config.prediction_type!r}")
+        x0 = predicted_x0(sample, model_output, a_t, prediction)
+        if self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+        # The posterior q(x_prev | x_t, x_0) with the model's x_0: its mean, then its variance's noise.
+        x_prev = (a_prev.sqrt() * beta / (1 - a_t)) * x0 + ((1 - beta).sqrt() * (1 - a_prev) / (1 - a_t)) * sample
+        if t > 0:
+            variance = (beta * (1 - a_prev) / (1 - a_t)).clamp(min=1e-20)
+            noise = initial_noise(sample.shape, generator, "grey-mean").to(sample.device, sample.dtype)
+            x_prev = x_prev + variance.sqrt() * noise
+        if not return_dict:
+            return x_prev, x0
+        return DDPMSchedulerOutput(prev_sample=x_prev, pred_original_sample=x0)
+
+
+def make_sampler(name: str, noise_scheduler_config, *, noise: str = DEFAULT_NOISE, any_timesteps: bool = False
+                 ) -> SchedulerMixin:
     """A sampler (diffusers scheduler) that shares the training schedule.
+
+    ``noise``: the pipeline's kind of starting noise (:data:`INITIAL_NOISE`). DDPM, the one sampler here that
+    draws fresh noise at every step, draws that kind too (:class:`GreyMeanDDPMScheduler` for grey-mean).
 
     DDIM does not clip its x0 estimate, although the training config says ``clip_sample``: diffusers'
     DDIMScheduler clips x0 to [-1, 1] but keeps the epsilon of the unclipped x0, and at high noise a strong
@@ -96,8 +140,10 @@ def make_sampler(name: str, noise_scheduler_config, *, any_timesteps: bool = Fal
     # lists some under "_use_default_values", which from_config would replace by the *new* class's
     # defaults. Dropping the private keys makes both paths build the very same sampler.
     noise_scheduler_config = {k: v for k, v in dict(noise_scheduler_config).items() if not k.startswith("_")}
+    if noise not in INITIAL_NOISE:
+        raise ValueError(f"noise must be one of {', '.join(INITIAL_NOISE)}, got {noise!r}")
     if name == "ddpm":
-        return DDPMScheduler.from_config(noise_scheduler_config)
+        return (GreyMeanDDPMScheduler if noise == "grey-mean" else DDPMScheduler).from_config(noise_scheduler_config)
     # "trailing" spacing starts at the last training step (t = 999): "leading" started DPM-Solver++ 20 at
     # t = 940, on pure noise that the model reads as holding signal (Lin et al. 2024, "sample steps are flawed").
     noise_scheduler_config["timestep_spacing"] = "trailing"

@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def sampling_options(p):
         p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
-                       help="ddpm (1,000 stochastic steps; its fresh noise at each step still tints floors, see the README), "
+                       help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), "
                             "ddim or dpmsolver (DPM-Solver++, lab6's default)")
         p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
         p.add_argument("--guidance", type=float, default=None,
@@ -235,8 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "at the noise levels of the model's guidance interval if it has one (its card says)")
         p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
         p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
-                       help="starting noise: grey-mean (its channel means made equal, so it carries no colour "
-                            "cast; lab6's default) or gaussian (plain, as most DDPMs sample); default: the model's")
+                       help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
+                            "carries no colour cast; lab6's default) or gaussian (plain, as most DDPMs sample); "
+                            "default: the model's")
         p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
 
     def refine_option(p):

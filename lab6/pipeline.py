@@ -136,7 +136,7 @@ class Lab6Pipeline(DiffusionPipeline):
         ``guidance_scale`` w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
         ``generator``: the same generator state gives the same images. ``initial_noise``: this call's kind of
         starting noise (default: the model's); DDPM's fresh noise at each step is its scheduler's
-        (``with_sampler("ddpm")`` draws the model's kind). ``output_type``: ``"pil"`` (a list of
+        (``with_sampler("ddpm", noise)``: the model's kind unless told). ``output_type``: ``"pil"`` (a list of
         images), ``"np"`` ((B, H, W, 3) in [0, 1]) or ``"pt"`` ((B, 3, H, W) in [0, 1]), always 64x64.
         ``callback_on_step_end(pipe, i, t, tensors)`` runs after every step (of both stages: the refiner's
         steps are numbered on from the first stage's, see ``stage_steps``) with the tensors named in
@@ -219,12 +219,14 @@ class Lab6Pipeline(DiffusionPipeline):
     def noise(self) -> str:
         return self.config.initial_noise
 
-    def with_sampler(self, sampler: str) -> "Lab6Pipeline":
+    def with_sampler(self, sampler: str, noise: str | None = None) -> "Lab6Pipeline":
         """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler
-        (and the refiner's, which steps over Karras-spaced timesteps with any of them: ``make_sampler``)."""
+        (and the refiner's, which steps over Karras-spaced timesteps with any of them: ``make_sampler``).
+        ``noise``: the kind DDPM draws at every step (default: the model's starting noise)."""
+        noise = noise or self.noise
         refiner_scheduler = self.refiner_scheduler and make_sampler(
-            sampler, self.refiner_scheduler.config, noise=self.noise, any_timesteps=self.config.refiner_spacing == "karras")
-        return self._replaced(scheduler=make_sampler(sampler, self.scheduler.config, noise=self.noise),
+            sampler, self.refiner_scheduler.config, noise=noise, any_timesteps=self.config.refiner_spacing == "karras")
+        return self._replaced(scheduler=make_sampler(sampler, self.scheduler.config, noise=noise),
                               refiner_scheduler=refiner_scheduler)
 
     def with_guidance_interval(self, interval: Sequence[float] | None) -> "Lab6Pipeline":

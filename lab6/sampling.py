@@ -31,7 +31,7 @@ class Sampling:
     sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
     steps: int = 20  # scheduler steps
     guidance: float = 2.0  # classifier-free guidance scale w
-    noise: str = DEFAULT_NOISE  # the starting noise (diffusion.INITIAL_NOISE)
+    noise: str = DEFAULT_NOISE  # the starting noise, and DDPM's at every step (diffusion.INITIAL_NOISE)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
     refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
@@ -95,7 +95,7 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
                                      evaluator_guidance=evaluator_guidance, refine=refine)
     first_steps, refiner_steps = pipe.stage_steps(sampling.steps, sampling.refined)
     total = first_steps + refiner_steps
-    runner = pipe.with_sampler(sampler)
+    runner = pipe.with_sampler(sampler, noise=sampling.noise)
     runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
     result = SampleResult(images=torch.empty(0), sampling=sampling,
                           conditions=None if isinstance(conditions, torch.Tensor) else [list(c) for c in conditions])

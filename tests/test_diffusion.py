@@ -1,8 +1,9 @@
 import pytest
 import torch
+from diffusers import DDPMScheduler
 
-from lab6.diffusion import (SAMPLERS, detail_gain, detail_priors, initial_noise, karras_timesteps, make_noise_scheduler, make_sampler,
-                            predicted_x0, training_loss)
+from lab6.diffusion import (SAMPLERS, GreyMeanDDPMScheduler, detail_gain, detail_priors, initial_noise, karras_timesteps,
+                            make_noise_scheduler, make_sampler, predicted_x0, training_loss)
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet, patch_detail
 from lab6.pipeline import Lab6Pipeline
@@ -110,6 +111,54 @@ def test_training_loss_is_finite_and_seeded(model, prediction, gamma):
 def test_bad_choices_are_named():
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
         make_sampler("euler", make_noise_scheduler().config)
+    with pytest.raises(ValueError, match="noise must be one of gaussian, grey-mean, got 'pink'"):
+        make_sampler("ddpm", make_noise_scheduler().config, noise="pink")
+    learned = DDPMScheduler.from_config(make_noise_scheduler(100).config, variance_type="learned_range")
+    with pytest.raises(ValueError, match="fixed_small variance .* variance_type='learned_range'"):
+        GreyMeanDDPMScheduler.from_config(learned.config).step(torch.zeros(1, 3, 4, 4), 50, torch.zeros(1, 3, 4, 4))
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_grey_mean_ddpm_is_diffusers_ddpm_with_the_channel_means_of_its_step_noise_made_equal(prediction):
+    """Same generator state, same step: the two differ by exactly std_t x (each channel's noise mean - their
+    average), a constant per image and channel, so the step noise of GreyMeanDDPMScheduler carries no colour;
+    the x_0 estimate (clipped, as the config says) is diffusers' own, and the last step (t = 0, no noise) is the same."""
+    config = make_noise_scheduler(1000, "cosine", prediction).config
+    grey, gaussian = make_sampler("ddpm", config, noise="grey-mean"), make_sampler("ddpm", config, noise="gaussian")
+    assert type(grey) is GreyMeanDDPMScheduler and type(gaussian) is DDPMScheduler
+    for scheduler in (grey, gaussian):
+        scheduler.set_timesteps(50)
+    x, output = torch.randn(4, 3, 8, 8), 3 * torch.randn(4, 3, 8, 8)  # x_0 estimates well outside [-1, 1]
+    for t in grey.timesteps[[0, 25, 48, 49]]:
+        ours = grey.step(output, t, x, generator=torch.Generator().manual_seed(1))
+        theirs = gaussian.step(output, t, x, generator=torch.Generator().manual_seed(1))
+        assert torch.equal(ours.pred_original_sample, theirs.pred_original_sample)
+        assert ours.pred_original_sample.abs().max() == 1
+        z = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # the draw both steps took
+        means = z.mean(dim=(2, 3), keepdim=True)
+        prev_t = int(grey.previous_timestep(t))
+        a_t, a_prev = grey.alphas_cumprod[t], grey.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
+        std = ((1 - a_t / a_prev) * (1 - a_prev) / (1 - a_t)).sqrt() if t > 0 else 0.0
+        torch.testing.assert_close(theirs.prev_sample - ours.prev_sample, std * (means - means.mean(dim=1, keepdim=True))
+                                   .expand_as(x), atol=1e-6, rtol=0)
+    assert t == 0 and torch.equal(ours.prev_sample, theirs.prev_sample)
+
+
+def test_ddpm_follows_the_pipelines_noise_and_a_saved_grey_mean_ddpm_loads_back(model, tmp_path):
+    from lab6.pipeline import load_pipeline, save_pipeline
+
+    config = make_noise_scheduler(100).config
+    for noise, kind in (("grey-mean", GreyMeanDDPMScheduler), ("gaussian", DDPMScheduler)):
+        pipe = Lab6Pipeline(model, make_sampler("dpmsolver", config), initial_noise=noise)
+        assert type(pipe.with_sampler("ddpm").scheduler) is kind
+        assert type(pipe.with_sampler("ddpm", noise="grey-mean").scheduler) is GreyMeanDDPMScheduler
+    plain = Lab6Pipeline(model, DDPMScheduler.from_config(config), initial_noise="gaussian")(
+        CONDITIONS, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    drawn = {noise: sample(model, CONDITIONS, config, sampler="ddpm", steps=3, seed=0, noise=noise).images
+             for noise in ("gaussian", "grey-mean")}  # lab6's generate: --noise is the starting and the step noise
+    assert torch.equal(drawn["gaussian"], plain * 2 - 1) and not torch.allclose(drawn["grey-mean"], drawn["gaussian"])
+    save_pipeline(Lab6Pipeline(model, make_sampler("ddpm", config)), tmp_path / "ddpm", {})
+    assert type(load_pipeline(tmp_path / "ddpm").scheduler) is GreyMeanDDPMScheduler
     with pytest.raises(ValueError, match="beta_schedule must be one of"):
         make_noise_scheduler(beta_schedule="quadratic")
 
@@ -117,8 +166,6 @@ def test_bad_choices_are_named():
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
     """A saved-and-reloaded schedule must build the very sampler the training run evaluates with."""
-    from diffusers import DDPMScheduler
-
     scheduler = make_noise_scheduler(1000, "cosine", "v")
     scheduler.save_pretrained(tmp_path)
     from_memory, from_disk = make_sampler(sampler, scheduler.config), make_sampler(sampler, DDPMScheduler.load_config(tmp_path))

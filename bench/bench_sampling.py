@@ -8,11 +8,13 @@ cores with at most 1 point of accuracy lost against DDPM-1000.
     python bench/bench_sampling.py [--model M] [--split test] [--also new_test heldout] [--skip-ddpm]
     python bench/bench_sampling.py --samplers dpmsolver-20 --guidance 1 2 3 4 --also new_test heldout
     python bench/bench_sampling.py --samplers dpmsolver-20 --noise gaussian grey-mean --also new_test heldout
+    python bench/bench_sampling.py --samplers dpmsolver-20 dpmsolver-10 --skip-ddpm --memory-format contiguous channels_last
     python bench/bench_sampling.py --samplers dpmsolver-20 --evaluator-guidance 0 1 4 \
         --guide-with lab6/assets/evaluator/proxy_resnet18.safetensors --also new_test heldout --seeds 2
 
 ``--guidance`` repeats every sampler at each guidance scale w (default: the model's own), so the same
-table answers "which w buys the most accuracy"; ``--noise`` does the same for the starting noise, and
+table answers "which w buys the most accuracy"; ``--noise`` does the same for the starting noise,
+``--memory-format`` for the networks' weight layout (what ``load_pipeline`` gives them, or the other), and
 ``--refine true false`` for a model's 64-px refiner (``--refiner RUN --refiner-strength S`` pairs the model
 with one first, to try a refiner before shipping the pair).
 ``--evaluator-guidance`` steers with ``--guide-with``'s gradient at each scale: that evaluator's column
@@ -32,6 +34,8 @@ import argparse
 import statistics
 import time
 
+import torch
+
 from lab6.data import conditions_file, resolve_data_root
 from lab6.diffusion import INITIAL_NOISE, SAMPLERS
 from lab6.evaluator import Evaluator, load_evaluators
@@ -41,6 +45,7 @@ from lab6.sampling import generate
 from lab6.settings import yes_or_no
 
 SETTINGS = ["ddpm-1000", "ddim-50", "dpmsolver-10", "dpmsolver-20", "dpmsolver-25"]
+MEMORY_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 def sampler_setting(text: str) -> tuple[str, int]:
@@ -68,6 +73,8 @@ def main() -> None:
                         help="guidance scales to try with every sampler (default: the model's)")
     parser.add_argument("--noise", nargs="+", choices=INITIAL_NOISE, default=[None],
                         help="starting noises to try with every sampler (default: the model's)")
+    parser.add_argument("--memory-format", nargs="+", choices=MEMORY_FORMATS, default=[None],
+                        help="the networks' weight layout to try with every sampler (default: as loaded)")
     parser.add_argument("--evaluator-guidance", nargs="+", type=float, default=[0.0], metavar="SCALE",
                         help="evaluator-guidance scales to try (default 0: none); needs --guide-with")
     parser.add_argument("--guide-with", default=None, metavar="EVALUATOR", help="the evaluator that steers")
@@ -90,14 +97,21 @@ def main() -> None:
     evaluators = load_evaluators(args.evaluator, root)
     names = [e.name for e in evaluators]
     settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.noise, steer,
-                 refine and loaded.refiner is not None)
+                 refine and loaded.refiner is not None, layout or memory_format(loaded))
                 for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm")
                 for w in args.guidance for noise in args.noise for steer in args.evaluator_guidance
-                for refine in dict.fromkeys(args.refine)]
+                for refine in dict.fromkeys(args.refine) for layout in args.memory_format]
     rows = []  # (setting, seconds, {(evaluator, split): accuracy}, {evaluator: pooled accuracy})
     for setting in settings:
-        sampler, steps, guidance, noise, steer, refine = setting
+        sampler, steps, guidance, noise, steer, refine, layout = setting
+        for module in (loaded.unet, loaded.refiner):
+            if module is not None:
+                module.to(memory_format=MEMORY_FORMATS[layout])
         steering = {"guiding_evaluator": guide, "evaluator_guidance": steer} if steer else {}
+        # Untimed, two steps (and the refiner's one): oneDNN sets up its kernels for each new shape and layout
+        # on first use, which would otherwise be timed in whichever row comes first.
+        generate(loaded, splits[args.split], sampler=sampler, steps=2, guidance=guidance, noise=noise, progress=False,
+                 refine=refine, **steering)
         seconds, hits, labels = [], {}, {split: 0 for split in splits}
         for seed in range(args.seeds):
             for split, conditions in splits.items():
@@ -115,10 +129,17 @@ def main() -> None:
         one = one_image_seconds(loaded, splits[args.split][0], sampler=sampler, steps=steps, guidance=guidance,
                                 noise=noise, refine=refine, **steering)
         rows.append((setting, sum(seconds) / len(seconds), one, accuracy, pooled))
-        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g} refined={refine}: {rows[-1][1]:.1f} s, "
+        print(f"  {sampler}-{steps} w={guidance:g} {noise} steer={steer:g} refined={refine} {layout}: {rows[-1][1]:.1f} s, "
               f"one image {one:.2f} s, accuracy " +
               ", ".join(f"{s} ({n}) {v:.4f}" for (n, s), v in accuracy.items()), flush=True)
     print_table(rows, args, splits, names, loaded, evaluators, guide)
+
+
+def memory_format(pipe) -> str:
+    """How the first stage's first convolution holds its weights: "channels_last" or "contiguous"."""
+    weight = pipe.unet.unet.conv_in.weight
+    return "channels_last" if weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous() \
+        else "contiguous"
 
 
 def one_image_seconds(loaded, condition, repeats: int = 5, **options) -> float:
@@ -134,7 +155,7 @@ def one_image_seconds(loaded, condition, repeats: int = 5, **options) -> float:
 
 def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     base = rows[0]
-    name = "{}-{} w={:g} {} steer={:g} refined={}".format(*base[0])
+    name = "{}-{} w={:g} {} steer={:g} refined={} {}".format(*base[0])
     print(f"\n{len(splits[args.split])} images timed ({args.split}), model {loaded.path}, evaluators "
           + ", ".join(f"{e.name} ({e.source})" for e in evaluators) + f", {args.seeds} seed(s)"
           + (f"; steered by {guide.name} ({guide.source}): * marks its own accuracy under its steering, which "
@@ -142,15 +163,16 @@ def print_table(rows, args, splits, names, loaded, evaluators, guide) -> None:
     columns = [(n, s) for n in names for s in splits]
     pooled_columns = "".join(f" pooled {n} ({sum(len(c) for c in splits.values())} images x {args.seeds} seeds) | "
                              f"vs first row |" for n in names) if args.also else ""
-    print(f"| sampler | steps | w | starting noise | evaluator guidance | refined at 64 px | seconds | speed-up vs {name} | "
+    print(f"| sampler | steps | w | starting noise | evaluator guidance | refined at 64 px | weights | seconds | speed-up vs {name} | "
           "one image, s | "
           + " | ".join(f"{s} ({n})" for n, s in columns) + f" | {args.split} ({names[0]}) vs first row |"
           + pooled_columns)
-    print("| --- " * (10 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
-    for (sampler, steps, guidance, noise, steer, refine), secs, one, accuracy, pooled in rows:
+    print("| --- " * (11 + len(columns) + (2 * len(names) if args.also else 0)) + "|")
+    for (sampler, steps, guidance, noise, steer, refine, layout), secs, one, accuracy, pooled in rows:
         def mark(evaluator_name: str) -> str:  # its own accuracy under its own steering
             return "*" if steer and guide is not None and evaluator_name == guide.name else ""
-        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {'yes' if refine else 'no'} | {secs:.1f} | {base[1] / secs:.1f}x | {one:.2f} | "
+        line = (f"| {sampler} | {steps} | {guidance:g} | {noise} | {steer:g} | {'yes' if refine else 'no'} | {layout} | {secs:.1f} | "
+                f"{base[1] / secs:.2f}x | {one:.2f} | "
                 + " | ".join(f"{accuracy[c]:.4f}{mark(c[0])}" for c in columns)
                 + f" | {100 * (accuracy[names[0], args.split] - base[3][names[0], args.split]):+.1f} pt |")
         if args.also:

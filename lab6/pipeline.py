@@ -373,4 +373,9 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     pipe.metadata, pipe.path = metadata, directory
     pipe.set_progress_bar_config(disable=True)
     pipe.unet.eval()
+    for network in (pipe.unet, pipe.refiner):
+        if network is not None:
+            # oneDNN's convolutions run 7-11% faster on these UNets with their weights channels-last (NHWC);
+            # the images are the same to float rounding (bench/bench_sampling.py --memory-format).
+            network.to(memory_format=torch.channels_last)
     return pipe.to(device)

@@ -375,7 +375,7 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     pipe.unet.eval()
     for network in (pipe.unet, pipe.refiner):
         if network is not None:
-            # oneDNN's convolutions run 7-11% faster on these UNets with their weights channels-last (NHWC);
-            # the images are the same to float rounding (bench/bench_sampling.py --memory-format).
+            # With their weights channels-last (NHWC), oneDNN's convolutions skip their layout reorders: 32 images
+            # 1.05-1.32x faster on 2 cores, the same to float rounding (bench/bench_sampling.py --memory-format).
             network.to(memory_format=torch.channels_last)
     return pipe.to(device)

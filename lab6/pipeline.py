@@ -376,6 +376,6 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     for network in (pipe.unet, pipe.refiner):
         if network is not None:
             # With their weights channels-last (NHWC), oneDNN's convolutions skip their layout reorders: 32 images
-            # 1.05-1.32x faster on 2 cores, the same to float rounding (bench/bench_sampling.py --memory-format).
+            # at 20 steps 1.22-1.32x faster on 2 cores, the same to float rounding (bench_sampling --memory-format).
             network.to(memory_format=torch.channels_last)
     return pipe.to(device)

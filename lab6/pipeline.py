@@ -10,8 +10,9 @@ folder is the diffusers layout::
 and ``Lab6Pipeline.from_pretrained(folder)`` / ``save_pretrained`` round-trip it. Samplers are swapped the
 diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)``; why
 without clipping: ``make_sampler``): the loop below works with any scheduler that implements ``set_timesteps``,
-``scale_model_input`` and ``step``. The guidance scale
-and the starting noise the model is shipped with live in ``model_index.json`` (``pipe.config``).
+``scale_model_input`` and ``step`` and says ``init_noise_sigma`` (the deterministic ones agree with DPM-Solver++
+at enough steps: tests/test_pipeline.py). The guidance scale and the starting noise the model is shipped with
+live in ``model_index.json`` (``pipe.config``).
 """
 
 from __future__ import annotations
@@ -168,6 +169,7 @@ class Lab6Pipeline(DiffusionPipeline):
         # The starting noise of the whole batch is drawn first, so a chunked run matches an unchunked one.
         x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator, noise_kind).to(device, dtype)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        x = x * self.scheduler.init_noise_sigma  # 1 for DDPM, DDIM, DPM-Solver++; sigma_max for Euler's, Heun's
         loop = _GuidedLoop(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
                            callback_on_step_end, callback_on_step_end_tensor_inputs)
         x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, 0, self.config.guidance_interval)
@@ -295,19 +297,23 @@ class _GuidedLoop:
             interval: tuple[float, float] | None = None) -> torch.Tensor:
         prediction = "v" if scheduler.config.prediction_type == "v_prediction" else "epsilon"
         alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
+        # Schedulers that draw noise in their step (DDPM, the ancestral ones) take the call's generator; the
+        # deterministic ones (UniPC, DEIS, Heun) have no such argument.
+        step_kwargs = {"generator": self.generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
         for i, t in enumerate(self.pipe.progress_bar(timesteps), start=first_step):
-            model_input = scheduler.scale_model_input(x, t)
-            w = guidance_at(alphas_cumprod[round(float(t))], guidance, interval)  # Euler's t are floats
+            model_input = scheduler.scale_model_input(x, t)  # Euler's and Heun's x_t (1 + sigma^2)^(1/2) back to x_t
+            alpha_cumprod = alphas_cumprod[round(float(t))]  # Euler's and Heun's t are floats
+            w = guidance_at(alpha_cumprod, guidance, interval)
             output = torch.cat([guided_output(unet, xs, t, cs, w) for xs, cs in
                                 zip(model_input.split(self.batch_size), self.condition.split(self.batch_size))])
             x0 = None
             if self.evaluator_guidance_scale:
-                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alphas_cumprod[t], prediction),
+                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alpha_cumprod, prediction),
                                           self.condition, self.evaluator, self.evaluator_guidance_scale)
-                output = x0_to_model_output(model_input, x0, alphas_cumprod[t], prediction)
+                output = x0_to_model_output(model_input, x0, alpha_cumprod, prediction)
             if self.callback is not None and "pred_original_sample" in self.callback_tensors:
-                x0 = predicted_x0(model_input, output, alphas_cumprod[t], prediction).clamp(-1, 1)
-            noisy, x = x, scheduler.step(output, t, x, generator=self.generator).prev_sample
+                x0 = predicted_x0(model_input, output, alpha_cumprod, prediction).clamp(-1, 1)
+            noisy, x = x, scheduler.step(output, t, x, **step_kwargs).prev_sample
             if self.callback is not None:
                 tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
                 returned = self.callback(self.pipe, i, t, {k: tensors[k] for k in self.callback_tensors})

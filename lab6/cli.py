@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 from .config import PRESETS
@@ -396,6 +397,21 @@ def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
                 _add_debug_flag(sub)
 
 
+def _warn_in_one_line(verb: str) -> None:
+    """lab6's own warnings (a condition beyond the training scenes, ...) as ``lab6 VERB: warning: ...``, each
+    message once, instead of Python's file:line form that reads like a traceback (``--debug`` keeps that form)."""
+    package, python_form = Path(__file__).parent, warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if Path(filename).resolve().is_relative_to(package):
+            print(f"lab6 {verb}: warning: {message}", file=sys.stderr)
+        else:
+            python_form(message, category, filename, lineno, file, line)
+
+    warnings.filterwarnings("once", module=r"lab6\.")
+    warnings.showwarning = show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A failure ends in one line, ``lab6 VERB: error: ...``, and exit status 2 (130 when
     interrupted); ``--debug`` or ``LAB6_DEBUG=1`` shows the traceback instead."""
@@ -404,7 +420,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     debug = getattr(args, "debug", False) or os.environ.get("LAB6_DEBUG", "").strip() not in ("", "0")
     try:
-        args.func(args)
+        with warnings.catch_warnings():
+            if not debug:
+                _warn_in_one_line(args.verb)
+            args.func(args)
     except KeyboardInterrupt:
         print(f"lab6 {args.verb}: interrupted", file=sys.stderr)
         return 130

@@ -137,6 +137,18 @@ def test_bad_conditions_give_a_clear_error(tiny_run, tmp_path, capsys):
     assert "condition 1: unknown label 'purple cone'" in capsys.readouterr().err
 
 
+def test_a_warning_is_one_line_once_and_debug_keeps_pythons_form(tiny_run, tmp_path, capsys):
+    conditions = tmp_path / "four.json"
+    conditions.write_text(json.dumps([["red cube", "blue cube", "gray cube", "green cube"]]))
+    args = ["sample", "--model", str(tiny_run), "--conditions", str(conditions), "--out", str(tmp_path / "x"),
+            "--sampler", "ddim", "--steps", "2"]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("lab6 sample: warning: 4 objects in") == 1 and "UserWarning" not in err
+    with pytest.warns(UserWarning, match="4 objects in"):  # --debug: Python's own warnings, as the traceback
+        assert main(args + ["--debug"]) == 0
+
+
 def test_missing_model_is_named(tmp_path, tiny_root, capsys):
     assert main(["sample", "--model", str(tmp_path / "nothing"), "--conditions", str(tiny_root / "test.json"),
                  "--out", str(tmp_path / "x")]) == 2

@@ -101,9 +101,7 @@ class GreyMeanDDPMScheduler(DDPMScheduler):
         a_t = self.alphas_cumprod[t]
         a_prev = self.alphas_cumprod[prev_t] if prev_t >= 0 else self.one
         beta = 1 - a_t / a_prev  # the variance added between prev_t and t
-        prediction = "v" if self.config.prediction_type == "v_prediction" else self.config.prediction_type
-        if prediction not in PREDICTION_TYPES:
-            raise ValueError(f"{type(self).__name__} takes epsilon or v_prediction, got {self.config.prediction_type!r}")
+        prediction = prediction_of(self.config, type(self).__name__)
         x0 = predicted_x0(sample, model_output, a_t, prediction)
         if self.config.clip_sample:
             x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
@@ -116,6 +114,15 @@ class GreyMeanDDPMScheduler(DDPMScheduler):
         if not return_dict:
             return x_prev, x0
         return DDPMSchedulerOutput(prev_sample=x_prev, pred_original_sample=x0)
+
+
+def prediction_of(scheduler_config, user: str) -> str:
+    """lab6's name (:data:`PREDICTION_TYPES`) for a scheduler config's ``prediction_type``; the others
+    ("sample", "flow_prediction") are refused by name, as ``user`` cannot read such a model's output."""
+    names = {diffusers_name: name for name, diffusers_name in PREDICTION_TYPES.items()}
+    if scheduler_config.prediction_type not in names:
+        raise ValueError(f"{user} takes prediction_type {' or '.join(names)}, got {scheduler_config.prediction_type!r}")
+    return names[scheduler_config.prediction_type]
 
 
 def make_sampler(name: str, noise_scheduler_config, *, noise: str = DEFAULT_NOISE, any_timesteps: bool = False

@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
 from .diffusion import (DEFAULT_NOISE, INITIAL_NOISE, REFINER_SPACINGS, check_guidance_interval, evaluator_steered_x0,
-                        guidance_at, guided_output, make_sampler, predicted_x0, set_tail_timesteps, x0_to_model_output)
+                        guidance_at, guided_output, make_sampler, predicted_x0, prediction_of, set_tail_timesteps,
+                        x0_to_model_output)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -295,7 +296,7 @@ class _GuidedLoop:
 
     def run(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, first_step: int,
             interval: tuple[float, float] | None = None) -> torch.Tensor:
-        prediction = "v" if scheduler.config.prediction_type == "v_prediction" else "epsilon"
+        prediction = prediction_of(scheduler.config, type(self.pipe).__name__)
         alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
         # Schedulers that draw noise in their step (DDPM, the ancestral ones) take the call's generator; the
         # deterministic ones (UniPC, DEIS, Heun) have no such argument.

@@ -10,7 +10,7 @@ from diffusers import (DDIMScheduler, DEISMultistepScheduler, DPMSolverMultistep
                        UniPCMultistepScheduler)
 from PIL import Image
 
-from lab6.diffusion import karras_timesteps, make_noise_scheduler, make_sampler
+from lab6.diffusion import GreyMeanDDPMScheduler, karras_timesteps, make_noise_scheduler, make_sampler
 from lab6.labels import ConditionError
 from lab6.model import ConditionalUNet
 from lab6.pipeline import Lab6Pipeline, ModelLoadError, build_pipeline, load_pipeline, save_pipeline
@@ -107,6 +107,14 @@ def test_any_ode_scheduler_swaps_in_the_diffusers_way_and_draws_the_same_image(p
                          generator=torch.Generator().manual_seed(1)).images
     out = swapped(CONDITIONS, num_inference_steps=steps, output_type="pt", generator=torch.Generator().manual_seed(1)).images
     assert (out - expected).abs().max() < 0.05
+
+
+@pytest.mark.parametrize("scheduler_class", [DPMSolverMultistepScheduler, GreyMeanDDPMScheduler])
+def test_a_scheduler_for_another_kind_of_model_output_is_refused_by_name(pipe, scheduler_class):
+    """lab6's models predict epsilon or v; a scheduler configured for x_0 ("sample") would be read wrongly."""
+    swapped = Lab6Pipeline(pipe.unet, scheduler_class.from_config(pipe.scheduler.config, prediction_type="sample"))
+    with pytest.raises(ValueError, match="takes prediction_type epsilon or v_prediction, got 'sample'"):
+        images(swapped)
 
 
 def test_callback_sees_every_step_and_can_replace_the_latents(pipe):

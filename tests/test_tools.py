@@ -237,6 +237,17 @@ def test_bench_seeds_reads_rows_and_seeds_and_names_what_is_allowed():
         bench.seed_list("a-b")
 
 
+def test_bench_schedulers_reads_a_diffusers_class_its_steps_and_options_and_names_a_bad_row():
+    bench = load_tool("bench_schedulers", folder="bench")
+    assert bench.scheduler_row("UniPCMultistepScheduler-10") == ("UniPCMultistepScheduler", 10, {})
+    assert bench.scheduler_row("DDIMScheduler-50:clip_sample=false,eta=0.5") == (
+        "DDIMScheduler", 50, {"clip_sample": False, "eta": 0.5})
+    assert bench.scheduler_row("HeunDiscreteScheduler-25:timestep_spacing=leading")[2] == {"timestep_spacing": "leading"}
+    for bad in ("UniPC-10", "UniPCMultistepScheduler", "DiffusionPipeline-10"):
+        with pytest.raises(Exception, match=f"bad row '{bad}': write Class-STEPS"):
+            bench.scheduler_row(bad)
+
+
 def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(tiny_refined_model):
     from lab6.sampling import generate
 

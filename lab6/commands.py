@@ -1,0 +1,160 @@
+"""What each verb of the ``lab6`` command does, once ``lab6.cli`` has read its options into ``args``.
+
+Each verb imports what it uses itself, so it loads only that: ``sample`` no training loop, plots or renderer.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+
+def cmd_train(args) -> None:
+    from .config import TrainConfig, preset
+    from .data import resolve_data_root
+    from .train import train
+
+    budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
+    overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
+                                   ("eval_every", args.eval_every), ("checkpoint_minutes", args.checkpoint_minutes),
+                                   ("checkpoint_steps", args.checkpoint_steps),
+                                   ("conditioning", args.conditioning),
+                                   ("init_from", args.init_from and str(args.init_from))) if v is not None}
+    overrides.update(TrainConfig.parse_override(item) for item in args.set or [])
+    saved = args.out / "train_config.json"
+    if args.resume and saved.is_file():
+        cfg = TrainConfig.from_json(saved).replace(**budget, **overrides)
+    else:
+        cfg = preset(args.preset, **budget, **overrides)
+    root = resolve_data_root(args.data_root)
+    model_dir = train(cfg, root, args.out, resume=args.resume, evaluator=args.evaluator, progress=not args.quiet)
+    if model_dir is not None:
+        print(f"model written to {model_dir}")
+
+
+def cmd_sample(args) -> None:
+    from .labels import load_conditions
+    from .images import check_output_folder, save_images
+    from .pipeline import load_pipeline
+    from .sampling import generate
+
+    check_output_folder(args.out)
+    conditions = load_conditions(args.conditions)
+    pipe = load_pipeline(args.model, device=args.device)
+    result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
+                      seed=args.seed, noise=args.noise, refine=args.refine, **guiding(args))
+    save_images(result.images, args.out)
+    print(f"{len(conditions)} images and grid.png written to {args.out}")
+
+
+def cmd_pair(args) -> None:
+    from .pipeline import load_pipeline, save_pipeline, with_refiner
+
+    if args.out.exists():
+        raise FileExistsError(f"{args.out} exists: give a new folder for the paired model")
+    pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength, spacing=args.spacing,
+                        step_ratio=args.step_ratio)
+    save_pipeline(pipe, args.out, pipe.metadata)
+    first, refiner = pipe.stage_steps(20)
+    print(f"{args.out}: {args.model}, then the refiner {args.refiner} over the last {args.strength:g} of its schedule "
+          f"({first} + {refiner} steps at --steps 20); use it as any model folder (--model {args.out})")
+
+
+def guiding(args) -> dict:
+    """The evaluator-guidance arguments of ``generate`` from the command line (none when the scale is 0)."""
+    if not args.evaluator_guidance:
+        return {}
+    from .evaluator import OFFICIAL_ARCH, Evaluator, shipped_evaluator_path
+
+    evaluator = Evaluator.load(args.guide_with or shipped_evaluator_path(OFFICIAL_ARCH), device=args.device)
+    print(f"evaluator guidance {args.evaluator_guidance:g} by {evaluator.name} ({evaluator.source}): score these "
+          f"images with another evaluator", file=sys.stderr)
+    return {"guiding_evaluator": evaluator, "evaluator_guidance": args.evaluator_guidance}
+
+
+def cmd_evaluate(args) -> None:
+    from .evaluator import load_evaluators
+    from .labels import load_conditions
+    from .images import load_images
+    from .proxy import score_data_root
+    from .run_files import write_text_atomic
+
+    if args.dataset is not None and (args.images or args.conditions):
+        raise ValueError("give either --dataset ROOT or --images DIR with --conditions FILE, not both")
+    if args.dataset is None and not (args.images and args.conditions):
+        raise ValueError("give --images DIR and --conditions FILE (or --dataset ROOT to score a data root's images)")
+    if args.dataset is None and args.limit:
+        raise ValueError("--limit only applies to --dataset")
+    evaluators = load_evaluators(args.evaluator, args.data_root, device=args.device)
+    scores = {}
+    if args.dataset is not None:
+        for evaluator in evaluators:
+            scores[evaluator.name], conditions = score_data_root(evaluator, args.dataset, limit=args.limit,
+                                                                 seed=args.seed, progress=False)
+        source, out = {"dataset": str(args.dataset)}, args.out
+    else:
+        conditions = load_conditions(args.conditions)
+        images = load_images(args.images, len(conditions))
+        scores = {e.name: e.score(images, conditions) for e in evaluators}
+        source, out = {"conditions": str(args.conditions)}, args.out or Path(args.images) / "accuracy.json"
+    result = {"accuracy": {name: score.accuracy for name, score in scores.items()},
+              "evaluators": {e.name: e.source for e in evaluators}, **source,
+              "per_image": [{"condition": c, "labels": len(c), "hits": {name: s.hits[i] for name, s in scores.items()}}
+                            for i, c in enumerate(conditions)]}
+    where = ""
+    if out is not None:
+        write_text_atomic(out, json.dumps(result, indent=2))
+        where = f" -> {out}"
+    labels = sum(len(c) for c in conditions)
+    print(", ".join(f"{name} accuracy {score.accuracy:.4f} ({sum(score.hits)}/{labels} labels)"
+                    for name, score in scores.items()) + f", {len(conditions)} images{where}")
+
+
+def cmd_evaluator_train(args) -> None:
+    from .data import resolve_data_root
+    from .proxy import train_proxy
+
+    train_proxy(resolve_data_root(args.data_root), args.out, arch=args.arch, epochs=args.epochs,
+                batch_size=args.batch_size, weight_decay=args.weight_decay, max_shift=args.max_shift,
+                native_fraction=args.native_fraction, seed=args.seed,
+                progress=not args.quiet)
+
+
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
+                 sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, noise=args.noise,
+                 device=args.device, refine=args.refine, **guiding(args))
+
+
+def cmd_figures(args) -> None:
+    from .figures import write_figures
+    from .settings import notebook_settings
+
+    settings = notebook_settings(quick=True if args.quick else None, data_root=args.data_root, model=args.model,
+                                 evaluator=args.evaluator, figures=args.out, device=args.device, sampler=args.sampler,
+                                 steps=args.steps, guidance=args.guidance, seed=args.seed)
+    paths = write_figures(args.out, args.which, settings=settings, run=args.run, progress=not args.quiet)
+    print(f"{len(paths) // 2} figures (PNG + PDF) written to {args.out}")
+
+
+def cmd_data_render(args) -> None:
+    from .synthetic import render_dataset
+
+    root = render_dataset(args.out, args.n, seed=args.seed, workers=args.workers)
+    print(f"synthetic data root written to {root}")
+
+
+def cmd_data_priors(args) -> None:
+    from .data import ICLEVRDataset, resolve_data_root
+    from .diffusion import detail_priors
+
+    root = resolve_data_root(args.data_root)
+    dataset = ICLEVRDataset(root, image_size=64, progress=True)
+    grey, colour = detail_priors(dataset.images, args.patch)  # uint8: a quarter of the memory of floats
+    print(f"{root}: {len(dataset)} images at 64 px, {args.patch}x{args.patch} patches: detail_prior {grey:.3g}, "
+          f"detail_chroma_prior {colour:.3g}")
+    print(f"a refiner for them: lab6 train --preset refiner64 --set detail_prior={grey:.3g} "
+          f"--set detail_chroma_prior={colour:.3g} --init-from MODEL ...")

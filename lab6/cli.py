@@ -6,6 +6,7 @@ Verb names, options and output files are a contract that scripts and the noteboo
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
 import warnings
@@ -247,6 +248,22 @@ def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
                 _add_debug_flag(sub)
 
 
+def _verb_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The parser of the verb (and sub-verb, as ``data render``) that ``args`` was read by."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return _verb_parser(action.choices[getattr(args, action.dest)], args)
+    return parser
+
+
+def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
+    """Exit with the verb's usage, naming the unknown arguments and the verb's nearest options."""
+    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    near = dict.fromkeys(m for u in unknown if u.startswith("-")  # best match first
+                         for m in difflib.get_close_matches(u.split("=")[0], options, n=2, cutoff=0.75))
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+
+
 def _warn_in_one_line(verb: str) -> None:
     """lab6's own warnings (a condition beyond the training scenes, ...) as ``lab6 VERB: warning: ...``, each
     message once, instead of Python's file:line form that reads like a traceback (``--debug`` keeps that form)."""
@@ -267,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     interrupted); ``--debug`` or ``LAB6_DEBUG=1`` shows the traceback instead."""
     parser = build_parser()
     _add_debug_flag(parser)
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would blame "lab6" and show its usage; the verb's own usage says what it takes
+        _refuse_unknown(_verb_parser(parser, args), unknown)
     debug = getattr(args, "debug", False) or os.environ.get("LAB6_DEBUG", "").strip() not in ("", "0")
     try:
         with warnings.catch_warnings():

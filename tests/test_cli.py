@@ -149,6 +149,19 @@ def test_a_warning_is_one_line_once_and_debug_keeps_pythons_form(tiny_run, tmp_p
         assert main(args + ["--debug"]) == 0
 
 
+@pytest.mark.parametrize("args, usage, message", [
+    (["sample", "--conditions", "c.json", "--out", "x", "--stpes", "3"], "usage: lab6 sample",
+     "lab6 sample: error: unrecognized arguments: --stpes 3 (did you mean --steps?)"),
+    (["data", "render", "--out", "x", "--workerz", "2"], "usage: lab6 data render",
+     "lab6 data render: error: unrecognized arguments: --workerz 2 (did you mean --workers?)"),
+    (["report", "--out", "x", "stray"], "usage: lab6 report", "lab6 report: error: unrecognized arguments: stray\n")])
+def test_an_unknown_argument_is_refused_by_its_verb_with_the_nearest_option(args, usage, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and err.startswith(usage) and message in err
+
+
 def test_missing_model_is_named(tmp_path, tiny_root, capsys):
     assert main(["sample", "--model", str(tmp_path / "nothing"), "--conditions", str(tiny_root / "test.json"),
                  "--out", str(tmp_path / "x")]) == 2

@@ -75,6 +75,9 @@ def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | N
 def load_images(folder: str | Path, count: int) -> torch.Tensor:
     """``<folder>/0.png .. <count-1>.png`` -> (count, 3, H, W) in [-1, 1]."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"no image folder {folder}: give the folder that `lab6 sample --out` wrote "
+                                "(<i>.png for condition i)")
     missing = [f"{i}.png" for i in range(count) if not (folder / f"{i}.png").is_file()]
     if missing:
         raise FileNotFoundError(f"{len(missing)} of {count} images missing in {folder}: {', '.join(missing[:5])}")
@@ -85,6 +88,9 @@ def load_images(folder: str | Path, count: int) -> torch.Tensor:
                 arrays.append(np.asarray(image.convert("RGB"), dtype=np.uint8))
         except OSError as err:
             raise OSError(f"{folder / f'{i}.png'} is not a readable image: {err}") from None
+        if arrays[-1].shape != arrays[0].shape:  # the evaluator resizes every image alike, but not a mixed batch
+            raise ValueError(f"{folder / f'{i}.png'} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} px, 0.png "
+                             f"{arrays[0].shape[1]}x{arrays[0].shape[0]}: the images of one folder must share a size")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
 
 

@@ -79,6 +79,20 @@ def test_bad_evaluators(tiny_run, tiny_root, tmp_path, capsys):
     fails_with(capsys, evaluate + [str(truncated)], "could not read", "as safetensors")
 
 
+def test_image_folders_that_are_missing_short_or_mixed(tiny_root, tmp_path, capsys):
+    from PIL import Image
+
+    evaluate = ["evaluate", "--conditions", str(tiny_root / "test.json"), "--images"]
+    fails_with(capsys, evaluate + [str(tmp_path / "nowhere")], "no image folder", "lab6 sample --out")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (64, 64)).save(folder / "0.png")
+    fails_with(capsys, evaluate + [str(folder)], "of 6 images missing in", "1.png")
+    for i in range(1, 6):
+        Image.new("RGB", (32, 32) if i == 3 else (64, 64)).save(folder / f"{i}.png")
+    fails_with(capsys, evaluate + [str(folder)], "3.png is 32x32 px, 0.png 64x64", "must share a size")
+
+
 def test_output_paths_of_the_wrong_kind(tiny_run, tiny_root, tmp_path, capsys):
     a_file = tmp_path / "taken"
     a_file.write_text("x")

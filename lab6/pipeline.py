@@ -11,8 +11,8 @@ and ``Lab6Pipeline.from_pretrained(folder)`` / ``save_pretrained`` round-trip it
 diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)``; why
 without clipping: ``make_sampler``): the loop below works with any scheduler that implements ``set_timesteps``,
 ``scale_model_input`` and ``step`` and says ``init_noise_sigma`` (DDIM, Euler, UniPC and DEIS land on
-DPM-Solver++'s images at enough steps: tests/test_pipeline.py, bench/bench_schedulers.py). The guidance scale and the starting noise the model is shipped with
-live in ``model_index.json`` (``pipe.config``).
+DPM-Solver++'s images at enough steps: tests/test_pipeline.py, bench/bench_schedulers.py). The guidance scale
+and the starting noise the model is shipped with live in ``model_index.json`` (``pipe.config``).
 """
 
 from __future__ import annotations

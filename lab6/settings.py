@@ -62,12 +62,15 @@ class NotebookSettings:
     max_failures: int = 8
 
     def describe(self) -> str:
+        import torch
+
+        threads = f" ({torch.get_num_threads()} threads)" if self.device == "cpu" else ""
         lines = [
             f"data root : {self.data_root}  ({self.data_source})",
             f"model     : {self.model or '-'}  ({self.model_source})",
             f"evaluator : {self.evaluator or 'default: the data root checkpoint.pth, else the shipped proxy'}",
             f"figures   : {self.figures}",
-            f"mode      : {'QUICK (tiny settings, for tests)' if self.quick else 'full'}; device {self.device}; "
+            f"mode      : {'QUICK (tiny settings, for tests)' if self.quick else 'full'}; device {self.device}{threads}; "
             f"sampler {self.sampler} ({self.steps} steps); seed {self.seed}",
         ]
         return "\n".join(lines)
@@ -118,6 +121,24 @@ def notebook_settings(env: dict | None = None, *, quick: bool | None = None, **o
             raise TypeError(f"unknown setting {key!r}")
         setattr(settings, key, value)
     return settings
+
+
+def network_tolerance(dtype, device) -> dict:
+    """``rtol`` and ``atol`` for ``torch.testing.assert_close`` between two runs of one network that may sum in
+    another order: another batch size (guidance's two calls against one batch of both), thread count or GPU
+    kernel. Each reordered sum moves the last bits, and a deep network carries them through every layer, so
+    about half the significant digits are what two correct runs share: sqrt(eps) of the arithmetic's precision
+    (float32 on the CPU: 3.5e-4). Float32 on a GPU that allows TF32 (PyTorch's default for convolutions)
+    multiplies with TF32's 10-bit mantissa, so eps is 2^-10 there. The notebooks' mistakes that their checks
+    catch move the outputs by far more."""
+    import torch
+
+    dtype, device = torch.empty(0, dtype=dtype).dtype, torch.device(device)
+    eps = torch.finfo(dtype).eps
+    tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    if device.type == "cuda" and dtype == torch.float32 and tf32:
+        eps = 2.0 ** -10
+    return {"rtol": eps ** 0.5, "atol": eps ** 0.5}
 
 
 def _default_device() -> str:

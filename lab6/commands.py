@@ -44,8 +44,8 @@ def cmd_sample(args) -> None:
     pipe = load_pipeline(args.model, device=args.device)
     result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
                       seed=args.seed, noise=args.noise, refine=args.refine, **guiding(args))
-    save_images(result.images, args.out)
-    print(f"{len(conditions)} images and grid.png written to {args.out}")
+    save_images(result.images, args.out, conditions=conditions)
+    print(f"{len(conditions)} images, grid.png and conditions.json written to {args.out}")
 
 
 def cmd_pair(args) -> None:
@@ -76,7 +76,7 @@ def guiding(args) -> dict:
 def cmd_evaluate(args) -> None:
     from .evaluator import load_evaluators
     from .labels import load_conditions
-    from .images import load_images
+    from .images import check_drawn_for, load_images
     from .proxy import score_data_root
     from .run_files import write_text_atomic
 
@@ -95,6 +95,7 @@ def cmd_evaluate(args) -> None:
         source, out = {"dataset": str(args.dataset)}, args.out
     else:
         conditions = load_conditions(args.conditions)
+        check_drawn_for(args.images, conditions, str(args.conditions))
         images = load_images(args.images, len(conditions))
         scores = {e.name: e.score(images, conditions) for e in evaluators}
         source, out = {"conditions": str(args.conditions)}, args.out or Path(args.images) / "accuracy.json"

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from .labels import LABELS, ConditionError, check_objects, encode, load_conditions
-from .run_files import cache_dir
+from .run_files import cache_dir, write_text_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool 
     chosen = data_root or os.environ.get("LAB6_DATA")
     if chosen:
         root = Path(chosen).expanduser()
+        if not root.exists():
+            raise FileNotFoundError(f"data root {root} does not exist: point --data-root / LAB6_DATA at the folder "
+                                    "that holds the course's files (objects.json, train.json, test.json, "
+                                    "new_test.json, iclevr/)")
         if not (root / "train.json").is_file() and not (root / "test.json").is_file():
             raise FileNotFoundError(
                 f"data root {root} holds neither train.json nor test.json: point --data-root / LAB6_DATA at a folder "
@@ -47,7 +51,8 @@ def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool 
         return root
     if not need_images:
         root = synthetic_conditions_root()
-        print(f"lab6: no data root given: using the built-in synthetic condition sets in {root}")
+        print(f"lab6: no data root given: drawing the built-in synthetic conditions ({root}), not the course's "
+              "test.json / new_test.json; --data-root COURSE_DATA (make demo DATA=COURSE_DATA) draws those")
         return root
     from .synthetic import default_data_root
 
@@ -59,13 +64,22 @@ def synthetic_conditions_root(seed: int = 0) -> Path:
     from .synthetic import VERSION, condition_sets
 
     root = cache_dir() / f"synthetic-v{VERSION}-conditions-s{seed}"
-    if not all((root / f"{split}.json").is_file() for split in SPLITS):
+    if not (is_synthetic(root) and all((root / f"{split}.json").is_file() for split in SPLITS)):
         root.mkdir(parents=True, exist_ok=True)
-        for split, conditions in condition_sets(seed).items():
-            tmp = root / f".{split}.json.tmp{os.getpid()}"
-            tmp.write_text(json.dumps(conditions))
-            os.replace(tmp, root / f"{split}.json")
+        files = {f"{split}.json": conditions for split, conditions in condition_sets(seed).items()}
+        files[".complete"] = {"generator": "lab6.synthetic", "version": VERSION, "seed": seed, "images": False}
+        for name, content in files.items():  # the marker last: a folder without it is written again
+            write_text_atomic(root / name, json.dumps(content))
     return root
+
+
+def is_synthetic(root: str | Path) -> bool:
+    """Whether ``root`` holds lab6's built-in synthetic data (rendered, or its conditions files alone) rather
+    than the course's: its ``.complete`` marker says ``lab6.synthetic`` made it."""
+    try:
+        return json.loads((Path(root) / ".complete").read_text()).get("generator") == "lab6.synthetic"
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def conditions_file(root: str | Path, split: str) -> Path:

@@ -7,8 +7,10 @@ or not at all (``run_files.atomic_path``).
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +19,32 @@ from PIL import Image
 
 from .run_files import atomic_path
 
+#: Beside the PNGs of a folder of generated images: the label lists they were drawn for, in their order.
+CONDITIONS_FILE = "conditions.json"
+
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] floats -> uint8 (B, H, W, 3)."""
     return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu()
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8) -> Path:
-    """The images ``nrow`` per row with a 2-pixel gap, as one PNG."""
-    from torchvision.utils import save_image
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title: str | None = None) -> Path:
+    """The images ``nrow`` per row with a 2-pixel gap, as one PNG; ``title``: a line of text above them (for
+    grids that must not pass for others, such as those drawn for the built-in synthetic conditions)."""
+    from torchvision.utils import make_grid
 
+    grid = make_grid((images.clamp(-1, 1) + 1) / 2, nrow=nrow, padding=2)
+    picture = Image.fromarray(grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy())
+    if title:
+        from PIL import ImageDraw
+
+        banner = Image.new("RGB", (picture.width, picture.height + 16), (255, 255, 255))
+        banner.paste(picture, (0, 16))
+        ImageDraw.Draw(banner).text((4, 2), title, fill=(170, 0, 0))
+        picture = banner
     path = Path(path)
     with atomic_path(path) as tmp:
-        save_image((images.clamp(-1, 1) + 1) / 2, tmp, nrow=nrow, padding=2, format="png")
+        picture.save(tmp, format="png")
     return path
 
 
@@ -46,8 +61,10 @@ def check_output_folder(out_dir: str | Path) -> Path:
     return out_dir
 
 
-def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
-    """``<out>/<i>.png`` for each image (in order) and an ``nrow``-wide grid.
+def save_images(images: torch.Tensor, out_dir: str | Path, *, conditions: list[list[str]] | None = None,
+                grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
+    """``<out>/<i>.png`` for each image (in order), an ``nrow``-wide grid and, given ``conditions``, the label
+    lists they were drawn for (``conditions.json``: ``lab6 evaluate`` warns when scored against others).
 
     Everything is written into a temporary folder first: a new ``out_dir`` appears complete (one rename),
     and in an existing one each file is replaced by one rename, so no reader ever sees half an image.
@@ -62,6 +79,8 @@ def save_images(images: torch.Tensor, out_dir: str | Path, *, grid_name: str | N
             Image.fromarray(array).save(tmp / f"{i}.png")
         if grid_name:
             save_grid(images, tmp / grid_name, nrow=nrow)
+        if conditions is not None:
+            (tmp / CONDITIONS_FILE).write_text(json.dumps(conditions))
         if out_dir.exists():
             for file in sorted(tmp.iterdir()):
                 os.replace(file, out_dir / file.name)
@@ -92,6 +111,26 @@ def load_images(folder: str | Path, count: int) -> torch.Tensor:
             raise ValueError(f"{folder / f'{i}.png'} is {arrays[-1].shape[1]}x{arrays[-1].shape[0]} px, 0.png "
                              f"{arrays[0].shape[1]}x{arrays[0].shape[0]}: the images of one folder must share a size")
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div(127.5).sub(1)
+
+
+def check_drawn_for(folder: str | Path, conditions: list[list[str]], source: str) -> bool:
+    """Warn when the images in ``folder`` were drawn for other conditions than ``conditions`` (read from
+    ``source``), as their ``conditions.json`` records: scored against the wrong labels, accuracy means nothing.
+    Returns whether they match (True also when the folder records none)."""
+    recorded = Path(folder) / CONDITIONS_FILE
+    try:
+        drawn = json.loads(recorded.read_text())
+    except (OSError, ValueError):
+        return True
+    if [sorted(c) for c in drawn] == [sorted(c) for c in conditions]:
+        return True
+    differ = next((i for i, (a, b) in enumerate(zip(drawn, conditions)) if sorted(a) != sorted(b)),
+                  min(len(drawn), len(conditions)))
+    warnings.warn(f"the images in {folder} were drawn for other conditions than {source} ({recorded}: "
+                  f"{len(drawn)} lists against {len(conditions)}; the first difference is image {differ}): "
+                  "the accuracy below scores them against the wrong labels. Give the conditions file they were "
+                  "drawn for", stacklevel=2)
+    return False
 
 
 def png_bytes(pixels: np.ndarray, scale: int = 1) -> bytes:

@@ -118,6 +118,9 @@ def test_data_roots_with_missing_or_corrupt_files(tiny_root, tmp_path, capsys):
 
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root)
+    fails_with(capsys, ["train", "--data-root", str(tmp_path / "missing"), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], "missing does not exist: point --data-root")
+    (tmp_path / "empty").mkdir()
     fails_with(capsys, ["train", "--data-root", str(tmp_path / "empty"), "--preset", "tiny", "--steps", "1", "--out",
                         str(tmp_path / "run")], "holds neither train.json nor test.json")
     first = sorted((root / "iclevr").iterdir())[0]

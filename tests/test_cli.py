@@ -46,7 +46,7 @@ def test_sample_writes_pngs_and_grid(tiny_run, tiny_root, tmp_path):
     assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out", str(out),
                  "--sampler", "ddim", "--steps", "3"]) == 0
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["0.png", "1.png", "2.png", "3.png", "4.png", "5.png", "grid.png"]
+    assert files == ["0.png", "1.png", "2.png", "3.png", "4.png", "5.png", "conditions.json", "grid.png"]
     assert Image.open(out / "0.png").size == (64, 64)
 
 
@@ -95,16 +95,22 @@ def test_report_writes_the_contract_files(tiny_run, tiny_root, tmp_path, evaluat
     out = tmp_path / "report"
     assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator",
                  str(evaluator_file), "--out", str(out), "--steps", "4"]) == 0
-    for name in ("test_grid.png", "new_test_grid.png", "denoising.png", "accuracy.json", "summary.md",
-                 "images/test/0.png", "images/test/5.png", "images/new_test/1.png"):
+    for name in ("test_grid_first_stage.png", "new_test_grid_first_stage.png", "denoising.png", "accuracy.json",
+                 "summary.md", "images/first_stage/test/0.png", "images/first_stage/test/5.png",
+                 "images/first_stage/new_test/1.png"):
         assert (out / name).is_file(), name
+    assert not (out / "images" / "refined").exists() and not (out / "test_grid_refined.png").exists()  # one stage
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("**Submit `images/first_stage/<split>/`") and "synthetic" not in summary
+    drawn = json.loads((out / "images" / "first_stage" / "test" / "conditions.json").read_text())
+    assert drawn == json.loads((tiny_root / "test.json").read_text())
     report = json.loads((out / "accuracy.json").read_text())
     assert set(report["splits"]) == {"test", "new_test"}
     assert report["settings"]["steps"] == 4 and "official" in report["splits"]["test"]["accuracy"]
     shares = report["splits"]["test"]["found_by_shape"]["official"]
     assert set(shares) <= {"cube", "sphere", "cylinder"} and all(0 <= v <= 1 for v in shares.values())
-    grid = Image.open(out / "test_grid.png")
-    assert grid.size == (6 * 66 + 2, 66 + 2)  # up to 8 per row: the 6 images fit one row
+    grid = Image.open(out / "test_grid_first_stage.png")
+    assert grid.size == (6 * 66 + 2, 66 + 2)  # up to 8 per row: the 6 images fit one row; no title
 
 
 def test_evaluate_and_report_score_with_two_architectures(tiny_run, tiny_root, tmp_path, evaluator_file,
@@ -195,14 +201,56 @@ def test_a_report_of_a_refined_model_scores_its_first_stage_too(tiny_refined_mod
     report = json.loads((out / "accuracy.json").read_text())
     assert report["settings"]["refined"] is True
     assert set(report["splits"]["test"]["accuracy_first_stage"]) == set(report["splits"]["test"]["accuracy"])
-    assert (out / "test_grid_first_stage.png").is_file()
-    assert "first stage alone (official)" in (out / "summary.md").read_text()
+    for stage in ("first_stage", "refined"):  # both written, named by stage
+        assert (out / f"test_grid_{stage}.png").is_file() and (out / "images" / stage / "new_test" / "1.png").is_file()
+    summary = (out / "summary.md").read_text()
+    assert "first stage alone (official)" in summary
+    assert summary.splitlines()[0].startswith("**Submit `images/first_stage/<split>/`")
     plain = tmp_path / "plain"
     assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_refined_model), "--evaluator",
                  str(evaluator_file), "--steps", "4", "--out", str(plain), "--no-refine"]) == 0
     unrefined = json.loads((plain / "accuracy.json").read_text())
     assert unrefined["settings"]["refined"] is False and "accuracy_first_stage" not in unrefined["splits"]["test"]
     assert unrefined["splits"]["test"]["accuracy"] == report["splits"]["test"]["accuracy_first_stage"]
+    assert not (plain / "images" / "refined").exists()
+    first, again = (Image.open(folder / "images" / "first_stage" / "test" / "2.png") for folder in (out, plain))
+    assert np.array_equal(np.asarray(first), np.asarray(again))  # the first stage is the same draw either way
+
+
+def test_a_report_on_the_synthetic_conditions_says_so_everywhere(tiny_run, tmp_path, evaluator_file, capsys):
+    """`make demo` without course data: the log, the file names, the grids' titles and the summary's first
+    line say these are lab6's synthetic conditions, and how to draw the course's."""
+    out = tmp_path / "demo"
+    assert main(["report", "--model", str(tiny_run), "--evaluator", str(evaluator_file), "--steps", "2",
+                 "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "drawing the built-in synthetic conditions" in printed and "make demo DATA=COURSE_DATA" in printed
+    assert printed.rstrip().splitlines()[-1].startswith("these are the built-in synthetic conditions (test, new_test)")
+    assert not list(out.glob("test_grid*")) and (out / "synthetic_test_grid_first_stage.png").is_file()
+    summary = (out / "summary.md").read_text()
+    assert summary.startswith("**Not for submission") and "--data-root COURSE_DATA" in summary.splitlines()[0]
+    count = len(json.loads((out / "images" / "first_stage" / "test" / "conditions.json").read_text()))
+    titled = Image.open(out / "synthetic_test_grid_first_stage.png")
+    rows = -(-count // 8)
+    assert titled.size == (min(count, 8) * 66 + 2, 16 + rows * 66 + 2)  # a 16-px title above the rows
+    assert np.asarray(titled)[:16].min() < 100  # text drawn in it
+
+
+def test_evaluate_warns_when_images_were_drawn_for_other_conditions(tiny_run, tiny_root, tmp_path, evaluator_file,
+                                                                   capsys):
+    images = tmp_path / "images"
+    assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                 str(images), "--steps", "2"]) == 0
+    assert json.loads((images / "conditions.json").read_text()) == json.loads((tiny_root / "test.json").read_text())
+    capsys.readouterr()
+    assert main(["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"),
+                 "--evaluator", str(evaluator_file)]) == 0
+    assert "warning" not in capsys.readouterr().err
+    assert main(["evaluate", "--images", str(images), "--conditions", str(tiny_root / "new_test.json"),
+                 "--evaluator", str(evaluator_file)]) == 0
+    err = capsys.readouterr().err
+    assert "lab6 evaluate: warning: the images in" in err and "drawn for other conditions than" in err
+    assert "new_test.json" in err and "the first difference is image 0" in err
 
 
 def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tiny_refined_model, tiny_root, tmp_path,

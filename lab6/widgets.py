@@ -139,7 +139,10 @@ class LabelPicker:
         self.steps_input.add_class("lab6-steps")
         self.seed_input = w.IntText(value=seed, description="seed")
         self.seed_input.add_class("lab6-seed")
-        self.refine_input = w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)")
+        # no indent and the label's own width: the default description box cuts a long label off
+        self.refine_input = w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)",
+                                       indent=False, style={"description_width": "initial"},
+                                       layout=w.Layout(width="auto"))
         self.refine_input.add_class("lab6-refine")
         self.sampler_input.observe(self._on_sampler, names="value")
         # -- actions and results ----------------------------------------------------------------------------------

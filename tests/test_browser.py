@@ -148,6 +148,8 @@ def test_picker_generates_an_image_in_jupyterlab(jupyter_lab, tmp_path):
             for label in CHOICE:
                 page.locator(f".lab6-label-{label.replace(' ', '-')}").click()
             expect(page.locator(".lab6-chosen")).to_contain_text("chosen (3/3)")
+            refine_label = page.locator(".lab6-refine label").last  # the checkbox's text, shown whole
+            assert refine_label.evaluate("e => e.scrollWidth <= e.clientWidth"), "the refine label is cut off"
             page.locator(".lab6-label-gray-cube").click()  # a fourth is refused, with a message
             expect(page.locator(".lab6-message.lab6-refused")).to_contain_text("At most 3 objects")
             expect(page.locator(".lab6-label-gray-cube")).not_to_have_class(re.compile(r"\bmod-active\b"))

@@ -64,3 +64,9 @@ def test_real_data_decodes(reference_root):
     data = ICLEVRDataset(reference_root, image_size=32, progress=False)
     assert len(data) == 18009
     assert data.images.shape == (18009, 3, 32, 32)
+
+
+def test_the_missing_course_data_skip_says_how_to_run_it_and_names_no_path():
+    from conftest import NO_REFERENCE
+
+    assert "/" not in NO_REFERENCE and "LAB6_REFERENCE_DATA" in NO_REFERENCE

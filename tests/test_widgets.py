@@ -130,6 +130,8 @@ def test_a_refined_model_draws_both_stages_and_the_checkbox_skips_the_refiner(ti
     picker.set_condition(CHOICE)
     refined = picker.generate()
     assert refined.sampling.refined and picker.progress.value == picker.progress.max == 6  # 5 + 1 refiner step
+    # its label is shown whole: no indent, and a description box as wide as the text (the default cuts it)
+    assert picker.refine_input.indent is False and picker.refine_input.style.description_width == "initial"
     picker.refine_input.value = False
     first_stage = picker.generate()
     assert not first_stage.sampling.refined and picker.progress.max == 5

@@ -96,7 +96,7 @@ def main() -> None:
         loaded = with_refiner(loaded, load_pipeline(args.refiner), args.refiner_strength)
     evaluators = load_evaluators(args.evaluator, root)
     names = [e.name for e in evaluators]
-    settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.noise, steer,
+    settings = [(sampler, steps, loaded.guidance if w is None else w, noise or loaded.initial_noise, steer,
                  refine and loaded.refiner is not None, layout or memory_format(loaded))
                 for sampler, steps in args.samplers if not (args.skip_ddpm and sampler == "ddpm")
                 for w in args.guidance for noise in args.noise for steer in args.evaluator_guidance

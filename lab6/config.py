@@ -11,6 +11,9 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+#: The classifier-free guidance scale w a recipe evaluates and ships its model with, unless it says otherwise.
+DEFAULT_GUIDANCE = 2.0
+
 
 @dataclass
 class TrainConfig:
@@ -66,7 +69,7 @@ class TrainConfig:
     eval_sampler: str = "dpmsolver"
     eval_steps: int = 20
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
-    guidance: float = 2.0  # the guidance scale the model is evaluated and shipped with
+    guidance: float = DEFAULT_GUIDANCE  # the guidance scale the model is evaluated and shipped with
     seed: int = 0
     # A saved model to start from: the same architecture, or patch_size 1 at 1/patch_size the size (it grows:
     # model.grow_to_patches), or the same without the full-resolution head (the head starts at zero).

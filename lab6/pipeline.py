@@ -1,18 +1,11 @@
 """``Lab6Pipeline``: a diffusers ``DiffusionPipeline`` that draws i-CLEVR scenes for label conditions.
 
-It registers two modules, the ``ConditionalUNet`` (``unet``) and a scheduler (``scheduler``), so a model
-folder is the diffusers layout::
-
-    model_index.json   unet/{config.json, diffusion_pytorch_model.safetensors}   scheduler/scheduler_config.json
-    lab6.json          (the training record: recipe, minutes, the model it was fine-tuned from)
-    README.md          (the model card, when shipped)
-
-and ``Lab6Pipeline.from_pretrained(folder)`` / ``save_pretrained`` round-trip it. Samplers are swapped the
-diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)``; why
-without clipping: ``make_sampler``): the loop below works with any scheduler that implements ``set_timesteps``,
-``scale_model_input`` and ``step`` and says ``init_noise_sigma`` (DDIM, Euler, UniPC and DEIS land on
-DPM-Solver++'s images at enough steps: tests/test_pipeline.py, bench/bench_schedulers.py). The guidance scale
-and the starting noise the model is shipped with live in ``model_index.json`` (``pipe.config``).
+A model folder is the diffusers layout (``model_index.json``, ``unet/``, ``scheduler/``, and for a pair
+``refiner/``, ``refiner_scheduler/``) plus ``lab6.json`` (the training record) and, when shipped, ``README.md``
+(the model card); ``Lab6Pipeline.from_pretrained`` / ``save_pretrained`` round-trip it. Samplers are swapped the
+diffusers way (``pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config, clip_sample=False)``): the loop
+in ``Lab6Pipeline.denoise`` works with any scheduler that implements ``set_timesteps``, ``scale_model_input`` and
+``step`` and states ``init_noise_sigma`` (docs/samplers.md#any-diffusers-scheduler).
 """
 
 from __future__ import annotations
@@ -28,9 +21,21 @@ import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 
-from .diffusion import (DEFAULT_NOISE, INITIAL_NOISE, REFINER_SPACINGS, check_guidance_interval, evaluator_steered_x0,
-                        guidance_at, guided_output, make_sampler, predicted_x0, prediction_of, set_tail_timesteps,
-                        x0_to_model_output)
+from .config import DEFAULT_GUIDANCE
+from .diffusion import (
+    DEFAULT_NOISE,
+    INITIAL_NOISE,
+    REFINER_SPACINGS,
+    check_guidance_interval,
+    evaluator_steered_x0,
+    guidance_at,
+    guided_output,
+    make_sampler,
+    predicted_x0,
+    prediction_of,
+    set_tail_timesteps,
+    x0_to_model_output,
+)
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import ConditionError, decode, encode_many, validate_condition
 from .model import ConditionalUNet
@@ -69,30 +74,32 @@ def conditions_tensor(conditions) -> torch.Tensor:
 class Lab6Pipeline(DiffusionPipeline):
     """Conditions in, 64x64 scenes out: classifier-free guided sampling with any diffusers scheduler.
 
-    With a ``refiner`` it is a two-stage cascade, as SDXL's base and refiner: the ``unet`` draws the whole
-    scene (at 32 px for the shipped model), then the refiner, a native 64-px model trained on low noise levels
-    only, noises the upsampled image back to the last ``refiner_strength`` of its schedule and denoises it
-    again at 64 px. The layout and colours are the first stage's; edges, shadows and texture are the
-    refiner's. ``refine=False`` in a call skips the second stage. The refiner runs unguided by default
-    (``refiner_guidance_scale`` 1): guidance at low noise levels only pulls images away from the real ones
-    (Kynkaanniemi et al. 2024; measured in docs/experiments.md), and one call per step costs half of two.
-    Its steps run from ``refiner_strength`` x T down to t = 0, spaced as Karras et al. (``refiner_spacing``
-    "karras", :func:`lab6.diffusion.karras_timesteps`: a last step at high noise would wipe out the texture
-    the refiner draws) with schedulers that take custom timesteps (DPM-Solver++, DDPM); others (DDIM) and
-    ``refiner_spacing="uniform"`` take the last steps of a uniform schedule. ``with_refiner`` pairs with
-    "karras"; the default "uniform" is what a model folder saved without the key was tuned with. A call of n
-    steps gives the refiner ``refiner_step_ratio`` x n of its own (at least one); unset, its strength x n, as
-    diffusers' img2img counts them. Set apart, a weaker strength keeps its steps: the texture is drawn in the
-    last steps near t = 0, and fewer of them leave it coarse. ``guidance_interval`` (low, high): the first
-    stage guides only where the noise-to-signal ratio lies in (low, high] and runs the conditional model
-    alone elsewhere (:func:`lab6.diffusion.guidance_at`); unset, it guides at every step.
+    With a ``refiner`` it is a two-stage cascade, as SDXL's base and refiner: the ``unet`` draws the whole scene
+    (at 32 px for the shipped model), then the refiner, a 64-px model trained on low noise levels only, noises the
+    upsampled image back to the last ``refiner_strength`` of its schedule and denoises it again: the layout and
+    colours are the first stage's, edges, shadows and texture the refiner's (docs/64px.md#the-shipped-pair).
+
+    Args:
+        unet, scheduler: the first stage.
+        guidance_scale: the w a call uses unless told.
+        initial_noise: the kind of starting noise a call uses unless told (docs/colour-casts.md#grey-mean-noise).
+        refiner, refiner_scheduler, refiner_strength: the second stage and how far back it noises.
+        refiner_guidance_scale: the refiner's w; 1 (unguided) by default, as guidance at low noise levels only
+            pulls images away from real ones (docs/guidance.md#refiner-guidance).
+        refiner_spacing: ``"karras"`` (dense near t = 0, where the texture is drawn: docs/64px.md#karras-steps)
+            or ``"uniform"`` (the last steps of a uniform schedule: what a folder saved without the key used).
+        refiner_step_ratio: the refiner's steps per first-stage step (at least one); None: its strength, as
+            diffusers' img2img counts them.
+        guidance_interval: (low, high): guide only where the noise-to-signal ratio lies in (low, high], the
+            conditional model alone elsewhere (docs/guidance.md#guidance-interval); None: every step.
     """
 
     model_cpu_offload_seq = "unet->refiner"
     _optional_components = ["refiner", "refiner_scheduler"]
     _callback_tensor_inputs = ["latents", "noisy_sample", "pred_original_sample"]
 
-    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = 2.0, initial_noise: str = DEFAULT_NOISE,
+    def __init__(self, unet: ConditionalUNet, scheduler, guidance_scale: float = DEFAULT_GUIDANCE,
+                 initial_noise: str = DEFAULT_NOISE,
                  refiner: ConditionalUNet | None = None, refiner_scheduler=None, refiner_strength: float = 0.0,
                  refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform",
                  refiner_step_ratio: float | None = None, guidance_interval: Sequence[float] | None = None):
@@ -101,8 +108,8 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
         if (refiner is None) != (refiner_scheduler is None) or (refiner is not None and not 0 < refiner_strength <= 1):
             raise ValueError("a refiner needs its scheduler and a refiner_strength in (0, 1], got "
-                             f"refiner={type(refiner).__name__}, refiner_scheduler={type(refiner_scheduler).__name__}, "
-                             f"refiner_strength={refiner_strength}")
+                             f"refiner={type(refiner).__name__}, "
+                             f"refiner_scheduler={type(refiner_scheduler).__name__}, refiner_strength={refiner_strength}")
         if refiner_spacing not in REFINER_SPACINGS:
             raise ValueError(f"refiner_spacing must be one of {', '.join(REFINER_SPACINGS)}, got {refiner_spacing!r}")
         if refiner_step_ratio is not None and not 0 < refiner_step_ratio <= 1:
@@ -126,57 +133,90 @@ class Lab6Pipeline(DiffusionPipeline):
         ratio = self.config.refiner_step_ratio or self.config.refiner_strength
         return num_inference_steps, max(1, round(num_inference_steps * ratio))
 
-    @torch.no_grad()
-    def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
-                 generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
-                 return_dict: bool = True, batch_size: int = 64, evaluator=None, evaluator_guidance_scale: float = 0.0,
-                 callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
-                 callback_on_step_end_tensor_inputs: list[str] = ("latents",), refine: bool = True):
-        """Draw one image per condition.
-
-        ``conditions``: label lists (``[["red cube", "blue sphere"], ...]``) or a (B, 24) multi-hot tensor.
-        ``guidance_scale`` w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
-        ``generator``: the same generator state gives the same images. ``initial_noise``: this call's kind of
-        starting noise (default: the model's); DDPM's fresh noise at each step is its scheduler's
-        (``with_sampler("ddpm", noise)``: the model's kind unless told). ``output_type``: ``"pil"`` (a list of
-        images), ``"np"`` ((B, H, W, 3) in [0, 1]) or ``"pt"`` ((B, 3, H, W) in [0, 1]), always 64x64.
-        ``callback_on_step_end(pipe, i, t, tensors)`` runs after every step (of both stages: the refiner's
-        steps are numbered on from the first stage's, see ``stage_steps``) with the tensors named in
-        ``callback_on_step_end_tensor_inputs``: ``latents`` (x after the step), ``noisy_sample`` (the x_t the
-        model saw at step t) and ``pred_original_sample`` (its predicted x_0); returning ``{"latents": x}``
-        replaces x. ``refine=False``: the first stage's image alone, upsampled (a model without a refiner
-        always draws so).
-        """
+    def check_inputs(self, num_inference_steps: int, guidance_scale: float, output_type: str, evaluator,
+                     evaluator_guidance_scale: float, callback_on_step_end_tensor_inputs: Sequence[str],
+                     max_batch_size: int) -> None:
+        """Refuse, by name, a call's settings that would fail late or draw garbage silently."""
         if output_type not in ("pil", "np", "pt"):
             raise ValueError(f"output_type must be 'pil', 'np' or 'pt', got {output_type!r}")
         if num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+        if max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be >= 1 (images per network call), got {max_batch_size}")
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
             raise ValueError(f"callback tensors {sorted(unknown)} unknown; choose from {self._callback_tensor_inputs}")
-        w = self.config.guidance_scale if guidance_scale is None else guidance_scale
-        for name, value in (("guidance_scale", w), ("evaluator_guidance_scale", evaluator_guidance_scale)):
+        for name, value in (("guidance_scale", guidance_scale),
+                            ("evaluator_guidance_scale", evaluator_guidance_scale)):
             # NaN would reach every pixel silently (a NaN image, then black PNGs); a negative scale pushes the
             # images away from their labels, which no one asks for on purpose.
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if evaluator_guidance_scale and evaluator is None:
             raise ValueError("evaluator_guidance_scale needs an evaluator (a classifier returning probabilities)")
+
+    @torch.no_grad()
+    def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
+                 generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
+                 return_dict: bool = True, max_batch_size: int = 64, evaluator=None,
+                 evaluator_guidance_scale: float = 0.0,
+                 callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
+                 callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), refine: bool = True):
+        """Draw one 64x64 image per condition.
+
+        Args:
+            conditions: label lists (``[["red cube", "blue sphere"], ...]``) or a (B, 24) multi-hot tensor.
+            num_inference_steps: the first stage's steps; the refiner's follow from them (``stage_steps``).
+            guidance_scale: w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
+            generator: the same generator state gives the same images.
+            initial_noise: this call's kind of starting noise (default: the model's, ``lab6.diffusion.INITIAL_NOISE``).
+                DDPM's fresh noise at each step is its scheduler's (``with_sampler("ddpm", noise)``).
+            output_type: ``"pil"`` (a list of images), ``"np"`` ((B, H, W, 3) in [0, 1]) or ``"pt"``
+                ((B, 3, H, W) in [0, 1]).
+            return_dict: an ``ImagePipelineOutput`` (True) or a one-element tuple.
+            max_batch_size: at most this many images per network call (the guided pair makes it twice as many
+                rows); it bounds memory and never changes the images.
+            evaluator, evaluator_guidance_scale: a classifier whose gradient steers each step's predicted x_0
+                towards the labels (``lab6.diffusion.evaluator_steered_x0``); 0 leaves it out.
+            callback_on_step_end: ``f(pipe, i, t, tensors)`` after every step of both stages (the refiner's steps
+                are numbered on from the first stage's), with the tensors named in
+                ``callback_on_step_end_tensor_inputs``: ``latents`` (x after the step), ``noisy_sample`` (the x_t
+                the model saw) and ``pred_original_sample`` (its predicted x_0); returning ``{"latents": x}``
+                replaces x.
+            refine: False: the first stage's image alone, upsampled (a model without a refiner always draws so).
+
+        Returns:
+            ``ImagePipelineOutput`` with ``images`` in ``output_type``, always 64x64.
+        """
+        # 0. Check the inputs
+        w = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        self.check_inputs(num_inference_steps, w, output_type, evaluator, evaluator_guidance_scale,
+                          callback_on_step_end_tensor_inputs, max_batch_size)
         unet, device, dtype = self.unet, self.unet.device, self.unet.dtype
-        generator = generator or torch.Generator()
+        call = _CallSettings(conditions_tensor(conditions).to(device, dtype), max_batch_size,
+                             generator or torch.Generator(), evaluator, evaluator_guidance_scale, callback_on_step_end,
+                             callback_on_step_end_tensor_inputs)
         noise_kind = initial_noise or self.config.initial_noise
-        condition = conditions_tensor(conditions).to(device, dtype)
-        size = unet.config.sample_size
-        # The starting noise of the whole batch is drawn first, so a chunked run matches an unchunked one.
-        x = draw_initial_noise((len(condition), unet.config.in_channels, size, size), generator, noise_kind).to(device, dtype)
+
+        # 1. The timesteps, from the noisiest down
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        x = x * self.scheduler.init_noise_sigma  # 1 for DDPM, DDIM, DPM-Solver++; sigma_max for Euler's, Heun's
-        loop = _GuidedLoop(self, condition, batch_size, generator, evaluator, evaluator_guidance_scale,
-                           callback_on_step_end, callback_on_step_end_tensor_inputs)
-        x = loop.run(unet, self.scheduler, x, self.scheduler.timesteps, w, 0, self.config.guidance_interval)
+
+        # 2. The starting noise x_T, drawn for the whole batch first so that a chunked run matches an unchunked one;
+        #    init_noise_sigma is 1 for DDPM, DDIM and DPM-Solver++, sigma_max for Euler's and Heun's x_T
+        size = unet.config.sample_size
+        x = draw_initial_noise((len(call.condition), unet.config.in_channels, size, size), call.generator, noise_kind)
+        x = x.to(device, dtype) * self.scheduler.init_noise_sigma
+
+        # 3. The denoising loop of the first stage: x_T -> x_0
+        x = self.denoise(unet, self.scheduler, x, self.scheduler.timesteps, w, call,
+                         interval=self.config.guidance_interval)
+
+        # 4. The refiner: the upsampled image noised back to its first timestep and denoised again at 64 px
         _, refiner_steps = self.stage_steps(num_inference_steps, refine)
         if refiner_steps:
-            x = self._redraw_at_64(loop, x, refiner_steps, noise_kind, first_step=num_inference_steps)
+            x = self._redraw_at_64(call, x, refiner_steps, noise_kind, first_step=num_inference_steps)
+
+        # 5. Post-process: [-1, 1] -> [0, 1] at 64x64, in the asked type
         images = (to_output_size(x.clamp(-1, 1).float()) + 1) / 2
         if output_type == "pt":
             result = images.cpu()
@@ -186,19 +226,54 @@ class Lab6Pipeline(DiffusionPipeline):
                 result = self.numpy_to_pil(result)
         return ImagePipelineOutput(images=result) if return_dict else (result,)
 
-    def _redraw_at_64(self, loop: "_GuidedLoop", x: torch.Tensor, steps: int, noise_kind: str, first_step: int):
+    def denoise(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, call: "_CallSettings",
+                first_step: int = 0, interval: tuple[float, float] | None = None) -> torch.Tensor:
+        """The denoising loop of one stage: at each timestep the guided model output, then one scheduler step.
+
+        ``x`` is x_t at the first of ``timesteps`` (the scheduler's ``set_timesteps`` already called); the
+        guidance is ``guidance`` inside ``interval`` (every step when None) and 1 outside (``guidance_at``);
+        ``first_step`` numbers the steps for the callback. Returns x after the last step.
+        """
+        prediction = prediction_of(scheduler.config, type(self).__name__)
+        alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
+        # Schedulers that draw noise in their step (DDPM, the ancestral ones) take the call's generator; the
+        # deterministic ones (UniPC, DEIS, Heun) have no such argument.
+        takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+        step_kwargs = {"generator": call.generator} if takes_generator else {}
+        for i, t in enumerate(self.progress_bar(timesteps), start=first_step):
+            model_input = scheduler.scale_model_input(x, t)  # Euler's and Heun's x_t (1 + sigma^2)^(1/2) back to x_t
+            alpha_cumprod = alphas_cumprod[round(float(t))]  # Euler's and Heun's t are floats
+            w = guidance_at(alpha_cumprod, guidance, interval)
+            chunks = zip(model_input.split(call.max_batch_size), call.condition.split(call.max_batch_size))
+            output = torch.cat([guided_output(unet, xs, t, cs, w) for xs, cs in chunks])
+            x0 = None
+            if call.evaluator_guidance_scale:
+                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alpha_cumprod, prediction),
+                                          call.condition, call.evaluator, call.evaluator_guidance_scale)
+                output = x0_to_model_output(model_input, x0, alpha_cumprod, prediction)
+            if call.callback is not None and "pred_original_sample" in call.callback_tensors:
+                x0 = predicted_x0(model_input, output, alpha_cumprod, prediction).clamp(-1, 1)
+            noisy, x = x, scheduler.step(output, t, x, **step_kwargs).prev_sample
+            if call.callback is not None:
+                tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
+                returned = call.callback(self, i, t, {k: tensors[k] for k in call.callback_tensors})
+                x = (returned or {}).get("latents", x)
+        return x
+
+    def _redraw_at_64(self, call: "_CallSettings", x: torch.Tensor, steps: int, noise_kind: str, first_step: int):
         """Stage 2: the upsampled image, noised to the refiner's first timestep with a fresh draw of the same kind
         of noise (grey-mean: its colour must not come from the noise either), denoised at 64 px."""
         timesteps = set_tail_timesteps(self.refiner_scheduler, self.config.refiner_strength, steps,
                                        self.config.refiner_spacing, x.device)
         upsampled = to_output_size(x.clamp(-1, 1).float()).to(x.dtype)
-        noise = draw_initial_noise(upsampled.shape, loop.generator, noise_kind).to(x.device, x.dtype)
+        noise = draw_initial_noise(upsampled.shape, call.generator, noise_kind).to(x.device, x.dtype)
         x = self.refiner_scheduler.add_noise(upsampled, noise, timesteps[:1].repeat(len(x)))
-        return loop.run(self.refiner, self.refiner_scheduler, x, timesteps, self.config.refiner_guidance_scale, first_step)
+        return self.denoise(self.refiner, self.refiner_scheduler, x, timesteps, self.config.refiner_guidance_scale,
+                            call, first_step)
 
     @torch.no_grad()
     def refine(self, images: torch.Tensor, conditions, num_inference_steps: int = 20,
-               generator: torch.Generator | None = None, batch_size: int = 64) -> torch.Tensor:
+               generator: torch.Generator | None = None, max_batch_size: int = 64) -> torch.Tensor:
         """The refiner alone on given images, (B, 3, H, W) in [0, 1] at any size (upsampled to 64 px as the first
         stage's are), with the steps a call of ``num_inference_steps`` gives it: (B, 3, 64, 64) in [0, 1]. For
         images another model drew, or real images sent through 32 px, which measure the refiner apart from any
@@ -207,10 +282,11 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError(NO_REFINER)
         condition = conditions_tensor(conditions).to(self.unet.device, self.unet.dtype)
         if images.ndim != 4 or images.shape[:2] != (len(condition), 3):
-            raise ValueError(f"images must be ({len(condition)}, 3, H, W), one per condition, got {tuple(images.shape)}")
-        loop = _GuidedLoop(self, condition, batch_size, generator or torch.Generator(), None, 0.0, None, ())
+            raise ValueError(f"images must be ({len(condition)}, 3, H, W), one per condition, "
+                             f"got {tuple(images.shape)}")
+        call = _CallSettings(condition, max_batch_size, generator or torch.Generator(), None, 0.0, None, ())
         x = images.to(self.unet.device, self.unet.dtype) * 2 - 1
-        x = self._redraw_at_64(loop, x, self.stage_steps(num_inference_steps)[1], self.config.initial_noise, 0)
+        x = self._redraw_at_64(call, x, self.stage_steps(num_inference_steps)[1], self.config.initial_noise, 0)
         return ((x.clamp(-1, 1).float() + 1) / 2).cpu()
 
     # Shorthands for lab6's own code: the shipped sampling settings and the training record.
@@ -219,14 +295,14 @@ class Lab6Pipeline(DiffusionPipeline):
         return float(self.config.guidance_scale)
 
     @property
-    def noise(self) -> str:
+    def initial_noise(self) -> str:
         return self.config.initial_noise
 
     def with_sampler(self, sampler: str, noise: str | None = None) -> "Lab6Pipeline":
         """The same weights with another of lab6's named samplers (ddpm, ddim, dpmsolver) as its scheduler
         (and the refiner's, which steps over Karras-spaced timesteps with any of them: ``make_sampler``).
         ``noise``: the kind DDPM draws at every step (default: the model's starting noise)."""
-        noise = noise or self.noise
+        noise = noise or self.initial_noise
         refiner_scheduler = self.refiner_scheduler and make_sampler(
             sampler, self.refiner_scheduler.config, noise=noise, any_timesteps=self.config.refiner_spacing == "karras")
         return self._replaced(scheduler=make_sampler(sampler, self.scheduler.config, noise=noise),
@@ -264,8 +340,8 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
     if not 0 < strength <= 1 or round(strength * T) > trained_below:
         raise ValueError(f"refiner strength must be in (0, {trained_below / T:g}]"
                          f" (the refiner was trained on t < {trained_below}), got {strength}")
-    pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.noise, refiner.unet, refiner.scheduler, strength,
-                        guidance, spacing, step_ratio, base.config.guidance_interval)
+    pipe = Lab6Pipeline(base.unet, base.scheduler, base.guidance, base.initial_noise, refiner.unet, refiner.scheduler,
+                        strength, guidance, spacing, step_ratio, base.config.guidance_interval)
     pipe.metadata = {**base.metadata, "refiner": refiner.metadata}
     pipe.set_progress_bar_config(**getattr(base, "_progress_bar_config", {}))
     return pipe
@@ -276,50 +352,22 @@ def refiner_of(pair: Lab6Pipeline) -> Lab6Pipeline:
     0.1)`` is the same pair at another strength (checked against the noise levels the refiner was trained on)."""
     if pair.refiner is None:
         raise ValueError(NO_REFINER)
-    refiner = Lab6Pipeline(pair.refiner, pair.refiner_scheduler, 1.0, pair.noise)
+    refiner = Lab6Pipeline(pair.refiner, pair.refiner_scheduler, 1.0, pair.initial_noise)
     refiner.metadata = pair.metadata.get("refiner", {})
     return refiner
 
 
 @dataclass
-class _GuidedLoop:
-    """The denoising loop of one stage (a model and its scheduler), with one call's settings for both stages."""
+class _CallSettings:
+    """What one call hands to the denoising loop of each of its stages."""
 
-    pipe: Lab6Pipeline
-    condition: torch.Tensor
-    batch_size: int
+    condition: torch.Tensor  # (B, 24) multi-hot, on the network's device
+    max_batch_size: int
     generator: torch.Generator
     evaluator: object
     evaluator_guidance_scale: float
     callback: Callable | None
     callback_tensors: Sequence[str]
-
-    def run(self, unet, scheduler, x: torch.Tensor, timesteps, guidance: float, first_step: int,
-            interval: tuple[float, float] | None = None) -> torch.Tensor:
-        prediction = prediction_of(scheduler.config, type(self.pipe).__name__)
-        alphas_cumprod = scheduler.alphas_cumprod.to(x.device)
-        # Schedulers that draw noise in their step (DDPM, the ancestral ones) take the call's generator; the
-        # deterministic ones (UniPC, DEIS, Heun) have no such argument.
-        step_kwargs = {"generator": self.generator} if "generator" in inspect.signature(scheduler.step).parameters else {}
-        for i, t in enumerate(self.pipe.progress_bar(timesteps), start=first_step):
-            model_input = scheduler.scale_model_input(x, t)  # Euler's and Heun's x_t (1 + sigma^2)^(1/2) back to x_t
-            alpha_cumprod = alphas_cumprod[round(float(t))]  # Euler's and Heun's t are floats
-            w = guidance_at(alpha_cumprod, guidance, interval)
-            output = torch.cat([guided_output(unet, xs, t, cs, w) for xs, cs in
-                                zip(model_input.split(self.batch_size), self.condition.split(self.batch_size))])
-            x0 = None
-            if self.evaluator_guidance_scale:
-                x0 = evaluator_steered_x0(predicted_x0(model_input, output, alpha_cumprod, prediction),
-                                          self.condition, self.evaluator, self.evaluator_guidance_scale)
-                output = x0_to_model_output(model_input, x0, alpha_cumprod, prediction)
-            if self.callback is not None and "pred_original_sample" in self.callback_tensors:
-                x0 = predicted_x0(model_input, output, alpha_cumprod, prediction).clamp(-1, 1)
-            noisy, x = x, scheduler.step(output, t, x, **step_kwargs).prev_sample
-            if self.callback is not None:
-                tensors = {"latents": x, "noisy_sample": noisy, "pred_original_sample": x0}
-                returned = self.callback(self.pipe, i, t, {k: tensors[k] for k in self.callback_tensors})
-                x = (returned or {}).get("latents", x)
-        return x
 
 
 def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tensor:
@@ -329,7 +377,7 @@ def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tenso
     return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 
-def build_pipeline(unet: ConditionalUNet, noise_scheduler_config, *, guidance: float = 2.0,
+def build_pipeline(unet: ConditionalUNet, noise_scheduler_config, *, guidance: float = DEFAULT_GUIDANCE,
                    noise: str = DEFAULT_NOISE) -> Lab6Pipeline:
     """A pipeline around freshly trained weights: DPM-Solver++ on the training schedule."""
     return Lab6Pipeline(unet, make_sampler("dpmsolver", noise_scheduler_config), guidance, noise)
@@ -346,7 +394,7 @@ def save_pipeline(pipe: Lab6Pipeline, path: str | Path, metadata: dict) -> Path:
 def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:
     """A model folder of the layout before the pipeline (config.json, scheduler_config.json side by side)."""
     unet = ConditionalUNet.from_pretrained(directory)
-    return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=float(metadata.get("guidance", 2.0)),
+    return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=float(metadata.get("guidance", DEFAULT_GUIDANCE)),
                           noise=metadata.get("noise", DEFAULT_NOISE))
 
 

@@ -51,7 +51,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     root = resolve_data_root(data_root, need_images=False, progress=progress)
     loaded = load_pipeline(model, device=device)
     guidance = loaded.guidance if guidance is None else guidance
-    noise = noise or loaded.noise
+    noise = noise or loaded.initial_noise
     steps = steps or DEFAULT_STEPS[sampler]
     if isinstance(evaluator, (str, Path)):
         evaluator = [evaluator]

@@ -17,8 +17,9 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .config import DEFAULT_GUIDANCE
 from .data import load_split
-from .diffusion import DEFAULT_NOISE, DEFAULT_STEPS, INITIAL_NOISE, SAMPLER_NAMES
+from .diffusion import DEFAULT_NOISE, DEFAULT_STEPS, SAMPLER_NAMES
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import Lab6Pipeline, to_output_size
 
@@ -30,7 +31,7 @@ class Sampling:
 
     sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
     steps: int = 20  # scheduler steps
-    guidance: float = 2.0  # classifier-free guidance scale w
+    guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale w
     noise: str = DEFAULT_NOISE  # the starting noise, and DDPM's at every step (diffusion.INITIAL_NOISE)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
@@ -47,7 +48,7 @@ class Sampling:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
         interval = pipe.config.guidance_interval
         return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
-                   noise or pipe.noise, seed, evaluator_guidance, refine and pipe.refiner is not None,
+                   noise or pipe.initial_noise, seed, evaluator_guidance, refine and pipe.refiner is not None,
                    tuple(interval) if interval is not None else None)
 
     @property

@@ -76,7 +76,7 @@ def main() -> None:
                            args.noise or source.noise,
                            guidance_interval=args.guidance_interval or source.config.guidance_interval)
     meta = without_machine_paths(source.metadata)
-    meta.update(guidance=shipped.guidance, noise=shipped.noise)
+    meta.update(guidance=shipped.guidance, noise=shipped.initial_noise)
     if args.refiner:
         refiner = load_pipeline(args.refiner)
         shipped = with_refiner(shipped, refiner, args.refiner_strength, step_ratio=args.refiner_step_ratio)
@@ -93,7 +93,7 @@ def main() -> None:
     (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps({"accuracy": table, "seeds": list(SEEDS),
                                                               "seconds_32_images": seconds,
                                                               "threads": torch.get_num_threads(),
-                                                              "guidance": loaded.guidance, "noise": loaded.noise},
+                                                              "guidance": loaded.guidance, "noise": loaded.initial_noise},
                                                              indent=2))
     rewrite_card(args)
     print(f"shipped {source.path} -> {SHIPPED_MODEL}")
@@ -273,7 +273,7 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
             *loaded.config.guidance_interval) if loaded.config.guidance_interval else "")
         + (f" (training evaluated at w = {recipe['guidance']:g}; w chosen on the held-out conditions)"
            if recipe.get("guidance", loaded.guidance) != loaded.guidance else "")
-        + f", starting noise `{loaded.noise}`.",
+        + f", starting noise `{loaded.initial_noise}`.",
         *refiner_lines(meta, loaded.config.refiner_strength, args.refiner_command),
         "",
         "## Accuracy",

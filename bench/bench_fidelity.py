@@ -1,8 +1,12 @@
-"""Do generated images look like i-CLEVR? One table: Frechet distance, sharpness, colour cast, accuracy, time.
+"""Do generated images look like i-CLEVR? One table: two-sample test, Frechet distance, sharpness, colour, accuracy.
 
 For N generated images on the labels of N held-out real images (held out from both proxy evaluators'
 training, so their features have not seen them):
 
+- the headline, a classifier two-sample test (``lab6.fidelity.two_sample_accuracy``): the held-out accuracy of
+  a small CNN trained from scratch to tell the row's images from the reference, mean ± standard error over
+  5 folds (and ``--c2st-seeds K`` seeds, pooled); 0.5 = indistinguishable, and N other real images show the
+  floor. Grain cannot fool it as it fools sharpness: grain, soft edges and rounded cubes all raise it;
 - Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
   same distance between the reference and N *other* real images (a perfect model would score the floor);
 - sharpness: mean Laplacian variance over the reference's (1.0 = as sharp as real images);
@@ -21,13 +25,14 @@ training, so their features have not seen them):
 
 A candidate is ``LABEL=MODEL[:key=value,...]`` with the keys of ``lab6.sampling.generate``: sampler, steps,
 guidance, seed, noise (e.g. ``noise=grey-mean``), refine (``refine=false``: a refined model's first stage
-alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform][,refiner_step_ratio=R]`` to try a 64-px refiner
-after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: its steps as before the
-fourteenth session; ``strength=S`` alone: a pair's own refiner at another strength). A refined candidate also gets a row for its first stage's images (the same draw without
-the refiner, untimed), at no cost. Rows for real images and for real images sent through
-32 px come first. ``--refiner-alone``: each candidate's refiner redraws those real 32-px images instead of
-drawing (what the refiner adds to a perfect first stage; of generate's keys only steps and seed apply;
-for other data, e.g. renders, give a set of 11,000 images or more, ``lab6 data render --out D --n 11000 --seed 1``, so its held-out tenth holds 1,000 references).
+alone), and ``refiner=RUN,strength=S[,refiner_guidance=W][,refiner_spacing=uniform][,refiner_step_ratio=R]``
+to try a 64-px refiner after MODEL before shipping the pair (``lab6.pipeline.with_refiner``; ``uniform``: the
+last steps of a uniform schedule; ``strength=S`` alone: a pair's own refiner at another strength). A refined
+candidate also gets a row for its first stage's images (the same draw without the refiner, untimed), at no
+cost. Rows for real images and for real images sent through 32 px come first. ``--refiner-alone``: each
+candidate's refiner redraws those real 32-px images instead of drawing (what the refiner adds to a perfect
+first stage; of generate's keys only steps and seed apply; for other data, e.g. renders, give a set of 11,000
+images or more, ``lab6 data render --out D --n 11000 --seed 1``, so its held-out tenth holds 1,000 references).
 ``--json FILE`` also writes the rows and the printed table (``tools/ship_model.py
 --fidelity`` puts it on the model card). Needs the real data (the held-out images) and the shipped evaluators.
 """
@@ -43,19 +48,26 @@ import torch
 
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import found_by_shape, load_evaluators
-from lab6.fidelity import colour_cast, colour_grain, frechet_distance, patch_grid_energy, sharpness
+from lab6.fidelity import (
+    colour_cast,
+    colour_grain,
+    frechet_distance,
+    patch_grid_energy,
+    sharpness,
+    two_sample_accuracy,
+)
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import SHAPES, decode, encode_many
 from lab6.pipeline import load_pipeline, refiner_of, with_refiner
-from lab6.sampling import generate
 from lab6.proxy import split_holdout, upsample_like_official
+from lab6.sampling import generate
 from lab6.settings import yes_or_no
-
 
 #: How to read the value of each key that is not a word.
 VALUE_READERS = {"steps": int, "guidance": float, "seed": int, "refine": yes_or_no, "strength": float,
                  "refiner_guidance": float, "refiner_step_ratio": float}
-PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing", "refiner_step_ratio")  # how to pair MODEL with a refiner, not generate's
+#: How to pair MODEL with a refiner: keys that are not generate's.
+PAIRING_KEYS = ("refiner", "strength", "refiner_guidance", "refiner_spacing", "refiner_step_ratio")
 #: The optional pairing keys, as ``with_refiner`` names them: the ones not given keep its defaults.
 PAIRING_OPTIONS = {"refiner_guidance": "guidance", "refiner_spacing": "spacing", "refiner_step_ratio": "step_ratio"}
 
@@ -84,12 +96,18 @@ def main() -> None:
     parser.add_argument("--evaluator", action="append", default=None,
                         help="evaluator file; repeat for several (default: the shipped ones)")
     parser.add_argument("--figure", default=None, metavar="FOLDER",
-                        help="also draw fidelity_real_vs_generated.png/.pdf there: 8 real images above each candidate's")
+                        help="also draw fidelity_real_vs_generated.png/.pdf there: "
+                             "8 real images above each candidate's")
+    parser.add_argument("--c2st-seeds", type=int, default=1, metavar="K",
+                        help="seeds of the two-sample test, pooled (default 1: 5 folds; about 30 s per seed and row "
+                             "for 1,000 images on one thread; 0 leaves the test out)")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows and the table")
     parser.add_argument("--refiner-alone", action="store_true",
-                        help="instead of drawing, each candidate's refiner redraws the real images sent through 32 px: "
-                             "the refiner measured apart from any first stage (a candidate needs a refiner)")
+                        help="instead of drawing, each candidate's refiner redraws the real images sent through "
+                             "32 px: the refiner measured apart from any first stage (a candidate needs a refiner)")
     args = parser.parse_args()
+    if args.c2st_seeds < 0:
+        raise SystemExit(f"--c2st-seeds {args.c2st_seeds}: give 0 (no two-sample test) or more")
 
     evaluators = load_evaluators(args.evaluator, None)
     dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
@@ -115,7 +133,8 @@ def main() -> None:
 
     def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None, native: bool) -> None:
         casts = colour_cast(images)
-        row = {"label": label, "sharpness": float(sharpness(images).mean()) / real_sharpness,
+        row = {"label": label, **two_sample_row(reference, images, args.c2st_seeds),
+               "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
                "colour_grain": float(colour_grain(images).mean()) / real_colour_grain,
                "cast": float(casts.mean()), "cast_p90": float(casts.quantile(0.9)),
@@ -139,7 +158,8 @@ def main() -> None:
         pairing = {key: settings.pop(key) for key in PAIRING_KEYS if key in settings}
         if pairing:
             if "strength" not in pairing or ("refiner" not in pairing and loaded.refiner is None):
-                raise SystemExit(f"candidate {label!r}: a refiner needs strength=S, and refiner=RUN unless MODEL has one")
+                raise SystemExit(f"candidate {label!r}: a refiner needs strength=S, "
+                                 "and refiner=RUN unless MODEL has one")
             options = {name: pairing[key] for key, name in PAIRING_OPTIONS.items() if key in pairing}
             refiner = load_pipeline(pairing["refiner"]) if "refiner" in pairing else refiner_of(loaded)
             loaded = with_refiner(loaded, refiner, pairing["strength"], **options)
@@ -171,7 +191,11 @@ def main() -> None:
 
     names = [e.name for e in evaluators]
     print(f"\n{args.n} images per set; reference: held-out real images (seed {args.seed}); "
-          f"{torch.get_num_threads()} thread(s)\n")
+          f"{torch.get_num_threads()} thread(s)")
+    if args.c2st_seeds:
+        print(f"two-sample test: held-out accuracy of a CNN telling the images from the reference (0.5 = as real), "
+              f"± standard error over 5 folds x {args.c2st_seeds} seed(s)")
+    print()
     table = markdown_table(rows, names)
     print("\n".join(table))
     round_trip = round_trip_table(rows, names)
@@ -184,19 +208,37 @@ def main() -> None:
     print("\n".join(shapes))
     if args.json:
         args.json.write_text(json.dumps({"n": args.n, "seed": args.seed, "threads": torch.get_num_threads(),
+                                         "c2st_seeds": args.c2st_seeds,
                                          "evaluators": names, "rows": rows, "table": table,
                                          "round_trip_table": round_trip, "shape_table": shapes}, indent=2))
 
 
+def two_sample_row(reference: torch.Tensor, images: torch.Tensor, seeds: int, **options) -> dict:
+    """The two-sample test's entries of a row: accuracy and standard error over all folds of ``seeds`` seeds
+    pooled (the folds share images, so the error is a rough one), and each fold's accuracy; none for 0 seeds.
+    ``options`` go to ``two_sample_accuracy``."""
+    if not seeds:
+        return {}
+    folds = [a for seed in range(seeds) for a in two_sample_accuracy(reference, images, seed=seed, **options).folds]
+    spread = torch.tensor(folds).std().item() / len(folds) ** 0.5
+    return {"c2st": sum(folds) / len(folds), "c2st_se": spread, "c2st_folds": folds}
+
+
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
-    lines = ["| images | " + " | ".join(f"Frechet ({n})" for n in names) + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 "
-             "| cast > 8 | " + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
-             "| --- " * (2 * len(names) + 8) + "|"]
+    """The main table; the two-sample test comes first where the rows have it."""
+    c2st = all("c2st" in row for row in rows)
+    lines = ["| images | " + ("two-sample test (0.5 = real) | " if c2st else "")
+             + " | ".join(f"Frechet ({n})" for n in names)
+             + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 | cast > 8 | "
+             + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
+             "| --- " * (2 * len(names) + 8 + c2st) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
-        lines.append(f"| {row['label']} | " + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
-                     + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['colour_grain']:.1f} | {row['cast']:.2f} | {row['cast_p90']:.2f} | "
-                       f"{row['cast_over_8']:.1%} | " + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
+        lines.append(f"| {row['label']} | " + (f"{row['c2st']:.3f} ± {row['c2st_se']:.3f} | " if c2st else "")
+                     + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
+                     + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['colour_grain']:.1f} | {row['cast']:.2f}"
+                       f" | {row['cast_p90']:.2f} | {row['cast_over_8']:.1%} | "
+                     + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
                      + f" | {seconds} |")
     return lines
 

@@ -19,6 +19,9 @@ from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .pipeline import ModelLoadError
 
+#: What ``lab6 --help`` says first (plain text: argparse prints it as it is).
+DESCRIPTION = ("train a conditional DDPM on i-CLEVR scenes, draw images for label conditions, and score them "
+               "for a report")
 #: Failures whose message already says what is wrong and what to do: printed as they are.
 EXPECTED_ERRORS = (ConditionError, EvaluatorLoadError, ModelLoadError, OSError, ValueError)
 
@@ -51,7 +54,8 @@ def _device(text: str) -> str:
             raise argparse.ArgumentTypeError(f"{text}: torch sees no CUDA GPU here (none, no driver, or a CPU-only "
                                              "torch build); use --device cpu")
         if device.index is not None and device.index >= count:
-            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+            raise argparse.ArgumentTypeError(f"{text}: this machine has {count} CUDA GPU(s), "
+                                             f"cuda:0 to cuda:{count - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise argparse.ArgumentTypeError(f"{text}: torch sees no Apple GPU (MPS) here; use --device cpu")
     return text
@@ -71,39 +75,39 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _sampling_options(p: argparse.ArgumentParser) -> None:
     from .diffusion import INITIAL_NOISE, SAMPLERS
 
-    parser = argparse.ArgumentParser(prog="lab6", description=__doc__.splitlines()[0])
-    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
+                   help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), "
+                        "ddim or dpmsolver (DPM-Solver++, lab6's default)")
+    p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's), "
+                        "at the noise levels of the model's guidance interval if it has one (its card says)")
+    p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
+    p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
+                   help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
+                        "carries no colour cast; lab6's default) or gaussian (plain, as most DDPMs sample); "
+                        "default: the model's")
+    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
 
-    def sampling_options(p):
-        p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
-                       help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), "
-                            "ddim or dpmsolver (DPM-Solver++, lab6's default)")
-        p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
-        p.add_argument("--guidance", type=float, default=None,
-                       help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's), "
-                            "at the noise levels of the model's guidance interval if it has one (its card says)")
-        p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
-        p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
-                       help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
-                            "carries no colour cast; lab6's default) or gaussian (plain, as most DDPMs sample); "
-                            "default: the model's")
-        p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
 
-    def refine_option(p):
-        p.add_argument("--no-refine", dest="refine", action="store_false",
-                       help="skip the shipped model's 64-px refiner: its 32-px first stage alone, upsampled (blurred, "
-                            "as the 32 -> 64 px images the course's evaluator was trained on)")
+def _refine_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-refine", dest="refine", action="store_false",
+                   help="skip the shipped model's 64-px refiner: its 32-px first stage alone, upsampled (blurred, "
+                        "as the 32 -> 64 px images the course's evaluator was trained on)")
 
-    def evaluator_guidance_options(p):
-        p.add_argument("--evaluator-guidance", type=float, default=0.0, metavar="SCALE",
-                       help="steer sampling with an evaluator's gradient (default 0: off). It optimises the images "
-                            "for that evaluator, so its accuracy then means nothing: score with another")
-        p.add_argument("--guide-with", type=Path, default=None, metavar="EVALUATOR",
-                       help="the evaluator that steers --evaluator-guidance (default: the shipped ResNet18 proxy)")
 
+def _evaluator_guidance_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--evaluator-guidance", type=float, default=0.0, metavar="SCALE",
+                   help="steer sampling with an evaluator's gradient (default 0: off). It optimises the images "
+                        "for that evaluator, so its accuracy then means nothing: score with another")
+    p.add_argument("--guide-with", type=Path, default=None, metavar="EVALUATOR",
+                   help="the evaluator that steers --evaluator-guidance (default: the shipped ResNet18 proxy)")
+
+
+def _train_verb(verbs) -> None:
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
     p.add_argument("--preset", default="cpu", help=f"recipe: {', '.join(PRESETS)} (see lab6.config)")
@@ -125,20 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-minutes", type=_positive_float,
                    help="minutes between checkpoints (default 10): at most this much is lost when a run is killed")
     p.add_argument("--checkpoint-steps", type=_positive_int, help="also a checkpoint every this many steps")
-    p.add_argument("--evaluator", type=Path, help="evaluator for accuracy during training (default: data root's, else shipped)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override any TrainConfig field, e.g. --set prediction=v")
+    p.add_argument("--evaluator", type=Path,
+                   help="evaluator for accuracy during training (default: data root's, else shipped)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
+                   help="override any TrainConfig field, e.g. --set prediction=v")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.cmd_train)
 
+
+def _sample_verb(verbs) -> None:
     p = verbs.add_parser("sample", help="draw one 64x64 image per condition of a conditions file")
     p.add_argument("--model", type=Path, default=None, help="model folder or run folder (default: the shipped model)")
     p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
-    p.add_argument("--out", type=Path, required=True, help="writes <out>/<i>.png and <out>/grid.png")
-    sampling_options(p)
-    refine_option(p)
-    evaluator_guidance_options(p)
+    p.add_argument("--out", type=Path, required=True,
+                   help="writes <out>/<i>.png, <out>/grid.png and <out>/conditions.json (the conditions drawn)")
+    _sampling_options(p)
+    _refine_option(p)
+    _evaluator_guidance_options(p)
     p.set_defaults(func=commands.cmd_sample)
 
+
+def _pair_verb(verbs) -> None:
     p = verbs.add_parser("pair", help="a two-stage model folder: a model, then a 64-px refiner over its last noise "
                                       "levels (e.g. a run of --preset refiner64)")
     p.add_argument("--model", type=Path, required=True, help="the first stage: any model or run folder")
@@ -150,12 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the refiner's steps: karras (down to t = 0, keeps the grain a refiner draws; default) or "
                         "uniform (the last steps of an even schedule, for a refiner trained without the detail prior)")
     p.add_argument("--step-ratio", type=float, default=None, metavar="R",
-                   help="the refiner's steps per first-stage step (default: --strength; 0.2 gives 4 steps at --steps 20 "
-                        "whatever the strength)")
+                   help="the refiner's steps per first-stage step (default: --strength; 0.2 gives 4 steps at "
+                        "--steps 20 whatever the strength)")
     p.add_argument("--out", type=Path, required=True, help="the new model folder")
     p.set_defaults(func=commands.cmd_pair)
 
-    p = verbs.add_parser("evaluate", help="score <images>/<i>.png against a conditions file, or a data root's own images",
+
+def _evaluate_verb(verbs) -> None:
+    p = verbs.add_parser("evaluate",
+                         help="score <images>/<i>.png against a conditions file, or a data root's own images",
                          description="Either --images DIR --conditions FILE (generated images), or --dataset ROOT "
                                      "(the root's training images against their train.json labels: how well an "
                                      "evaluator transfers, e.g. one trained on renders scored on real images).")
@@ -173,26 +187,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
     p.set_defaults(func=commands.cmd_evaluate)
 
+
+def _evaluator_train_verb(verbs) -> None:
     p = verbs.add_parser("evaluator-train", help="train a proxy evaluator (ResNet18 in the official format, or any "
                                                  "torchvision architecture)")
     _add_data_root(p)
     p.add_argument("--out", type=Path, required=True,
                    help="checkpoint path: .pth (official format, ResNet18 only) or .safetensors (any architecture)")
     p.add_argument("--arch", default="resnet18",
-                   help="torchvision classification architecture (default resnet18, the official one; e.g. regnet_y_800mf)")
+                   help="torchvision classification architecture (default resnet18, the official one; "
+                        "e.g. regnet_y_800mf)")
     p.add_argument("--native-fraction", type=float, default=0.5,
                    help="share of training images shown at native 64 px; the rest go 32 -> 64 px as the official "
                         "evaluator's did (default 0.5)")
     p.add_argument("--epochs", type=_positive_int, default=8, help="passes over the training images (default 8)")
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per optimiser step (default 64)")
     p.add_argument("--weight-decay", type=float, default=1e-4,
-                   help="AdamW weight decay (default 1e-4, the ResNet18 proxy's; raise it for a network that overfits)")
+                   help="AdamW weight decay (default 1e-4, the ResNet18 proxy's; raise it for a network that "
+                        "overfits)")
     p.add_argument("--max-shift", type=int, default=0,
                    help="random translation of each training image, up to this many pixels each way (default 0)")
     p.add_argument("--seed", type=int, default=0, help="seed of the weights, the held-out split and the batches")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.cmd_evaluator_train)
 
+
+def _report_verb(verbs) -> None:
     p = verbs.add_parser("report", help="grids, per-image PNGs, denoising figure and accuracy for test and new_test")
     _add_data_root(p)
     p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
@@ -200,12 +220,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluator file; repeat for several (default: the data root's checkpoint.pth, else the "
                         "shipped ResNet18 proxy, and the shipped proxies of other architectures)")
     p.add_argument("--out", type=Path, required=True,
-                   help="report folder: grids, per-image PNGs, the denoising figure, accuracy.json and a summary")
-    sampling_options(p)
-    refine_option(p)
-    evaluator_guidance_options(p)
+                   help="report folder: per stage (first_stage, refined) grids and per-image PNGs; the denoising "
+                        "figure, accuracy.json and summary.md (its first line says which images to submit)")
+    _sampling_options(p)
+    _refine_option(p)
+    _evaluator_guidance_options(p)
     p.set_defaults(func=commands.cmd_report)
 
+
+def _figures_verb(verbs) -> None:
     p = verbs.add_parser("figures", help="the notebooks' figures as PNG + PDF: data, training, denoising, samplers, "
                                          "guidance, accuracy")
     _add_data_root(p)
@@ -219,9 +242,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="figure groups (default: all)")
     p.add_argument("--quick", action="store_true", help="tiny sweeps and few sampler steps (as LAB6_QUICK=1)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
-    sampling_options(p)
+    _sampling_options(p)
     p.set_defaults(func=commands.cmd_figures)
 
+
+def _data_verb(verbs) -> None:
     p = verbs.add_parser("data", help="data utilities")
     data_verbs = p.add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     r = data_verbs.add_parser("render", help="render a synthetic i-CLEVR data root")
@@ -236,6 +261,14 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(r)
     r.add_argument("--patch", type=_patch_size, default=2, help="the refiner's patch size (refiner64: 2)")
     r.set_defaults(func=commands.cmd_data_priors)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab6", description=DESCRIPTION)
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add_verb in (_train_verb, _sample_verb, _pair_verb, _evaluate_verb, _evaluator_train_verb, _report_verb,
+                     _figures_verb, _data_verb):
+        add_verb(verbs)
     return parser
 
 
@@ -261,7 +294,8 @@ def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None
     options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
     near = dict.fromkeys(m for u in unknown if u.startswith("-")  # best match first
                          for m in difflib.get_close_matches(u.split("=")[0], options, n=2, cutoff=0.75))
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}" + (f" (did you mean {', '.join(near)}?)" if near else ""))
+    suggestion = f" (did you mean {', '.join(near)}?)" if near else ""
+    parser.error(f"unrecognized arguments: {' '.join(unknown)}{suggestion}")
 
 
 def _warn_in_one_line(verb: str) -> None:

@@ -1,7 +1,7 @@
 """Training: one ``accelerate`` loop that runs unchanged on a CPU, one GPU, or several processes.
 
-Read top to bottom: set up (data, model, EMA, optimiser), maybe resume, then loop: batch -> loss ->
-step -> EMA -> log / checkpoint / evaluate, until the budget (steps, epochs or minutes) is spent.
+Read top to bottom: set up (data, model, EMA, optimiser), maybe resume, then ``Trainer.train``'s loop of named
+steps (batch, optimiser step, clock, log, checkpoint, evaluate) until the budget (steps, epochs or minutes) is spent.
 
 Exact resume without saving random-number states: the batch order of every epoch and the noise of every
 step are drawn from generators seeded by (seed, epoch) and (seed, step, process), so a run resumed at
@@ -101,6 +101,23 @@ class _CsvLog:
         self._write([row], "a")
 
 
+class _LossWindow:
+    """The loss and images since the last metrics row."""
+
+    def __init__(self):
+        self.loss_sum, self.images, self.start = 0.0, 0, time.time()
+
+    def add(self, loss: float, images: int, processes: int) -> None:
+        self.loss_sum += loss * images
+        self.images += images * processes
+
+    def mean_loss(self, processes: int) -> float:
+        return self.loss_sum / max(1, self.images / processes)
+
+    def images_per_second(self) -> float:
+        return self.images / max(1e-9, time.time() - self.start)
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
                  evaluator: str | Path | None = None, progress: bool = True):
@@ -111,7 +128,8 @@ class Trainer:
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
         # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
         no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+        self.accelerator = Accelerator(cpu=no_accelerator,
+                                       mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
             raise ValueError(f"batch_size {cfg.batch_size} must divide evenly among {acc.num_processes} processes")
@@ -197,68 +215,90 @@ class Trainer:
 
     # -- the loop -----------------------------------------------------------------------------------------------
     def train(self) -> Path | None:
-        """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM)."""
-        cfg, acc, state = self.cfg, self.accelerator, self.state
+        """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM: the
+        checkpoint it saved holds everything, and ``--resume`` continues exactly)."""
+        acc, cfg, state = self.accelerator, self.cfg, self.state
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
-        bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
-                   disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
-        last_checkpoint_elapsed = state.elapsed
-        window_loss, window_images, window_start = 0.0, 0, time.time()
+        self._bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
+                         disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
+        self._window = _LossWindow()
+        self._checkpointed_at = state.elapsed
         try:
             while self.progress_fraction() < 1:
-                t0 = time.time()
-                generator = self.step_generator(state.step)
-                images, labels = self.dataset.batch(self.batch_indices(state.step), generator=generator)
-                images, labels = images.to(acc.device), labels.to(acc.device)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = cfg.lr * lr_factor(state.step, self.progress_fraction(), cfg)
-                with acc.autocast():
-                    loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
-                                         cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None,
-                                         offset_noise=cfg.offset_noise, max_timestep=cfg.max_timestep)
-                acc.backward(loss)
-                if cfg.grad_clip:
-                    acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.ema.step(acc.unwrap_model(self.model).parameters())
-                state.step += 1
-                # One clock for every process: the main one's, so budgets and checkpoints agree everywhere.
-                clock = torch.tensor([state.elapsed + time.time() - t0, float(self._stop_signal)], device=acc.device)
-                if acc.num_processes > 1:
-                    clock = broadcast(clock)
-                state.elapsed, stop = float(clock[0]), bool(clock[1])
-                window_loss += loss.item() * len(images)
-                window_images += len(images) * acc.num_processes
-                bar.update()
-                if state.step % cfg.log_every == 0:
-                    rate = window_images / max(1e-9, time.time() - window_start)
-                    self._log_metrics(window_loss / max(1, window_images / acc.num_processes), rate)
-                    bar.set_postfix(loss=f"{window_loss / max(1, window_images / acc.num_processes):.4f}",
-                                    img_s=f"{rate:.1f}", min=f"{state.elapsed / 60:.1f}")
-                    window_loss, window_images, window_start = 0.0, 0, time.time()
-                due_by_steps = cfg.checkpoint_steps and state.step % cfg.checkpoint_steps == 0
-                due_by_time = state.elapsed - last_checkpoint_elapsed >= cfg.checkpoint_minutes * 60
-                if due_by_steps or due_by_time or stop:
+                started = time.time()
+                images, labels, generator = self.next_batch()     # batch: drawn from (seed, step) alone
+                loss = self.optimiser_step(images, labels, generator)  # step: loss, backward, AdamW, EMA
+                stop = self.advance_clock(started)                 # clock: one for every process
+                self.log(loss, len(images))                        # log: metrics.csv and the progress bar
+                if stop or self.checkpoint_due():                  # checkpoint: by steps, minutes or SIGTERM
                     self.save_checkpoint()
-                    last_checkpoint_elapsed = state.elapsed
                 if stop:
                     acc.print(f"stopped by SIGTERM at step {state.step}; resume with --resume")
                     return None
-                if cfg.eval_every and state.step % cfg.eval_every == 0:
+                if cfg.eval_every and state.step % cfg.eval_every == 0:  # evaluate: grids and accuracy
                     self.evaluate()
         except KeyboardInterrupt:
             acc.print(f"\ninterrupted at step {state.step}: saving a checkpoint, resume with --resume")
             self.save_checkpoint()
             raise
         finally:
-            bar.close()
+            self._bar.close()
             if previous_handler is not None:
                 signal.signal(signal.SIGTERM, previous_handler)
         self.save_checkpoint()
         self.export(self.out / "model")
         self.evaluate()
         return self.out / "model"
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
+        """This step's images and labels (augmented) on the device, and the generator of its noise."""
+        generator = self.step_generator(self.state.step)
+        images, labels = self.dataset.batch(self.batch_indices(self.state.step), generator=generator)
+        return images.to(self.accelerator.device), labels.to(self.accelerator.device), generator
+
+    def optimiser_step(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> float:
+        """One step of AdamW on the diffusion loss (at this step's learning rate), then the EMA; returns the loss."""
+        cfg, acc = self.cfg, self.accelerator
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(self.state.step, self.progress_fraction(), cfg)
+        with acc.autocast():
+            loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
+                                 cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None,
+                                 offset_noise=cfg.offset_noise, max_timestep=cfg.max_timestep)
+        acc.backward(loss)
+        if cfg.grad_clip:
+            acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.ema.step(acc.unwrap_model(self.model).parameters())
+        self.state.step += 1
+        return loss.item()
+
+    def advance_clock(self, started: float) -> bool:
+        """Add this step's seconds to the run's clock; returns whether SIGTERM asked to stop. One clock for every
+        process, the main one's, so budgets and checkpoints agree everywhere."""
+        acc, state = self.accelerator, self.state
+        clock = torch.tensor([state.elapsed + time.time() - started, float(self._stop_signal)], device=acc.device)
+        if acc.num_processes > 1:
+            clock = broadcast(clock)
+        state.elapsed = float(clock[0])
+        return bool(clock[1])
+
+    def log(self, loss: float, images: int) -> None:
+        """Every ``log_every`` steps: the mean loss and images/s since the last row, to metrics.csv and the bar."""
+        processes = self.accelerator.num_processes
+        self._window.add(loss, images, processes)
+        self._bar.update()
+        if self.state.step % self.cfg.log_every == 0:
+            mean_loss, rate = self._window.mean_loss(processes), self._window.images_per_second()
+            self._log_metrics(mean_loss, rate)
+            self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{self.state.elapsed / 60:.1f}")
+            self._window = _LossWindow()
+
+    def checkpoint_due(self) -> bool:
+        cfg, state = self.cfg, self.state
+        due_by_steps = bool(cfg.checkpoint_steps) and state.step % cfg.checkpoint_steps == 0
+        return due_by_steps or state.elapsed - self._checkpointed_at >= cfg.checkpoint_minutes * 60
 
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_signal = True
@@ -306,6 +346,7 @@ class Trainer:
 
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
+        self._checkpointed_at = self.state.elapsed
         folder = self.out / CHECKPOINTS
         final = folder / f"step-{self.state.step:08d}"
         tmp = folder / f".tmp-step-{self.state.step:08d}"
@@ -334,9 +375,11 @@ class Trainer:
         acc, cfg = self.accelerator, self.cfg
         results: dict[str, float] = {}
         if acc.is_main_process:
+            def warn(message: str) -> None:
+                warnings.warn(f"during training: {message}", stacklevel=2)
+
             evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
-                                         device=acc.device, required=False,
-                                         log=lambda message: warnings.warn(f"during training: {message}", stacklevel=2))
+                                         device=acc.device, required=False, log=warn)
             with self.ema_weights() as model:
                 model.eval()
                 self._evaluate_splits(build_pipeline(model, self.noise_scheduler.config, guidance=cfg.guidance),
@@ -348,7 +391,7 @@ class Trainer:
         return results
 
     def _evaluate_splits(self, pipe, evaluators, results: dict) -> None:
-        """Sample each evaluation split, save its grid, and add each evaluator's accuracy to ``results`` and eval.csv."""
+        """Sample each evaluation split, save its grid, add each evaluator's accuracy to ``results`` and eval.csv."""
         cfg = self.cfg
         (self.out / "samples").mkdir(exist_ok=True)
         for split in cfg.eval_splits:

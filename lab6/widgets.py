@@ -34,9 +34,9 @@ from .labels import (
     random_condition,
 )
 
-#: Steps per sampler when the picker opens or its sampler changes. DPM-Solver++ at 10 steps instead of lab6's
-#: 20: one image in 0.25 s on 2 cores (0.49 s at 20; the issue asks < 0.5 s) at the same Frechet distance and accuracy
-#: over 1,000 images, slightly softer (docs/experiments.md, twelfth session). The report keeps 20.
+#: Steps per sampler when the picker opens or its sampler changes: DPM-Solver++ at 10 steps instead of lab6's 20,
+#: half the wait for an image that is only slightly softer (docs/samplers.md#picker-steps; its time on 2 cores:
+#: docs/throughput.md#one-image). The report keeps 20.
 PICKER_STEPS = {**DEFAULT_STEPS, "dpmsolver": 10}
 
 
@@ -77,6 +77,12 @@ class PickerResult:
         return None if self.top is None else len({n for n, _ in self.top} & set(self.condition))
 
 
+def _with_class(widget, css_class: str):
+    """``widget`` with a CSS class: the stable name the swatch rules and the browser test find it by."""
+    widget.add_class(css_class)
+    return widget
+
+
 class LabelPicker:
     """Pick 1-3 objects, generate a scene, see what the evaluator sees.
 
@@ -92,7 +98,6 @@ class LabelPicker:
                  strip_frames: int = 8, rng_seed: int | None = None):
         import ipywidgets as w
 
-        from .diffusion import SAMPLERS
         from .pipeline import Lab6Pipeline
 
         self._model_arg = model
@@ -109,79 +114,79 @@ class LabelPicker:
         self.message = ""
         self.last: PickerResult | None = None
         self._syncing = False
-
         if guidance is None:
             guidance = self.loaded.guidance if self.loaded is not None else DEFAULT_GUIDANCE
-        # -- the 3x8 grid: a header row of colours, then one row per shape ---------------------------------------
+
+        self._build_label_grid(w)
+        self._build_sampling_controls(w, sampler, steps, guidance, seed)
+        self._build_actions_and_results(w)
+        self.widget = _with_class(w.VBox([
+            self.style_box, w.HTML("<h3 style='margin:4px 0'>lab6 label picker: choose 1-3 objects</h3>"),
+            self.grid, self.chosen_box, self.message_box,
+            w.HBox([self.guidance_input, self.sampler_input]), w.HBox([self.steps_input, self.seed_input]),
+            self.refine_input,
+            w.HBox([self.generate_button, self.surprise_button, self.clear_button, self.progress]),
+            w.HBox([self.image, w.VBox([self.strip, self.probabilities_box])]), self.output,
+        ]), "lab6-picker")
+        self._show_chosen()
+
+    def _build_label_grid(self, w) -> None:
+        """The 3x8 grid: a header row of colours, then one row of toggle buttons per shape."""
         self.buttons: dict[str, w.ToggleButton] = {}
-        cells = [w.HTML("")] + [w.HTML(f"<div style='text-align:center'>{_swatch(c)}<b>{c}</b></div>") for c in COLOURS]
+        cells = [w.HTML("")] + [w.HTML(f"<div style='text-align:center'>{_swatch(c)}<b>{c}</b></div>")
+                                for c in COLOURS]
         for shape in SHAPES:
             cells.append(w.HTML(f"<div style='padding-top:6px'><b>{shape}</b></div>"))
             for colour in COLOURS:
                 label = f"{colour} {shape}"
-                button = w.ToggleButton(value=False, description=label, tooltip=f"{label} (index {label_index(label)})",
+                button = w.ToggleButton(value=False, description=label,
+                                        tooltip=f"{label} (index {label_index(label)})",
                                         layout=w.Layout(width="auto", height="34px"))
                 button.style.text_color = _text_colour(colour)
-                button.add_class("lab6-label")
-                button.add_class(f"lab6-label-{colour}-{shape}")
+                _with_class(_with_class(button, "lab6-label"), f"lab6-label-{colour}-{shape}")
                 button.observe(self._on_toggle, names="value")
                 self.buttons[label] = button
                 cells.append(button)
         # A toggle button's style has no background colour: the swatches are CSS rules on the stable classes.
         self.swatch_css = swatch_css()
         self.style_box = w.HTML(f"<style>{self.swatch_css}</style>", layout=w.Layout(height="0px"))
-        self.grid = w.GridBox(cells, layout=w.Layout(grid_template_columns="70px repeat(8, minmax(112px, 1fr))",
-                                                     grid_gap="4px"))
-        self.grid.add_class("lab6-grid")
-        self.message_box = w.HTML("")
-        self.message_box.add_class("lab6-message")
-        self.chosen_box = w.HTML("")
-        self.chosen_box.add_class("lab6-chosen")
-        # -- sampling controls ------------------------------------------------------------------------------------
-        self.guidance_input = w.FloatSlider(value=guidance, min=0.0, max=8.0, step=0.25, description="guidance w",
-                                            continuous_update=False)
-        self.guidance_input.add_class("lab6-guidance")
-        self.sampler_input = w.Dropdown(options=[(SAMPLER_NAMES[s], s) for s in SAMPLERS], value=sampler,
-                                        description="sampler")
-        self.sampler_input.add_class("lab6-sampler")
-        self.steps_input = w.BoundedIntText(value=steps or PICKER_STEPS[sampler], min=1, max=1000, description="steps")
-        self.steps_input.add_class("lab6-steps")
-        self.seed_input = w.IntText(value=seed, description="seed")
-        self.seed_input.add_class("lab6-seed")
+        self.grid = _with_class(w.GridBox(cells, layout=w.Layout(
+            grid_template_columns="70px repeat(8, minmax(112px, 1fr))", grid_gap="4px")), "lab6-grid")
+        self.message_box = _with_class(w.HTML(""), "lab6-message")
+        self.chosen_box = _with_class(w.HTML(""), "lab6-chosen")
+
+    def _build_sampling_controls(self, w, sampler: str, steps: int | None, guidance: float, seed: int) -> None:
+        from .diffusion import SAMPLERS
+
+        self.guidance_input = _with_class(w.FloatSlider(value=guidance, min=0.0, max=8.0, step=0.25,
+                                                        description="guidance w", continuous_update=False),
+                                          "lab6-guidance")
+        self.sampler_input = _with_class(w.Dropdown(options=[(SAMPLER_NAMES[s], s) for s in SAMPLERS], value=sampler,
+                                                    description="sampler"), "lab6-sampler")
+        self.steps_input = _with_class(w.BoundedIntText(value=steps or PICKER_STEPS[sampler], min=1, max=1000,
+                                                        description="steps"), "lab6-steps")
+        self.seed_input = _with_class(w.IntText(value=seed, description="seed"), "lab6-seed")
         # no indent and the label's own width: the default description box cuts a long label off
-        self.refine_input = w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)",
-                                       indent=False, style={"description_width": "initial"},
-                                       layout=w.Layout(width="auto"))
-        self.refine_input.add_class("lab6-refine")
+        self.refine_input = _with_class(w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)",
+                                                   indent=False, style={"description_width": "initial"},
+                                                   layout=w.Layout(width="auto")), "lab6-refine")
         self.sampler_input.observe(self._on_sampler, names="value")
-        # -- actions and results ----------------------------------------------------------------------------------
-        self.generate_button = w.Button(description="Generate", button_style="primary", icon="paint-brush")
-        self.generate_button.add_class("lab6-generate")
+
+    def _build_actions_and_results(self, w) -> None:
+        self.generate_button = _with_class(w.Button(description="Generate", button_style="primary",
+                                                    icon="paint-brush"), "lab6-generate")
         self.generate_button.on_click(lambda _: self._on_generate())
-        self.surprise_button = w.Button(description="Surprise me", icon="random")
-        self.surprise_button.add_class("lab6-surprise")
+        self.surprise_button = _with_class(w.Button(description="Surprise me", icon="random"), "lab6-surprise")
         self.surprise_button.on_click(lambda _: self.surprise())
-        self.clear_button = w.Button(description="Clear", icon="times")
-        self.clear_button.add_class("lab6-clear")
+        self.clear_button = _with_class(w.Button(description="Clear", icon="times"), "lab6-clear")
         self.clear_button.on_click(lambda _: self.clear())
-        self.progress = w.IntProgress(value=0, min=0, max=1, description="", layout=w.Layout(width="320px"))
-        self.progress.add_class("lab6-progress")
-        self.image = w.Image(format="png", layout=w.Layout(width="256px", height="256px", display="none"))
-        self.image.add_class("lab6-image")
-        self.strip = w.Image(format="png", layout=w.Layout(display="none"))
-        self.strip.add_class("lab6-strip")
-        self.probabilities_box = w.HTML("")
-        self.probabilities_box.add_class("lab6-probabilities")
+        self.progress = _with_class(w.IntProgress(value=0, min=0, max=1, description="",
+                                                  layout=w.Layout(width="320px")), "lab6-progress")
+        self.image = _with_class(w.Image(format="png", layout=w.Layout(width="256px", height="256px",
+                                                                       display="none")), "lab6-image")
+        self.strip = _with_class(w.Image(format="png", layout=w.Layout(display="none")), "lab6-strip")
+        self.probabilities_box = _with_class(w.HTML(""), "lab6-probabilities")
         self.output = w.Output()  # errors from callbacks land here instead of vanishing
-        self.widget = w.VBox([
-            self.style_box, w.HTML("<h3 style='margin:4px 0'>lab6 label picker: choose 1-3 objects</h3>"),
-            self.grid, self.chosen_box, self.message_box,
-            w.HBox([self.guidance_input, self.sampler_input]), w.HBox([self.steps_input, self.seed_input]), self.refine_input,
-            w.HBox([self.generate_button, self.surprise_button, self.clear_button, self.progress]),
-            w.HBox([self.image, w.VBox([self.strip, self.probabilities_box])]), self.output,
-        ])
-        self.widget.add_class("lab6-picker")
-        self._show_chosen()
 
     # -- display ----------------------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs):

@@ -21,21 +21,22 @@ class TrainConfig:
     image_size: int = 32
     block_out_channels: tuple[int, ...] = (32, 64, 128)
     attention_levels: tuple[bool, ...] = (False, False, True)
-    layers_per_block: int = 1  # 2 was slower per accuracy point: 0.167 vs 0.222 at 1500 steps, see docs
+    layers_per_block: int = 1  # 1, not 2: more accuracy per CPU-minute (docs/conditioning.md#width-and-depth)
     attention_head_dim: int = 32
     norm_num_groups: int = 32
     dropout: float = 0.0
     conditioning: str = "add"
     patch_size: int = 1  # 2: a 64-px model folds 2x2 pixels into channels and costs what a 32-px one does
-    full_res_channels: int = 0  # >0: a full-resolution head after the unfold; 32 cut the 2x2 grid of cpu64 by 40%
+    # >0: a full-resolution head after the unfold, against the 2x2 grid a patch model leaves
+    # (docs/64px.md#full-resolution-head)
+    full_res_channels: int = 0
     # >0 (with the head): the head starts as the best linear denoiser of the detail inside each patch, for data
     # whose unpredictable detail (grain) has this energy per pixel against unit noise; measure yours with
-    # `lab6 data priors` (i-CLEVR at 64 px: 0.00101, which trains as well as the 0.00094 refiner64 was tuned to)
+    # `lab6 data priors` (docs/64px.md#detail-priors)
     detail_prior: float = 0.0
     # The same for the detail's colour part (the detail minus its grey; detail_prior is then the grey part's):
-    # None: one gain for every colour. A renderer's grain is brightness: i-CLEVR's colour grain has 1/12 of
-    # the grey's energy (diffusion.detail_priors: 0.0000813), and one gain for both left 2x the real colour
-    # grain at t < 5 and 4x in the samples (refiner64: 0.000087, docs: fifteenth session)
+    # None: one gain for every colour. A renderer's grain is mostly brightness, so one gain for both leaves
+    # colour grain in the samples (docs/64px.md#colour-gain)
     detail_chroma_prior: float | None = None
     # diffusion
     num_train_timesteps: int = 1000
@@ -84,9 +85,11 @@ class TrainConfig:
             if not allowed(value):
                 raise ValueError(f"{name} must be {rule}, got {value!r}")
         if any(c < 1 for c in self.block_out_channels) or not self.block_out_channels:
-            raise ValueError(f"block_out_channels must be one or more positive widths, got {self.block_out_channels!r}")
+            raise ValueError(f"block_out_channels must be one or more positive widths, "
+                             f"got {self.block_out_channels!r}")
         if not 0 <= self.max_timestep <= self.num_train_timesteps:
-            raise ValueError(f"max_timestep must be 0 (every t) or 1..{self.num_train_timesteps}, got {self.max_timestep}")
+            raise ValueError(f"max_timestep must be 0 (every t) or 1..{self.num_train_timesteps}, "
+                             f"got {self.max_timestep}")
         if self.detail_prior and not (self.full_res_channels and self.patch_size > 1):
             raise ValueError(f"detail_prior must be in [0, 1) and needs a full-resolution head over patches "
                              f"(full_res_channels > 0, patch_size > 1, as in --preset refiner64), got "
@@ -114,9 +117,11 @@ class TrainConfig:
         return make_noise_scheduler(self.num_train_timesteps, self.beta_schedule, self.prediction, self.snr_shift)
 
     def replace(self, **changes) -> "TrainConfig":
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        """A copy with ``changes`` (field names and values), checked as every recipe is."""
+        fields = [f.name for f in dataclasses.fields(self)]
+        unknown = set(changes) - set(fields)
         if unknown:
-            raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {[f.name for f in dataclasses.fields(self)]}")
+            raise ValueError(f"unknown config field(s) {sorted(unknown)}; fields are {fields}")
         return dataclasses.replace(self, **changes)
 
     @classmethod
@@ -159,7 +164,7 @@ class TrainConfig:
     def from_json(cls, path: str | Path) -> "TrainConfig":
         values = json.loads(Path(path).read_text())
         for key in ("block_out_channels", "attention_levels", "eval_splits"):
-            if key in values:  # eval_splits: absent from configs written before it existed
+            if key in values:  # eval_splits can be absent: older runs' config.json lacks it
                 values[key] = tuple(values[key])
         return cls(**values)
 
@@ -187,7 +192,8 @@ _RANGES = (
     ("min_snr_gamma", _at_least(0), ">= 0 (0: no min-SNR weighting)"),
     ("cond_dropout", _fraction, "in [0, 1) (0: no null condition, so no classifier-free guidance)"),
     ("offset_noise", _at_least(0), ">= 0"), ("batch_size", _at_least(1), "an integer >= 1"),
-    ("lr", _above(0), "> 0"), ("weight_decay", _at_least(0), ">= 0"), ("warmup_steps", _at_least(0), "an integer >= 0"),
+    ("lr", _above(0), "> 0"), ("weight_decay", _at_least(0), ">= 0"),
+    ("warmup_steps", _at_least(0), "an integer >= 0"),
     ("min_lr_ratio", lambda v: 0 <= v <= 1, "in [0, 1] (1: a constant learning rate)"),
     ("grad_clip", _at_least(0), ">= 0 (0: no clipping)"), ("ema_decay", _fraction, "in [0, 1)"),
     ("steps", _at_least(1, optional=True), "null or an integer >= 1"),
@@ -204,20 +210,21 @@ _CPU64 = TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2
 
 PRESETS: dict[str, TrainConfig] = {
     # The reference recipe for 2 CPU cores: 32x32, ~3.9M parameters, v prediction, per-object label tokens
-    # read by cross-attention (it beat additive conditioning per CPU-minute: docs/experiments.md).
+    # read by cross-attention (more accuracy per CPU-minute than additive: docs/conditioning.md#cross-attention).
     "cpu": TrainConfig(conditioning="cross_attention"),
     # Native 64x64 at the cost of the cpu recipe: 2x2 pixels folded into channels (patch_size 2), the SNR
-    # shifted by 1/4 so coarse structure is as noisy at each t as at 32 px, lr 1e-3 (+15 points at 30 min).
+    # shifted by 1/4 so coarse structure is as noisy at each t as at 32 px, lr 1e-3 (better in short runs:
+    # docs/optimisation.md#learning-rate).
     "cpu64": _CPU64,
     # A refiner for a 32-px model (lab6 pair): cpu64 with a full-resolution head, trained on the low noise levels
     # it redraws only (t < 300). It cannot draw a scene from pure noise, so training does not evaluate it alone.
     # Its head starts as the least-squares denoiser of the detail inside each 2x2 patch, for detail of the energy
-    # real i-CLEVR images have (detail_prior 0.00094): grown from a 32-px model (--init-from), it works after 55
-    # minutes; without the prior (--set detail_prior=0) it needed 115 (docs/experiments.md, thirteenth session).
+    # real i-CLEVR images have (detail_prior), so that grown from a 32-px model (--init-from) it denoises in half
+    # the training time (docs/64px.md#detail-prior).
     # The colour part of the detail gets a gain of its own (detail_chroma_prior), or colour grain stays.
     "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, detail_prior=0.00094,
                                      detail_chroma_prior=0.000087, eval_splits=()),
-    # The same UNet with the label vector added to the time embedding (~2.8M parameters; the first reference).
+    # The same UNet with the label vector added to the time embedding (~2.8M parameters).
     "cpu-add": TrainConfig(),
     # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.
     "paper": TrainConfig(image_size=64, block_out_channels=(128, 128, 256, 256, 512, 512),
@@ -229,20 +236,22 @@ PRESETS: dict[str, TrainConfig] = {
     # A student's single GPU at native 64x64 with what the CPU study learned (v prediction, cosine schedule,
     # min-SNR 5, one cross-attention token per object): ~38.9M parameters, attention at 16 and 8 px only
     # (32 px attention would cost 16x the tokens). Batch 128 because a GPU is bound by per-step overhead at
-    # small batches (docs/experiments.md, fifth session); lr 2e-4 is the usual one for a UNet of this size at
-    # this batch (not tuned here: no GPU study has run this preset yet).
+    # small batches (docs/throughput.md#on-a-gpu); lr 2e-4 is the usual one for a UNet of this size at this
+    # batch (not tuned: docs/open-questions.md).
     "gpu64": TrainConfig(conditioning="cross_attention", image_size=64, block_out_channels=(64, 128, 256, 256),
                          attention_levels=(False, False, True, True), layers_per_block=2, batch_size=128, lr=2e-4,
                          warmup_steps=1000, ema_decay=0.9995, eval_every=2000, checkpoint_minutes=15.0),
     # For tests and a first look: trains in seconds, draws blobs.
     "tiny": TrainConfig(image_size=16, block_out_channels=(16, 32), attention_levels=(False, True),
-                        eval_splits=("test", "new_test"), layers_per_block=1, attention_head_dim=16, norm_num_groups=8, batch_size=8, lr=1e-3,
+                        eval_splits=("test", "new_test"), layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
+                        batch_size=8, lr=1e-3,
                         warmup_steps=5, ema_decay=0.9, log_every=5, eval_every=None, eval_steps=4,
                         checkpoint_minutes=60.0),
 }
 
 
 def preset(name: str, **overrides) -> TrainConfig:
+    """The recipe ``name`` (one of :data:`PRESETS`) with ``overrides`` (field names and values)."""
     try:
         base = PRESETS[name]
     except KeyError:

@@ -33,8 +33,14 @@ HELDOUT_FILE = Path(__file__).parent / "assets" / "conditions" / "heldout128.jso
 def resolve_data_root(data_root: str | Path | None = None, *, need_images: bool = True, progress: bool = True) -> Path:
     """The data root to use: the argument, else ``$LAB6_DATA``, else the built-in synthetic set (rendered once).
 
-    With ``need_images=False`` (sampling and reports only read the conditions files) and no data root, the
-    synthetic set's conditions files alone are written (once, to the cache) and nothing is rendered.
+    Args:
+        data_root: a folder in the course layout (objects.json, train.json, test.json, new_test.json, iclevr/).
+        need_images: ``False`` where only the conditions files are read (sampling, reports): without a data root
+            the synthetic set's conditions files alone are written (once, to the cache) and nothing is rendered.
+        progress: show the synthetic set's render progress.
+
+    Returns:
+        The data root's path.
     """
     chosen = data_root or os.environ.get("LAB6_DATA")
     if chosen:
@@ -193,8 +199,11 @@ def cached_images(root: str | Path, files: list[str], size: int, *, progress: bo
 class ICLEVRDataset(torch.utils.data.Dataset):
     """The training images of a data root, in memory, as (image in [-1, 1], 24-d multi-hot).
 
-    ``image_size`` resizes straight to that size; ``augment`` flips horizontally at random (a mirrored
-    scene has the same labels).
+    Args:
+        root: the data root (:func:`resolve_data_root`).
+        image_size: the side the images are resized to, straight (never cropped or padded).
+        augment: flip horizontally at random (a mirrored scene has the same labels).
+        progress: show the decoding progress of the first use.
     """
 
     def __init__(self, root: str | Path, image_size: int = 64, augment: bool = False, *, progress: bool = True):
@@ -214,7 +223,8 @@ class ICLEVRDataset(torch.utils.data.Dataset):
         image, label = self.batch(torch.tensor([i]))
         return image[0], label[0]
 
-    def batch(self, indices: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: torch.Tensor,
+              generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole batch at once (what the training loop uses): vectorised scaling and flips."""
         images = self.images[indices].float().div_(127.5).sub_(1.0)
         if self.augment:
@@ -230,12 +240,15 @@ def load_split(root: str | Path, split: str) -> list[list[str]]:
 
 @dataclass
 class TrainingData:
+    """A data root's training set as arrays, for figures and statistics (:func:`load_training_data`)."""
+
     root: Path
     files: list[str]
     labels: np.ndarray  # (N, 24) multi-hot float32
     images: np.ndarray  # (N, 3, H, W) uint8
 
     def conditions(self, indices: Iterable[int]) -> list[list[str]]:
+        """The label names of the images at ``indices``."""
         return [[LABELS[j] for j in np.flatnonzero(self.labels[i] > 0.5)] for i in indices]
 
 

@@ -27,8 +27,8 @@ DEFAULT_STEPS = {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
 SAMPLER_NAMES = {"ddpm": "DDPM", "ddim": "DDIM", "dpmsolver": "DPM-Solver++"}
 #: How the starting noise is drawn (see :func:`initial_noise`).
 INITIAL_NOISE = ("gaussian", "grey-mean")
-#: The starting noise of every model lab6 builds: grey-mean removed the shipped model's colour casts and lifted
-#: its accuracy per split by 1-4 points (ResNet18 proxy) and 10-13 (RegNetY proxy) (docs/experiments.md).
+#: The starting noise of every model lab6 builds: grey-mean noise keeps the floors grey
+#: (docs/colour-casts.md#grey-mean-noise).
 DEFAULT_NOISE = "grey-mean"
 #: How a refiner spaces its steps: "karras" (:func:`karras_timesteps`) or "uniform" (the last of a
 #: trailing-spaced schedule, as every first stage).
@@ -38,11 +38,18 @@ REFINER_SPACINGS = ("karras", "uniform")
 def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str = DEFAULT_NOISE) -> torch.Tensor:
     """The starting noise x_T of sampling: standard Gaussian, or ``"grey-mean"``.
 
-    A model reads the per-channel mean of its starting noise as the scene's overall colour: with the shipped
-    32-px model the background's colour offset follows that mean with correlation 0.72, and the floors come
-    out tinted (docs/experiments.md). ``"grey-mean"`` makes the three channel means of each image's noise
-    equal (each is replaced by their average, so brightness still varies): the noise no longer carries a
-    colour, and colour comes from the model alone. It changes 2 of the 3 x H x W numbers of each noise image.
+    A model reads the per-channel mean of its starting noise as the scene's overall colour, so plain Gaussian
+    noise tints the floors (docs/colour-casts.md#grey-mean-noise). ``"grey-mean"`` replaces the three channel
+    means of each image's noise by their average: brightness still varies, the noise carries no colour, and
+    colour comes from the model alone.
+
+    Args:
+        shape: ``(batch, channels, height, width)``.
+        generator: the random generator the noise is drawn from.
+        kind: one of :data:`INITIAL_NOISE`.
+
+    Returns:
+        A float tensor of ``shape``.
     """
     if kind not in INITIAL_NOISE:
         raise ValueError(f"initial noise must be one of {', '.join(INITIAL_NOISE)}, got {kind!r}")
@@ -55,12 +62,19 @@ def initial_noise(shape: tuple[int, ...], generator: torch.Generator, kind: str 
 
 def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "cosine",
                          prediction: str = "epsilon", snr_shift: float = 1.0) -> DDPMScheduler:
-    """The forward (noising) process used in training; its config is saved beside the model.
+    """The forward (noising) process of training; its config is saved beside the model.
 
-    ``snr_shift`` multiplies the signal-to-noise ratio of every timestep (the schedule's ``alpha_bar`` then
-    comes as explicit ``trained_betas``). A 64-px image averaged over 2x2 blocks has a quarter of the noise
-    variance, so at ``snr_shift = 0.25`` a 64-px model's coarse structure is as noisy at each t as a 32-px
-    model's is at 1 ("simple diffusion", Hoogeboom et al. 2023).
+    Args:
+        num_train_timesteps: the number of training timesteps T.
+        beta_schedule: ``"cosine"`` or ``"linear"`` (:data:`BETA_SCHEDULES`).
+        prediction: what the model predicts, ``"epsilon"`` or ``"v"`` (:data:`PREDICTION_TYPES`).
+        snr_shift: multiplies the signal-to-noise ratio of every timestep (the schedule's ``alpha_bar`` then
+            comes as explicit ``trained_betas``). A 64-px image averaged over 2x2 blocks has a quarter of the
+            noise variance, so at ``snr_shift = 0.25`` a 64-px model's coarse structure is as noisy at each t as a
+            32-px model's is at 1 ("simple diffusion", Hoogeboom et al. 2023).
+
+    Returns:
+        A diffusers ``DDPMScheduler``.
     """
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {sorted(BETA_SCHEDULES)}, got {beta_schedule!r}")
@@ -81,12 +95,10 @@ def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "
 class GreyMeanDDPMScheduler(DDPMScheduler):
     """DDPM whose fresh noise at every step is grey-mean, as the starting noise is (:func:`initial_noise`).
 
-    Why: DDPM adds new Gaussian noise at each of its 1,000 steps, and a model reads the channel means of that
-    noise as colour just as it reads the starting noise's: with grey-mean starting noise but Gaussian step noise,
-    the shipped first stage's floors came out tinted again (cast 2.92, RegNetY accuracy 0.795 on test + new_test);
-    grey-mean step noise gave cast 1.25 and 0.962 (docs/experiments.md, nineteenth session). The step is DDPM's
-    (Ho et al. 2020, eq. 7, the "fixed_small" variance, x_0 clipped as the config says), written out because
-    diffusers' ``DDPMScheduler.step`` draws its noise inside. A model folder saved with it names it
+    A model reads the channel means of DDPM's fresh step noise as colour, as it reads the starting noise's, so
+    Gaussian step noise tints the floors even from a grey-mean start (docs/colour-casts.md#ddpm-step-noise).
+    The step is DDPM's (Ho et al. 2020, eq. 7, the "fixed_small" variance, x_0 clipped as the config says),
+    written out because diffusers' ``DDPMScheduler.step`` draws its noise inside. A model folder saved with it names it
     ``["lab6.diffusion", "GreyMeanDDPMScheduler"]``; diffusers loads it back because this module holds
     ``SchedulerMixin`` (its test for a scheduler class).
     """
@@ -121,7 +133,8 @@ def prediction_of(scheduler_config, user: str) -> str:
     ("sample", "flow_prediction") are refused by name, as ``user`` cannot read such a model's output."""
     names = {diffusers_name: name for name, diffusers_name in PREDICTION_TYPES.items()}
     if scheduler_config.prediction_type not in names:
-        raise ValueError(f"{user} takes prediction_type {' or '.join(names)}, got {scheduler_config.prediction_type!r}")
+        raise ValueError(f"{user} takes prediction_type {' or '.join(names)}, "
+                         f"got {scheduler_config.prediction_type!r}")
     return names[scheduler_config.prediction_type]
 
 
@@ -129,19 +142,23 @@ def make_sampler(name: str, noise_scheduler_config, *, noise: str = DEFAULT_NOIS
                  ) -> SchedulerMixin:
     """A sampler (diffusers scheduler) that shares the training schedule.
 
-    ``noise``: the pipeline's kind of starting noise (:data:`INITIAL_NOISE`). DDPM, the one sampler here that
-    draws fresh noise at every step, draws that kind too (:class:`GreyMeanDDPMScheduler` for grey-mean).
-
     DDIM does not clip its x0 estimate, although the training config says ``clip_sample``: diffusers'
-    DDIMScheduler clips x0 to [-1, 1] but keeps the epsilon of the unclipped x0, and at high noise a strong
-    guidance predicts an x0 far outside the range, so the two disagree and the image falls apart (w = 5 in
-    (0.28, 5.42]: pooled 0.687 / 0.721 clipped, 0.890 / 0.954 not; w = 3: 0.856 / 0.928 and 0.876 / 0.952;
-    docs/experiments.md, eighteenth session). DPM-Solver++ never clipped; the output is clamped at the end.
+    DDIMScheduler clips x0 but keeps the epsilon of the unclipped x0, and under strong guidance the two disagree
+    and the image falls apart (docs/samplers.md#ddim-clipping). DPM-Solver++ does not clip; the pipeline clamps
+    its output at the end.
 
-    ``any_timesteps=True`` (a refiner's Karras-spaced tail, :func:`set_tail_timesteps`): every sampler must step
-    between the timesteps it is given. DDPM and DPM-Solver++ do; diffusers' DDIMScheduler steps only to
-    t - T/n on its own uniform grid, so DDIM is then built as first-order DPM-Solver++, which is the DDIM
-    update (x_s = a_s x0 + s_s eps, eta = 0; Lu et al. 2022).
+    Args:
+        name: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver"`` (:data:`SAMPLERS`).
+        noise_scheduler_config: the training scheduler's config (:func:`make_noise_scheduler`).
+        noise: the pipeline's kind of starting noise (:data:`INITIAL_NOISE`). DDPM, the one sampler here that
+            draws fresh noise at every step, draws that kind too (:class:`GreyMeanDDPMScheduler` for grey-mean).
+        any_timesteps: the sampler must step between any timesteps it is given (a refiner's Karras-spaced tail,
+            :func:`set_tail_timesteps`). DDPM and DPM-Solver++ do; diffusers' DDIMScheduler steps only to
+            t - T/n on its own uniform grid, so DDIM is then built as first-order DPM-Solver++, which is the DDIM
+            update (x_s = a_s x0 + s_s eps, eta = 0; Lu et al. 2022).
+
+    Returns:
+        A diffusers scheduler, its timesteps not yet set.
     """
     # A config read back from scheduler_config.json carries every value explicitly, while the in-memory one
     # lists some under "_use_default_values", which from_config would replace by the *new* class's
@@ -151,7 +168,7 @@ def make_sampler(name: str, noise_scheduler_config, *, noise: str = DEFAULT_NOIS
         raise ValueError(f"noise must be one of {', '.join(INITIAL_NOISE)}, got {noise!r}")
     if name == "ddpm":
         return (GreyMeanDDPMScheduler if noise == "grey-mean" else DDPMScheduler).from_config(noise_scheduler_config)
-    # "trailing" spacing starts at the last training step (t = 999): "leading" started DPM-Solver++ 20 at
+    # "trailing" spacing starts at the last training step (t = 999); "leading" starts DPM-Solver++ 20 at
     # t = 940, on pure noise that the model reads as holding signal (Lin et al. 2024, "sample steps are flawed").
     noise_scheduler_config["timestep_spacing"] = "trailing"
     if name == "ddim" and any_timesteps:
@@ -170,12 +187,24 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
                   min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0, max_timestep: int = 0) -> torch.Tensor:
     """One denoising loss on a batch: random timesteps, noise, label dropout for guidance, min-SNR weighting.
 
-    ``max_timestep > 0`` draws timesteps below it only: a refiner that redraws the last, low noise levels of
-    another model's sample spends all its training there (SDXL's refiner learned t < 200 of 1,000).
+    Args:
+        model: called as ``model(noisy, timesteps, condition)``; predicts what the scheduler's
+            ``prediction_type`` says.
+        images: clean images in [-1, 1], ``(B, C, H, W)``.
+        condition: multi-hot labels, ``(B, 24)``.
+        noise_scheduler: the forward process (:func:`make_noise_scheduler`).
+        generator: the random generator of the timesteps, noise and label dropout (drawn on the CPU).
+        cond_dropout: the probability of replacing an image's labels by the null condition.
+        min_snr_gamma: the min-SNR weighting's gamma (Hang et al. 2023); ``None`` or 0 for none.
+        offset_noise: adds a per-image, per-channel constant of that standard deviation to the noise
+            (Guttenberg 2023), so the model learns that a noisy image's overall colour is mostly noise: a
+            training-side candidate against colour casts (docs/colour-casts.md#a-training-side-fix).
+        max_timestep: when > 0, timesteps are drawn below it only: a refiner that redraws the last, low noise
+            levels of another model's sample spends all its training there (SDXL's refiner learns t < 200 of
+            1,000).
 
-    ``offset_noise > 0`` adds a per-image, per-channel constant of that standard deviation to the noise
-    (Guttenberg 2023): the model then learns that the overall colour of a noisy image is mostly noise, the
-    training-side candidate against colour casts (docs/experiments.md, seventh session).
+    Returns:
+        The mean loss, a scalar tensor.
     """
     b = images.shape[0]
     device = images.device
@@ -208,6 +237,13 @@ def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
     eps: s / (a^2 prior + s^2) and v = a eps - s x_0: a s (1 - prior) / (a^2 prior + s^2). At low noise
     this grows as 1/s: almost all of a lightly noised image's pixel-level detail is noise, and a denoiser must
     remove it in full. ``model.FullResolutionHead`` adds ``gain[t] * detail(x_t)`` to its prediction.
+
+    Args:
+        noise_scheduler: the training schedule; its ``prediction_type`` says whether the target is eps or v.
+        prior: the clean images' detail energy per dimension (:func:`detail_priors`).
+
+    Returns:
+        A float tensor of one gain per training timestep.
     """
     alpha_bar = noise_scheduler.alphas_cumprod.double()
     a2, s2 = alpha_bar, 1 - alpha_bar
@@ -219,19 +255,23 @@ def detail_gain(noise_scheduler: DDPMScheduler, prior: float) -> torch.Tensor:
 
 
 def detail_priors(images: torch.Tensor, patch: int = 2) -> tuple[float, float]:
-    """The ``detail_prior`` and ``detail_chroma_prior`` of a set of clean images in [-1, 1] (or uint8, as a data
-    set holds them: scaled a chunk at a time, so a whole data set is never held in floats): the energy per
-    pixel of their finest checkerboard (each ``patch`` x ``patch`` square's component along +-1 alternating
-    pixels, the finest diagonal Haar detail at patch 2), along the grey axis and across the two colour axes
-    orthogonal to it. Unit white noise has (1, 1), the scale ``detail_gain`` takes.
+    """The ``detail_prior`` and ``detail_chroma_prior`` of a set of clean images: the energy per pixel of their
+    finest checkerboard (each ``patch`` x ``patch`` square's component along +-1 alternating pixels, the finest
+    diagonal Haar detail at patch 2), along the grey axis and across the two colour axes orthogonal to it.
+    Unit white noise has (1, 1), the scale :func:`detail_gain` takes.
 
-    Why the checkerboard and not all the detail inside a patch: the head's linear denoiser should keep only what
-    the rest of the model cannot predict from the patch's neighbours. Edges run on across patches and are
-    predictable; they fill the horizontal and vertical differences inside a patch, hardly its checkerboard,
-    which is mostly a renderer's grain. i-CLEVR at 64 px (all 18,009 images): 0.00101 grey and 0.0000813
-    colour, within 7% of the refiner64 preset's values tuned by sampling (0.00094 and 0.000087), where all the
-    in-patch detail (0.00254 and 0.000276) kept 2x the real sharpness as noise (docs/experiments.md, fifteenth
-    and sixteenth sessions)."""
+    The checkerboard, not all the detail inside a patch, because the head's linear denoiser should keep only what
+    the rest of the model cannot predict from the patch's neighbours: edges run on across patches, while the
+    checkerboard is mostly a renderer's grain (docs/64px.md#detail-priors).
+
+    Args:
+        images: ``(N, 3, H, W)`` in [-1, 1], or uint8 as a data set holds them (scaled a chunk at a time, so a
+            whole data set is never held in floats).
+        patch: the side of the square patches, 2 or more, dividing H and W.
+
+    Returns:
+        ``(grey, colour)``: the two priors.
+    """
     if patch < 2:
         raise ValueError(f"patch must be 2 or more (a one-pixel patch holds no detail), got {patch}")
     if images.shape[-1] % patch or images.shape[-2] % patch:
@@ -254,12 +294,19 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: 
     """``steps`` timesteps from ``start`` down to 0, uniform in sigma^(1/rho) (Karras et al. 2022, rho = 7),
     where sigma = s / a is the noise-to-signal ratio of a timestep.
 
-    Why a refiner needs them: a sampler's last step returns the model's estimate of x_0, a posterior mean, and
-    detail that the noisy image cannot pin down (a render's grain, of energy r ~ 0.001 per pixel in i-CLEVR)
-    survives it only as the fraction r / (r + sigma^2) of the last noise level. The last 4 of 20 uniform steps
-    end at t = 49 of the refiner's schedule (sigma = 0.18: 3% of the grain survives) and drew smooth floors
-    (sharpness 0.37 of real); this grid ends at t = 0 (sigma = 0.013) and keeps the grain the model draws
-    (0.75), with as many steps (docs/experiments.md, fourteenth session).
+    A sampler's last step returns the model's estimate of x_0, a posterior mean, which keeps only the fraction
+    r / (r + sigma^2) of detail of energy r that the noisy image cannot pin down (a render's grain). A uniform
+    tail ends at a high sigma and draws smooth floors; this grid ends at t = 0 and keeps the grain
+    (docs/64px.md#karras-steps).
+
+    Args:
+        alphas_cumprod: the schedule's ``alpha_bar`` per training timestep.
+        start: the first (noisiest) timestep.
+        steps: how many timesteps, 1 to ``start + 1``.
+        rho: the spacing's exponent.
+
+    Returns:
+        ``steps`` distinct timesteps, descending, the last one 0.
     """
     if not 1 <= steps <= start + 1:
         raise ValueError(f"{steps} steps do not fit in the timesteps {start}..0: give 1 to {start + 1}")
@@ -273,10 +320,21 @@ def karras_timesteps(alphas_cumprod: torch.Tensor, start: int, steps: int, rho: 
 
 
 def set_tail_timesteps(scheduler, strength: float, steps: int, spacing: str, device=None) -> torch.Tensor:
-    """Sets ``scheduler`` to ``steps`` steps that start below ``strength`` x T (a refiner's trained noise levels)
-    and returns them: Karras-spaced down to t = 0 where the scheduler takes custom timesteps (DPM-Solver++,
-    DDPM, DDIM as ``make_sampler(..., any_timesteps=True)`` builds it) and ``spacing`` is "karras", else the
-    last steps of a uniform schedule (diffusers' DDIMScheduler takes only a number)."""
+    """Sets ``scheduler`` to ``steps`` steps that start below ``strength`` x T (a refiner's trained noise levels).
+
+    Args:
+        scheduler: a diffusers scheduler (:func:`make_sampler`).
+        strength: the fraction of the training timesteps the steps start below.
+        steps: how many steps.
+        spacing: ``"karras"`` spaces the steps down to t = 0 (:func:`karras_timesteps`) where the scheduler takes
+            custom timesteps (DPM-Solver++, DDPM, DDIM as ``make_sampler(..., any_timesteps=True)`` builds it);
+            otherwise, or with ``"uniform"``, they are the last steps of a uniform schedule (diffusers'
+            DDIMScheduler takes only a number).
+        device: where the timesteps go.
+
+    Returns:
+        The timesteps, a tensor.
+    """
     if spacing == "karras" and "timesteps" in inspect.signature(scheduler.set_timesteps).parameters:
         start = round(strength * scheduler.config.num_train_timesteps) - 1
         scheduler.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, start, steps), device=device)
@@ -321,20 +379,27 @@ def guidance_at(alpha_cumprod: torch.Tensor, guidance: float, interval: tuple[fl
     """The guidance scale at one noise level: ``guidance`` where the noise-to-signal ratio
     sigma = sqrt((1 - a) / a) lies in ``interval`` = (low, high], 1 (the conditional model, one call) elsewhere.
 
-    Why an interval (Kynkaanniemi et al. 2024): at the highest noise levels guidance pushes every image of a
-    condition towards one layout and colour, at the lowest it only sharpens what is already decided; in
-    between it makes the objects match their labels. A step is guided by the level it starts from, so an
-    interval acts through the sampler's grid: for the shipped first stage, w = 5 inside (0.28, 5.42] (EDM2's
-    interval in that paper) finds more cylinders with DPM-Solver++ 20 (+0.9 +- 0.3 RegNetY points) but costs
-    its 10 steps, whose unguided stretch reaches down to sigma = 3.1, 2.7 +- 0.3 ResNet18 and 0.7 +- 0.4 RegNetY
-    points; the shipped model guides at every step (docs/experiments.md, eighteenth and nineteenth sessions)."""
+    An interval (Kynkaanniemi et al. 2024) because at the highest noise levels guidance pushes every image of a
+    condition towards one layout and colour, at the lowest it only sharpens what is already decided; in between
+    it makes the objects match their labels. A step is guided by the level it starts from, so an interval acts
+    through the sampler's grid; the shipped model guides at every step (docs/guidance.md#guidance-interval).
+
+    Args:
+        alpha_cumprod: ``alpha_bar`` at the step's timestep.
+        guidance: the guidance scale inside the interval.
+        interval: ``(low, high)`` (:func:`check_guidance_interval`), or ``None`` to guide at every level.
+
+    Returns:
+        The guidance scale for this step.
+    """
     if interval is None:
         return guidance
     sigma = float(((1 - alpha_cumprod) / alpha_cumprod).sqrt())
     return guidance if interval[0] < sigma <= interval[1] else 1.0
 
 
-def x0_to_model_output(sample: torch.Tensor, x0: torch.Tensor, alpha_cumprod: torch.Tensor, prediction: str) -> torch.Tensor:
+def x0_to_model_output(sample: torch.Tensor, x0: torch.Tensor, alpha_cumprod: torch.Tensor,
+                       prediction: str) -> torch.Tensor:
     """The model output (epsilon or v) that :func:`predicted_x0` turns into ``x0`` at this noise level."""
     a, s = alpha_cumprod.sqrt(), (1 - alpha_cumprod).sqrt()
     if prediction == "epsilon":
@@ -343,10 +408,20 @@ def x0_to_model_output(sample: torch.Tensor, x0: torch.Tensor, alpha_cumprod: to
 
 
 def evaluator_steered_x0(x0: torch.Tensor, condition: torch.Tensor, classifier, scale: float) -> torch.Tensor:
-    """Evaluator guidance: move the predicted clean image ``scale`` gradient steps down a classifier's
-    binary cross-entropy for the asked labels (the gradient is taken through the classifier only, not the
-    UNet: one classifier forward and backward per step). This steers images towards what that classifier
-    reads as the labels, so accuracy measured by the same classifier means nothing: score with another."""
+    """Evaluator guidance: moves the predicted clean image down a classifier's binary cross-entropy for the
+    asked labels (the gradient is taken through the classifier only, not the UNet: one classifier forward and
+    backward per step). This steers images towards what that classifier reads as the labels, so accuracy
+    measured by the same classifier means nothing: score with another.
+
+    Args:
+        x0: the predicted clean images, ``(B, 3, H, W)`` in about [-1, 1].
+        condition: the asked labels, multi-hot ``(B, 24)``.
+        classifier: maps 64x64 images in [-1, 1] to label probabilities.
+        scale: the size of the gradient step.
+
+    Returns:
+        The steered ``x0``, detached.
+    """
     with torch.enable_grad():
         x0 = x0.detach().requires_grad_(True)
         images = F.interpolate(x0.clamp(-1, 1), size=(64, 64), mode="bilinear", align_corners=False)

@@ -63,11 +63,21 @@ def check_output_folder(out_dir: str | Path) -> Path:
 
 def save_images(images: torch.Tensor, out_dir: str | Path, *, conditions: list[list[str]] | None = None,
                 grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
-    """``<out>/<i>.png`` for each image (in order), an ``nrow``-wide grid and, given ``conditions``, the label
-    lists they were drawn for (``conditions.json``: ``lab6 evaluate`` warns when scored against others).
+    """Writes ``<out_dir>/<i>.png`` for each image, in order, and a grid of them.
 
     Everything is written into a temporary folder first: a new ``out_dir`` appears complete (one rename),
     and in an existing one each file is replaced by one rename, so no reader ever sees half an image.
+
+    Args:
+        images: (B, 3, H, W) in [-1, 1].
+        out_dir: the folder of images.
+        conditions: the label lists the images were drawn for, written as ``conditions.json`` (``lab6 evaluate``
+            warns when the images are scored against others).
+        grid_name: the grid's file name; ``None`` for no grid.
+        nrow: images per row of the grid.
+
+    Returns:
+        ``out_dir``.
     """
     out_dir = check_output_folder(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,8 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     unet = pretrained.unet
     # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that
     # recipe's schedule is shifted on purpose (snr_shift), so the betas are not compared then.
-    growing = unet.config.patch_size == 1 < cfg.patch_size and unet.config.sample_size * cfg.patch_size == cfg.image_size
+    growing = (unet.config.patch_size == 1 < cfg.patch_size
+               and unet.config.sample_size * cfg.patch_size == cfg.image_size)
     may_differ = ("sample_size", "patch_size", "trained_betas") if growing else ()
     # A model without a full-resolution head may be given one: the head starts at zero (model.FullResolutionHead).
     if unet.config.full_res_channels == 0:
@@ -43,13 +44,15 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     recipe = pretrained.metadata.get("recipe") or {}
     # The model's fields that a recipe sets through a prior: name the --set that keeps the model's gains (a
     # recipe without the colour prior had none: null; one without detail_prior is not known: R).
-    for field, prior, unrecorded in (("detail_skip", "detail_prior", "R"), ("detail_chroma", "detail_chroma_prior", None)):
+    priors = (("detail_skip", "detail_prior", "R"), ("detail_chroma", "detail_chroma_prior", None))
+    for field, prior, unrecorded in priors:
         if field in mismatched:
             value = recipe.get(prior, unrecorded)
             hint = f"{field} (--set {prior}={'null' if value is None else value} keeps the model's detail gains)"
             mismatched[hint] = mismatched.pop(field)
     if mismatched:
-        details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200] for k, (a, b) in sorted(mismatched.items()))
+        details = ", ".join(f"{k}: model has {a!r}, recipe has {b!r}"[:200]
+                            for k, (a, b) in sorted(mismatched.items()))
         raise ValueError(f"init_from {pretrained.path} does not match the recipe ({details}); "
                          "choose the preset it was trained with or override those fields")
     return grow_to_patches(unet.state_dict(), cfg.patch_size) if growing else unet.state_dict()

@@ -114,7 +114,8 @@ def load_conditions(path: str | Path) -> list[list[str]]:
         isinstance(c, list) and all(isinstance(n, str) for n in c) for c in data
     ):
         raise ConditionError(
-            f"{path} must hold a JSON list of lists of label names, like [[\"red cube\"], [\"gray sphere\", \"cyan cube\"]]"
+            f"{path} must hold a JSON list of lists of label names, "
+            f"like [[\"red cube\"], [\"gray sphere\", \"cyan cube\"]]"
         )
     for i, condition in enumerate(data):
         try:

@@ -14,16 +14,16 @@ In both modes an all-zero condition is the "null" condition of classifier-free g
 (pixel-unshuffle / pixel-shuffle, as in "simple diffusion", Hoogeboom et al. 2023): a 64x64 image becomes a
 32x32 map of 12 channels, so a native 64-px model costs what a 32-px one does, yet predicts every pixel.
 Unfolded, such a model draws a faint pattern at the 2x2 period (the four pixels of a block are four channels
-whose errors differ; measured: energy at the Nyquist frequencies 20-3600x the real images'), which both
-evaluators read as noise. ``full_res_channels=c`` adds a small head at full resolution after the unfold, as
-U-ViT does after its patches (Bao et al. 2023): two 3x3 convolutions over the noisy image and the unfolded
-prediction, shifted by the timestep, whose output is added to the prediction. Its last convolution starts at
-zero, so a model given a head starts as the model it was. ``detail_skip`` adds to the head a fixed, per-timestep
-gain on the noisy image's detail inside each patch (``detail_gain``, filled by training from the noise schedule:
-``diffusion.detail_gain``): a body grown from a 32-px model predicts one value per patch, so without it the
-noise inside the patches stays in the image until the head has learned to remove it. ``detail_chroma`` gives
-the detail's colour part (the detail minus its grey) a gain of its own: a renderer's grain is brightness, so
-noise in the colours is noise to remove at levels where noise in the brightness may still be grain.
+whose errors differ), which both evaluators read as noise (docs/64px.md#full-resolution-head).
+``full_res_channels=c`` adds a small head at full resolution after the unfold, as U-ViT does after its patches
+(Bao et al. 2023): two 3x3 convolutions over the noisy image and the unfolded prediction, shifted by the
+timestep, whose output is added to the prediction. Its last convolution starts at zero, so a model given a head
+starts as the model it was. ``detail_skip`` adds to the head a fixed, per-timestep gain on the noisy image's
+detail inside each patch (``detail_gain``, filled by training from the noise schedule: ``diffusion.detail_gain``):
+a body grown from a 32-px model predicts one value per patch, so without it the noise inside the patches stays
+in the image until the head has learned to remove it. ``detail_chroma`` gives the detail's colour part (the
+detail minus its grey) a gain of its own: a renderer's grain is brightness, so noise in the colours is noise to
+remove at levels where noise in the brightness may still be grain.
 ``ConditionalUNet`` is a ``ModelMixin``/``ConfigMixin``: ``save_pretrained``/``from_pretrained``
 round-trip it exactly (config.json + safetensors), with nothing patched after loading.
 """
@@ -43,7 +43,28 @@ CONDITIONING_MODES = ("add", "cross_attention")
 
 
 class ConditionalUNet(ModelMixin, ConfigMixin):
-    """UNet denoiser conditioned on a (B, 24) multi-hot label vector."""
+    """UNet denoiser conditioned on a (B, 24) multi-hot label vector.
+
+    Args:
+        sample_size: the side of the images, in pixels.
+        in_channels: the channels of the images (3: RGB).
+        out_channels: the channels of the prediction.
+        block_out_channels: the width of each level of the UNet.
+        attention_levels: one flag per level: attention (or cross-attention) blocks at that level.
+        layers_per_block: ResNet layers per block.
+        attention_head_dim: channels per attention head.
+        norm_num_groups: groups of the group norms.
+        dropout: dropout in the ResNet blocks.
+        conditioning: ``"add"`` or ``"cross_attention"`` (:data:`CONDITIONING_MODES`; the module's docstring).
+        num_labels: the length of the multi-hot vector.
+        max_objects: the tokens per condition with ``"cross_attention"``.
+        cross_attention_dim: the width of a label token.
+        patch_size: folds each p x p block of pixels into channels (the module's docstring).
+        full_res_channels: the hidden channels of a :class:`FullResolutionHead`; 0 for none.
+        detail_skip: the head's fixed gain on the noisy image's detail inside each patch.
+        detail_chroma: a gain of its own for the detail's colour part.
+        num_train_timesteps: the training timesteps, for the head's per-timestep gains.
+    """
 
     config_name = "config.json"
 
@@ -73,7 +94,8 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         if patch_size < 1 or sample_size % patch_size:
             raise ValueError(f"patch_size must be >= 1 and divide sample_size {sample_size}, got {patch_size}")
         if full_res_channels < 0:
-            raise ValueError(f"full_res_channels must be >= 0 (0: no full-resolution head), got {full_res_channels}")
+            raise ValueError(f"full_res_channels must be >= 0 (0: no full-resolution head), "
+                             f"got {full_res_channels}")
         if detail_skip and not (full_res_channels and patch_size > 1):
             raise ValueError("detail_skip needs a full-resolution head over patches (full_res_channels > 0 and "
                              f"patch_size > 1), got full_res_channels={full_res_channels}, patch_size={patch_size}")
@@ -134,7 +156,16 @@ class ConditionalUNet(ModelMixin, ConfigMixin):
         return torch.where(order >= pad, torch.full_like(order, pad), order)
 
     def forward(self, sample: torch.Tensor, timestep: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
-        """Predict the model target (noise or velocity) for noisy ``sample`` at ``timestep`` under ``condition``."""
+        """Predicts the model target (noise or velocity) for a noisy sample.
+
+        Args:
+            sample: the noisy images, ``(B, C, H, W)``.
+            timestep: the timestep, one per image or one for all.
+            condition: multi-hot labels, ``(B, 24)``; all zeros is the null condition.
+
+        Returns:
+            The prediction, shaped as ``sample``.
+        """
         condition = condition.to(sample.dtype)
         p = self.config.patch_size
         folded = F.pixel_unshuffle(sample, p) if p > 1 else sample

@@ -23,7 +23,8 @@ from .run_files import write_text_atomic
 def upsample_like_official(images: torch.Tensor, train_size: int) -> torch.Tensor:
     """Down to ``train_size`` and back up to 64x64, as the official evaluator's training images were."""
     if images.shape[-1] != train_size:
-        images = F.interpolate(images, size=(train_size, train_size), mode="bilinear", antialias=True, align_corners=False)
+        images = F.interpolate(images, size=(train_size, train_size), mode="bilinear", antialias=True,
+                               align_corners=False)
     return F.interpolate(images, size=(EVAL_SIZE, EVAL_SIZE), mode="bilinear", align_corners=False)
 
 
@@ -36,10 +37,19 @@ def split_holdout(n: int, holdout: float = 0.1, seed: int = 0) -> tuple[torch.Te
 
 def score_data_root(evaluator: Evaluator, data_root: str | Path, *, image_size: int = 32, limit: int | None = None,
                     seed: int = 0, progress: bool = True) -> tuple[Score, list[list[str]]]:
-    """Score a data root's own images against its ``train.json`` labels: how well an evaluator transfers.
+    """Scores a data root's own images against its ``train.json`` labels: how well an evaluator transfers.
 
-    Images go through ``upsample_like_official`` at ``image_size`` (32: the official evaluator's pipeline).
-    ``limit`` scores a random subset (by ``seed``). Returns the score and the conditions it was scored on.
+    Args:
+        evaluator: the evaluator to score with.
+        data_root: a folder in the course layout.
+        image_size: the images go through :func:`upsample_like_official` at this size (32: the official
+            evaluator's pipeline).
+        limit: score a random subset of this many images (drawn by ``seed``); ``None`` for all.
+        seed: the seed of the subset.
+        progress: show the decoding progress.
+
+    Returns:
+        ``(score, conditions)``: the score and the conditions it was scored on.
     """
     from .data import ICLEVRDataset
     from .labels import decode
@@ -66,7 +76,8 @@ def random_shift(images: torch.Tensor, max_shift: int, generator: torch.Generato
     return torch.stack([padded[i, :, dy:dy + size, dx:dx + size] for i, (dy, dx) in enumerate(offsets)])
 
 
-def mixed_inputs(images: torch.Tensor, train_size: int, native_fraction: float, generator: torch.Generator) -> torch.Tensor:
+def mixed_inputs(images: torch.Tensor, train_size: int, native_fraction: float,
+                 generator: torch.Generator) -> torch.Tensor:
     """Native 64x64 images, each sent through the 32 -> 64 round trip with probability ``1 - native_fraction``."""
     rounded = upsample_like_official(images, train_size)
     native = torch.rand(len(images), generator=generator) < native_fraction
@@ -75,14 +86,34 @@ def mixed_inputs(images: torch.Tensor, train_size: int, native_fraction: float, 
 
 def train_proxy(data_root: str | Path, out: str | Path, *, arch: str = OFFICIAL_ARCH, epochs: int = 8,
                 batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4, max_shift: int = 0,
-                train_size: int = 32, native_fraction: float = 0.5, holdout: float = 0.1, seed: int = 0, device: str | None = None, progress: bool = True,
-                log=print) -> dict:
-    """Train a proxy evaluator of torchvision architecture ``arch`` and save it (``.pth``: the official
-    format, ResNet18 only; ``.safetensors``: any architecture, recorded in the file).
+                train_size: int = 32, native_fraction: float = 0.5, holdout: float = 0.1, seed: int = 0,
+                device: str | None = None, progress: bool = True, log=print) -> dict:
+    """Trains a proxy evaluator on a data root's real images and saves it.
 
-    ``weight_decay`` (AdamW) and ``max_shift`` (random translation, pixels) regularise architectures that
-    fit their training images but not held-out ones; the defaults are the shipped ResNet18 proxy's recipe.
-    Returns (and writes beside ``out`` as ``.json``) its held-out top-k accuracy, 32 -> 64 and native.
+    The defaults are the shipped ResNet18 proxy's recipe.
+
+    Args:
+        data_root: a folder in the course layout.
+        out: ``.pth`` (the official format, ResNet18 only) or ``.safetensors`` (any architecture, recorded in
+            the file).
+        arch: a torchvision classification architecture.
+        epochs: passes over the training images.
+        batch_size: images per step.
+        lr: the one-cycle schedule's peak learning rate.
+        weight_decay: AdamW's; with ``max_shift``, regularises architectures that fit their training images but
+            not held-out ones.
+        max_shift: random translation, in pixels (0-16).
+        train_size: the size of the 32 -> 64 round trip (:func:`upsample_like_official`).
+        native_fraction: the probability that a training image is shown at its native 64x64 instead.
+        holdout: the fraction of the images held out (by ``seed``) for the accuracy at the end.
+        seed: the seed of the split, the order and the augmentations.
+        device: where to train; ``None`` for a GPU where there is one.
+        progress: show a progress bar.
+        log: where the closing line goes.
+
+    Returns:
+        The report, also written beside ``out`` as ``.json``: the held-out top-k accuracy, 32 -> 64 and native,
+        and the recipe.
     """
     from tqdm.auto import tqdm
 
@@ -137,6 +168,6 @@ def train_proxy(data_root: str | Path, out: str | Path, *, arch: str = OFFICIAL_
               "max_shift": max_shift, "seconds": round(time.time() - start, 1),
               "data_root": Path(data_root).name, "seed": seed}
     write_text_atomic(out.with_suffix(".json"), json.dumps(report, indent=2))
-    log(f"{arch} evaluator: held-out top-k accuracy {accuracy_rounded:.4f} (32 -> 64 px) and {accuracy_native:.4f} "
-        f"(native 64 px) on {len(held)} real images -> {out}")
+    log(f"{arch} evaluator: held-out top-k accuracy {accuracy_rounded:.4f} (32 -> 64 px) and "
+        f"{accuracy_native:.4f} (native 64 px) on {len(held)} real images -> {out}")
     return report

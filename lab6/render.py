@@ -13,8 +13,19 @@ from typing import Sequence
 import numpy as np
 
 from .labels import validate_condition
-from .scene import (CAMERA_LOCATION, COLOUR_RGB, SUPERSAMPLE, SceneObject, bounding_corners, camera_rays,
-                    check_positive_int, direction, pixel_box, sample_layout, solid_interval)
+from .scene import (
+    CAMERA_LOCATION,
+    COLOUR_RGB,
+    SUPERSAMPLE,
+    SceneObject,
+    bounding_corners,
+    camera_rays,
+    check_positive_int,
+    direction,
+    pixel_box,
+    sample_layout,
+    solid_interval,
+)
 
 # ---------------------------------------------------------------------------------------------- lighting
 # Linear-light model of the floor (fitted by eye and least squares to the look of the course renders):
@@ -71,7 +82,8 @@ def _to_srgb(linear: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _upsampler(size: int) -> np.ndarray:
-    """(size, m) linear-interpolation matrix from an m-point grid, m = size / 4 (at least 2), variance-preserving-ish."""
+    """(size, m) linear-interpolation matrix from an m-point grid, m = size / 4 (at least 2), about
+    variance-preserving."""
     m = max(2, size // 4)
     pos = np.clip((np.arange(size) + 0.5) / size * m - 0.5, 0, m - 1)
     lo = np.minimum(np.floor(pos).astype(int), m - 2)
@@ -85,7 +97,8 @@ def _upsampler(size: int) -> np.ndarray:
 
 
 def _jittered(azimuth: float, elevation: float, rng: np.random.Generator) -> np.ndarray:
-    return direction(azimuth + rng.uniform(-1, 1) * _AZIMUTH_JITTER, elevation + rng.uniform(-1, 1) * _ELEVATION_JITTER)
+    return direction(azimuth + rng.uniform(-1, 1) * _AZIMUTH_JITTER,
+                     elevation + rng.uniform(-1, 1) * _ELEVATION_JITTER)
 
 
 def _disk_light(direction: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,13 +138,21 @@ def render_objects(
     supersample: int = SUPERSAMPLE,
     return_masks: bool = False,
 ):
-    """Render placed objects: an (size, size, 3) uint8 image, plus (len(objects), size, size) float coverage masks.
-
-    The mask of object k is the fraction of each pixel where object k is the visible surface. ``rng`` draws
-    the per-image lighting jitter and the noise.
+    """Renders placed objects on the floor.
 
     The floor and its soft shadows are shaded once per output pixel (they are smooth); the pixels that
     objects may cover are ray-cast ``supersample`` x ``supersample`` times and box-filtered.
+
+    Args:
+        objects: the placed objects (:func:`lab6.scene.sample_layout`).
+        rng: draws the per-image lighting jitter and the noise.
+        size: the side of the image, in pixels.
+        supersample: rays per pixel side on the objects.
+        return_masks: also return each object's coverage masks.
+
+    Returns:
+        An (size, size, 3) uint8 image; with ``return_masks``, also (len(objects), size, size) float masks,
+        the mask of object k being the fraction of each pixel where object k is the visible surface.
     """
     size = check_positive_int(size, "size", 8)
     ss = check_positive_int(supersample, "supersample")

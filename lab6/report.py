@@ -1,4 +1,5 @@
-"""The report: for each conditions split, images + an 8x4 grid + accuracy, per stage; the denoising figure; a summary.
+"""The report: for each conditions split, images + an 8x4 grid + accuracy, per stage; the denoising figure; a
+summary.
 
 ``write_report(out)`` writes::
 
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from .evaluator import found_by_shape
+from .evaluator import found_by_shape, per_image_hits
 from .labels import DENOISING_FIGURE_CONDITION, encode_many
 
 #: The folder names of a report's stages: the first stage's images (upsampled to 64 px), then the refiner's.
@@ -34,19 +35,43 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
                  guidance: float | None = None, seed: int = 0, noise: str | None = None, device: str = "cpu",
                  guiding_evaluator=None, evaluator_guidance: float = 0.0, refine: bool = True, progress: bool = True,
                  log=print) -> dict:
+    """Writes a report folder (the module's docstring): it appears whole, replacing an older report, or not at all.
+
+    Args:
+        out: the report folder; an existing folder must be a lab6 report (it holds accuracy.json).
+        data_root: where the conditions files are; ``None`` for ``$LAB6_DATA`` or the built-in synthetic ones.
+        model: a model folder or training run; ``None`` for the shipped model.
+        evaluator: one or more evaluator files; ``None`` for ``evaluator.default_evaluator_paths``.
+        sampler: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver"``.
+        steps: sampler steps; ``None`` for the sampler's default (``diffusion.DEFAULT_STEPS``).
+        guidance: the guidance scale w; ``None`` for the model's.
+        seed: the seed of the starting noise.
+        noise: ``"gaussian"`` or ``"grey-mean"``; ``None`` for the model's.
+        device: where to sample.
+        guiding_evaluator: the evaluator that steers sampling with ``evaluator_guidance`` > 0.
+        evaluator_guidance: the scale of evaluator guidance (0: none).
+        refine: redraw the images with the model's refiner, when it has one.
+        progress: show progress bars.
+        log: where progress lines go.
+
+    Returns:
+        What ``accuracy.json`` holds: the settings and, per split, the accuracy per evaluator and stage, the
+        labels found per shape and the hits per image.
+    """
     from .data import SPLITS, is_synthetic, resolve_data_root
     from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
     from .figures import denoising_process
-    from .sampling import run_denoising
     from .images import check_output_folder
     from .pipeline import load_pipeline
     from .run_files import atomic_path
+    from .sampling import run_denoising
 
     final = Path(out)
-    if final.exists() and (not final.is_dir() or (any(final.iterdir()) and not (final / "accuracy.json").is_file())):
-        raise FileExistsError(f"refusing to write the report over {final}: it is a file or a folder that is not a lab6 "
-                              "report (no accuracy.json). Choose a new --out")
+    if final.exists() and (not final.is_dir()
+                           or (any(final.iterdir()) and not (final / "accuracy.json").is_file())):
+        raise FileExistsError(f"refusing to write the report over {final}: it is a file or a folder that is not a "
+                              "lab6 report (no accuracy.json). Choose a new --out")
     check_output_folder(final)
     root = resolve_data_root(data_root, need_images=False, progress=progress)
     loaded = load_pipeline(model, device=device)
@@ -81,8 +106,8 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
 def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log,
                   guiding_evaluator=None) -> None:
     """Each split's images, grid and accuracy into ``out`` and ``results``."""
-    from .sampling import run_split
     from .images import save_grid, save_images
+    from .sampling import run_split
 
     s = results["settings"]
     for split in splits:
@@ -107,9 +132,7 @@ def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits,
             # an evaluator blind to how one shape looks shows here (the ResNet18s and sharp cubes)
             entry["found_by_shape"] = {name: found_by_shape(score.probabilities, multi_hot)
                                        for name, score in run.scores.items()}
-            entry["per_image"] = [{"condition": c, "labels": len(c),
-                                   "hits": {name: score.hits[i] for name, score in run.scores.items()}}
-                                  for i, c in enumerate(run.conditions)]
+            entry["per_image"] = per_image_hits(run.scores, run.conditions)
         results["splits"][split] = entry
         log(f"{split}: {len(run.conditions)} images in {run.seconds:.1f} s"
             + "".join(f", {name} accuracy {value:.4f}" for name, value in entry.get("accuracy", {}).items())
@@ -123,6 +146,7 @@ def grid_name(split: str, stage: str, synthetic: bool = False) -> str:
 
 
 def summary_markdown(results: dict) -> str:
+    """``summary.md``: what to submit (its first line), the settings and the accuracy table of ``results``."""
     s = results["settings"]
     names = list(s["evaluators"])
     refined = bool(s.get("refined")) and bool(names)
@@ -166,6 +190,6 @@ def summary_markdown(results: dict) -> str:
         lines += ["", "The accuracy columns score the refined images; \"first stage alone\" scores the first stage's "
                   "(32 px, upsampled). The ResNet18 proxy, trained as the course's evaluator was on 32 -> 64 px "
                   "images, reads sharp 64-px cubes as cylinders (`found_by_shape` in accuracy.json; "
-                  "docs/evaluators.md), so its refined column is lower for that reason alone."]
+                  "docs/evaluators.md#cube-blind-spot), so its refined column is lower for that reason alone."]
     lines.append("")
     return "\n".join(lines)

@@ -84,7 +84,7 @@ def cache_dir() -> Path:
 
 
 def is_model_folder(path: Path) -> bool:
-    """A pipeline folder (model_index.json), or one of the flat layout before it (config.json at the top)."""
+    """A pipeline folder (model_index.json), or one of the older flat layout (config.json at the top)."""
     return (path / "model_index.json").is_file() or (path / "config.json").is_file()
 
 
@@ -110,7 +110,8 @@ def resolve_model_dir(path: str | Path | None) -> Path:
     checkpoint = latest_checkpoint(path)
     if checkpoint is not None and is_model_folder(checkpoint / "ema"):
         return checkpoint / "ema"
-    raise ModelNotFoundError(f"{path} is neither a model folder (model_index.json) nor a training run with a checkpoint")
+    raise ModelNotFoundError(f"{path} is neither a model folder (model_index.json) "
+                             "nor a training run with a checkpoint")
 
 
 def training_stages(metadata: dict) -> list[dict]:
@@ -129,6 +130,7 @@ def training_minutes(metadata: dict) -> float:
 
 
 def read_csv_rows(path: str | Path) -> list[dict]:
+    """The rows of a CSV file as dicts ([] when the file is missing)."""
     path = Path(path)
     if not path.is_file():
         return []

@@ -44,7 +44,8 @@ _BEVEL = 0.07
 MAX_SCREEN_OVERLAP = 0.4
 
 CAMERA_LOCATION = np.array([7.3589, -6.9258, 4.9583])
-_CAMERA_EULER_DEG = (63.86, 0.0, 46.692)  # Blender XYZ Euler (CLEVR: 63.559; tilted 0.3 deg to match the course images)
+# Blender XYZ Euler (CLEVR: 63.559; tilted 0.3 deg to match the course images)
+_CAMERA_EULER_DEG = (63.86, 0.0, 46.692)
 _LENS_MM, _SENSOR_MM = 35.0, 32.0
 _SOURCE_ASPECT = 240.0 / 320.0  # the course renders are 320x240, squashed to a square
 

@@ -18,6 +18,7 @@ from .pipeline import load_pipeline
 from .run_files import SHIPPED_MODEL, ModelNotFoundError, is_model_folder, resolve_model_dir
 from .train import train
 
+
 def project_root() -> Path:
     """The checkout this package lives in (editable install), else the current folder."""
     here = Path(__file__).resolve().parents[1]
@@ -62,6 +63,7 @@ class NotebookSettings:
     max_failures: int = 8
 
     def describe(self) -> str:
+        """The settings in a few lines, as a notebook prints them first."""
         import torch
 
         threads = f" ({torch.get_num_threads()} threads)" if self.device == "cpu" else ""
@@ -70,8 +72,8 @@ class NotebookSettings:
             f"model     : {self.model or '-'}  ({self.model_source})",
             f"evaluator : {self.evaluator or 'default: the data root checkpoint.pth, else the shipped proxy'}",
             f"figures   : {self.figures}",
-            f"mode      : {'QUICK (tiny settings, for tests)' if self.quick else 'full'}; device {self.device}{threads}; "
-            f"sampler {self.sampler} ({self.steps} steps); seed {self.seed}",
+            f"mode      : {'QUICK (tiny settings, for tests)' if self.quick else 'full'}; "
+            f"device {self.device}{threads}; sampler {self.sampler} ({self.steps} steps); seed {self.seed}",
         ]
         return "\n".join(lines)
 

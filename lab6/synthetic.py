@@ -166,12 +166,23 @@ def render_dataset(
     workers: int | None = None,
     progress: bool = True,
 ) -> Path:
-    """Render ``n`` training images and the conditions files into ``out_dir``, in the course's layout.
+    """Renders ``n`` training images and the conditions files into ``out_dir``, in the course's layout.
 
     Writes ``iclevr/synthetic_000000.png`` ..., then ``objects.json``, ``test.json``, ``new_test.json``,
     ``train.json`` (filename -> label names) and finally a ``.complete`` marker. Every file is written
     atomically, and train.json only once all images exist, so an interrupted render leaves no partial PNG
-    and no train.json. The same ``seed`` gives byte-identical files for any number of ``workers``.
+    and no train.json.
+
+    Args:
+        out_dir: the folder to write (created if missing).
+        n: the number of training images.
+        seed: the same seed gives byte-identical files for any number of ``workers``.
+        size: the side of the images, in pixels.
+        workers: render processes; ``None`` for up to ``DEFAULT_WORKERS`` (one for a small set).
+        progress: show a progress bar.
+
+    Returns:
+        ``out_dir``, a data root.
     """
     n = check_positive_int(n, "n (the number of images)")
     size = check_positive_int(size, "size", 8)

@@ -14,10 +14,25 @@ from typing import Iterable
 
 from ..labels import DENOISING_FIGURE_CONDITION
 from ..settings import NotebookSettings, notebook_evaluators, notebook_model, notebook_settings
-from .accuracy import (accuracy_grid, failure_gallery, guidance_accuracy, guidance_images, hits_per_image,
-                       real_vs_generated, steps_accuracy)
-from .data import (conditions_html, conditions_table, cooccurrence, image_statistics, label_frequency,
-                   objects_per_image, real_vs_rendered, sample_grid)
+from .accuracy import (
+    accuracy_grid,
+    failure_gallery,
+    guidance_accuracy,
+    guidance_images,
+    hits_per_image,
+    real_vs_generated,
+    steps_accuracy,
+)
+from .data import (
+    conditions_html,
+    conditions_table,
+    cooccurrence,
+    image_statistics,
+    label_frequency,
+    objects_per_image,
+    real_vs_rendered,
+    sample_grid,
+)
 from .denoising import denoising_frame, denoising_process, denoising_strip, sampler_comparison
 from .training import accuracy_vs_minutes, loss_curve, presets_html, watch_loss_curve
 
@@ -25,8 +40,8 @@ __all__ = ["FIGURE_GROUPS", "NEEDS_EVALUATOR", "accuracy_grid", "accuracy_vs_min
            "conditions_table", "cooccurrence", "denoising_frame", "denoising_process", "denoising_strip",
            "failure_gallery", "figure_files", "guidance_accuracy", "guidance_images", "hits_per_image",
            "image_statistics", "label_frequency", "loss_curve", "objects_per_image", "presets_html",
-           "real_vs_generated", "real_vs_rendered", "sample_grid", "sampler_comparison", "steps_accuracy", "watch_loss_curve",
-           "write_figures"]
+           "real_vs_generated", "real_vs_rendered", "sample_grid", "sampler_comparison", "steps_accuracy",
+           "watch_loss_curve", "write_figures"]
 
 #: The stable file names (without .png/.pdf) of each group of ``lab6 figures --which``.
 FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
@@ -99,8 +114,9 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
             loss_curve(run_dir, out)
             written.append("training_loss")
     if "denoising" in groups:
-        result = run_denoising(loaded, sampler=settings.sampler, steps=settings.steps, frames=settings.denoising_frames,
-                               guidance=settings.guidance, seed=settings.seed, progress=progress)
+        result = run_denoising(loaded, sampler=settings.sampler, steps=settings.steps,
+                               frames=settings.denoising_frames, guidance=settings.guidance, seed=settings.seed,
+                               progress=progress)
         denoising_process(result, out)
         written.append("denoising_process")
     conditions = load_split(settings.data_root, "test") if "test" in splits else [list(DENOISING_FIGURE_CONDITION)]

@@ -11,7 +11,8 @@ import numpy as np
 
 from ..diffusion import SAMPLER_NAMES
 from ..sampling import SplitRun, Sweep, failures
-from .common import image_axis, uint8_pixels, new_figure, save_figure
+from .common import image_axis, new_figure, save_figure, uint8_pixels
+
 
 def accuracy_grid(run: SplitRun, out: str | Path, columns: int = 8):
     """``accuracy_grid_<split>``: the split's images 8 per row, each marked with its hits (found/true labels)."""
@@ -136,7 +137,7 @@ def real_vs_generated(real, rows: dict, conditions: Sequence[Sequence[str]], out
     """``fidelity_real_vs_generated``: real images (top row) above each model's images for the same labels.
 
     ``real`` and every value of ``rows`` are (N, 3, 64, 64) tensors in [-1, 1] drawn for ``conditions``;
-    the keys of ``rows`` label the rows (e.g. "before: 32 px, Gaussian noise" and "after: ...").
+    the keys of ``rows`` label the rows (e.g. "32 px, Gaussian noise" and "refined at 64 px").
     """
     columns = len(conditions)
     fig = new_figure(1.2 * columns + 1.6, 1.25 * (len(rows) + 1) + 0.6)

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..images import to_uint8
 
+
 def new_figure(width: float, height: float):
     from matplotlib.figure import Figure
 

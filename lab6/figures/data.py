@@ -14,6 +14,7 @@ from ..data import TrainingData, channel_statistics, cooccurrence_matrix
 from ..labels import LABELS, MAX_OBJECTS_TRAINED, NUM_LABELS, label_hex
 from .common import image_axis, new_figure, save_figure
 
+
 def sample_grid(data: TrainingData, out: str | Path, n: int = 32, seed: int = 0, columns: int = 8):
     """``data_samples``: n random training images, each captioned with its labels."""
     rng = np.random.default_rng(seed)
@@ -61,7 +62,8 @@ def label_frequency(labels: np.ndarray, out: str | Path):
     ax.bar(range(NUM_LABELS), counts, color=[label_hex(n) for n in LABELS], edgecolor="black", linewidth=0.5)
     ax.set_xticks(range(NUM_LABELS), LABELS, rotation=70, ha="right", fontsize=8)
     ax.set_ylabel("training images")
-    ax.set_title(f"Label frequency over {len(labels)} training images (min {int(counts.min())}, max {int(counts.max())})")
+    ax.set_title(f"Label frequency over {len(labels)} training images "
+                 f"(min {int(counts.min())}, max {int(counts.max())})")
     return save_figure(fig, out, "data_label_frequency")
 
 
@@ -121,7 +123,8 @@ def image_statistics(images: np.ndarray, out: str | Path, stats: dict | None = N
     ax_bar.set_ylim(0, 1)
     ax_bar.set_title("mean +- std (0-1 scale)")
     for c in range(3):
-        ax_bar.text(c, 0.02, f"{stats['mean'][c]:.3f}\n+-{stats['std'][c]:.3f}", ha="center", fontsize=8, color="white")
+        ax_bar.text(c, 0.02, f"{stats['mean'][c]:.3f}\n+-{stats['std'][c]:.3f}", ha="center", fontsize=8,
+                    color="white")
     return save_figure(fig, out, "data_image_statistics")
 
 

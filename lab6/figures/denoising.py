@@ -7,10 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from ..pipeline import to_output_size
 from ..labels import DENOISING_FIGURE_CONDITION
+from ..pipeline import to_output_size
 from ..sampling import SamplerRun
-from .common import image_axis, uint8_pixels, new_figure, save_figure
+from .common import image_axis, new_figure, save_figure, uint8_pixels
+
 
 def denoising_frame(result, index: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """The recorded x_t and predicted x_0 at ``index`` (the last index + 1 is the final image), uint8 HxWx3."""
@@ -72,5 +73,6 @@ def sampler_comparison(runs: Sequence[SamplerRun], out: str | Path):
             else:
                 ax.axis("off")
         row[0].set_ylabel(f"{run.name}\n{run.seconds:.1f} s", fontsize=9)
-    fig.suptitle(f"{', '.join(runs[0].result.conditions[0])}: predicted x_0 along each sampler, same noise", fontsize=10)
+    fig.suptitle(f"{', '.join(runs[0].result.conditions[0])}: predicted x_0 along each sampler, same noise",
+                 fontsize=10)
     return save_figure(fig, out, "samplers_comparison")

@@ -12,6 +12,7 @@ from typing import Sequence
 from ..run_files import read_csv_rows
 from .common import new_figure, save_figure
 
+
 def presets_html() -> str:
     """The named presets side by side (the fields that differ between them), as an HTML table."""
     import dataclasses
@@ -23,10 +24,11 @@ def presets_html() -> str:
     for f in dataclasses.fields(next(iter(PRESETS.values()))):
         values = [getattr(PRESETS[n], f.name) for n in names]
         if any(v != values[0] for v in values):
-            rows.append(f"<tr><td><code>{f.name}</code></td>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
-                        + "</tr>")
+            cells = "".join(f"<td>{html.escape(str(v))}</td>" for v in values)
+            rows.append(f"<tr><td><code>{f.name}</code></td>{cells}</tr>")
     counts = "".join(f"<td>{parameter_count(n) / 1e6:.2f} M</td>" for n in names)
-    return (f"<table class='lab6-presets'><thead><tr><th>field</th>{''.join(f'<th>{n}</th>' for n in names)}</tr></thead>"
+    header = "".join(f"<th>{n}</th>" for n in names)
+    return (f"<table class='lab6-presets'><thead><tr><th>field</th>{header}</tr></thead>"
             f"<tbody><tr><td><b>parameters</b></td>{counts}</tr>{''.join(rows)}</tbody></table>")
 
 
@@ -76,15 +78,14 @@ def accuracy_vs_minutes(run_dirs: Sequence[str | Path], out: str | Path, name: s
     starts where that model's training ended, so a chain of fine-tunes reads as one curve of total minutes.
     """
     from ..config import TrainConfig
-    from ..run_files import training_minutes
-    from ..run_files import PARENT_FILE
+    from ..run_files import PARENT_FILE, training_minutes
 
     fig = new_figure(6.5, 4.0)
     ax = fig.subplots()
     for run_dir in map(Path, run_dirs):
         by_step: dict[int, dict[str, tuple[float, float]]] = {}
         for r in read_csv_rows(run_dir / "eval.csv"):
-            # Rows written before eval.csv named its evaluator were all scored by the ResNet18 proxy.
+            # A row without an evaluator column (an older run's eval.csv) was scored by the ResNet18 proxy.
             if r["split"] in splits and (r.get("evaluator") or "resnet18") == evaluator:
                 by_step.setdefault(int(r["step"]), {})[r["split"]] = (float(r["elapsed_min"]), float(r["accuracy"]))
         parent_file = run_dir / PARENT_FILE

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     for workers in args.workers:
         with tempfile.TemporaryDirectory(prefix="lab6-bench-render-") as tmp:
             start, cpu = time.perf_counter(), _cpu_seconds()
-            render_dataset(Path(tmp) / "data", args.n, args.seed, size=args.size, workers=workers, progress=args.progress)
+            render_dataset(Path(tmp) / "data", args.n, args.seed, size=args.size, workers=workers,
+                           progress=args.progress)
             seconds, cpu = time.perf_counter() - start, _cpu_seconds() - cpu
         rate = args.n / seconds
         rows.append((workers, args.n, seconds, cpu, rate, DEFAULT_N / rate))

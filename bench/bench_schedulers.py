@@ -5,8 +5,8 @@ steps each lands on the same image. For each ``Scheduler-steps`` row this swaps 
 way (``pipe.scheduler = Class.from_config(pipe.scheduler.config)``) and prints, on the first stage alone
 (the refiner is the same for every row): the network calls per image, the seconds for the split's images, the
 mean and largest pixel difference (images in [0, 1]) to the reference (the model's own scheduler, DPM-Solver++
-for lab6's models, at ``--reference-steps``), and each evaluator's accuracy. The difference is deterministic and resolves what one seed's accuracy on 32
-conditions cannot (1 label = 1.4 points there).
+for lab6's models, at ``--reference-steps``), and each evaluator's accuracy. The difference is deterministic
+and resolves what one seed's accuracy on 32 conditions cannot (1 label = 1.4 points there).
 
     python bench/bench_schedulers.py --data-root ../shared/iclevr-reference
     python bench/bench_schedulers.py --rows DPMSolverMultistepScheduler-10 UniPCMultistepScheduler-10 \
@@ -58,7 +58,8 @@ def main() -> None:
     parser.add_argument("--split", default="test", help="test, new_test, heldout or a conditions file")
     parser.add_argument("--rows", nargs="+", type=scheduler_row, default=[scheduler_row(r) for r in ROWS],
                         metavar="CLASS-STEPS", help=f"schedulers to compare (default: {' '.join(ROWS)})")
-    parser.add_argument("--reference-steps", type=int, default=100, help="steps of the reference (the model's scheduler)")
+    parser.add_argument("--reference-steps", type=int, default=100,
+                        help="steps of the reference (the model's scheduler)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     root = resolve_data_root(args.data_root, need_images=False)
@@ -68,7 +69,8 @@ def main() -> None:
     evaluators = load_evaluators(None, root)
     shipped = pipe.scheduler
     rows_seen = [0]  # images through the network: a guided step sends each image twice (with its condition, without)
-    pipe.unet.register_forward_hook(lambda module, inputs, output: rows_seen.__setitem__(0, rows_seen[0] + len(output)))
+    pipe.unet.register_forward_hook(
+        lambda module, inputs, output: rows_seen.__setitem__(0, rows_seen[0] + len(output)))
 
     def draw(steps: int) -> tuple[torch.Tensor, float, float]:
         rows_seen[0], start = 0, time.perf_counter()
@@ -79,8 +81,8 @@ def main() -> None:
     draw(2)  # untimed: oneDNN sets up its kernels on first use
     reference, _, _ = draw(args.reference_steps)
     reference_name = f"{type(shipped).__name__} {args.reference_steps}"  # the model's own scheduler
-    print(f"| scheduler | options | steps | network calls per image | seconds ({len(conditions)} images, first stage) | "
-          f"mean / largest difference to {reference_name} | "
+    print(f"| scheduler | options | steps | network calls per image | "
+          f"seconds ({len(conditions)} images, first stage) | mean / largest difference to {reference_name} | "
           + " | ".join(f"{args.split} ({e.name})" for e in evaluators) + " |")
     print("| --- " * (6 + len(evaluators)) + "|")
     for name, steps, options in args.rows:

@@ -62,10 +62,12 @@ SPLITS = ("test", "new_test", "heldout")
 
 
 def row_setting(text: str) -> tuple[str, dict]:
-    """``"strength 0.1=strength=0.1,refiner_steps=4"`` -> ``("strength 0.1", {"strength": 0.1, "refiner_steps": 4})``."""
+    """``"strength 0.1=strength=0.1,refiner_steps=4"``
+    -> ``("strength 0.1", {"strength": 0.1, "refiner_steps": 4})``."""
     label, sep, options = text.partition("=")
     if not sep or not label:
-        raise argparse.ArgumentTypeError(f"bad row {text!r}: write LABEL=key=value,... (LABEL= for the model as shipped)")
+        raise argparse.ArgumentTypeError(f"bad row {text!r}: write LABEL=key=value,... "
+                                         "(LABEL= for the model as shipped)")
     readers = {**FIRST_STAGE_KEYS, **REFINER_KEYS}
     settings = {}
     for item in filter(None, options.split(",")):
@@ -102,13 +104,16 @@ def plan_rows(pipe, rows) -> list[Row]:
     """Each row's pipelines, built once (a refiner run is loaded once, not once per seed)."""
     planned = []
     for label, settings in rows:
-        first = {k: v for k, v in settings.items() if k in FIRST_STAGE_KEYS and k not in ("refine", "guidance_interval")}
-        drawing = pipe.with_guidance_interval(settings["guidance_interval"]) if "guidance_interval" in settings else pipe
+        first = {k: v for k, v in settings.items()
+                 if k in FIRST_STAGE_KEYS and k not in ("refine", "guidance_interval")}
+        drawing = (pipe.with_guidance_interval(settings["guidance_interval"]) if "guidance_interval" in settings
+                   else pipe)
         steps = first.get("steps") or DEFAULT_STEPS[first.get("sampler", "dpmsolver")]
         paired = None
         if settings.get("refine", True) and (pipe.refiner is not None or "refiner" in settings):
             refiner = load_pipeline(settings["refiner"]) if "refiner" in settings else refiner_of(pipe)
-            ratio = settings["refiner_steps"] / steps if "refiner_steps" in settings else pipe.config.refiner_step_ratio
+            ratio = (settings["refiner_steps"] / steps if "refiner_steps" in settings
+                     else pipe.config.refiner_step_ratio)
             paired = with_refiner(pipe, refiner, settings.get("strength", pipe.config.refiner_strength),
                                   step_ratio=ratio,
                                   spacing=pipe.config.refiner_spacing if "refiner" not in settings else "karras")
@@ -207,7 +212,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=seed_list, default=[0, 1, 2, 3], help="e.g. 0-10 (default 0-3)")
     parser.add_argument("--evaluator", action="append", default=None,
                         help="evaluator file; repeat for several (default: the shipped ones)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="write every seed's hits (after each seed)")
+    parser.add_argument("--json", type=Path, default=None, metavar="FILE",
+                        help="write every seed's hits (after each seed)")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
                         help="print the table of earlier --json runs together instead of drawing")
     args = parser.parse_args()

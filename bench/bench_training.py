@@ -74,8 +74,9 @@ def main() -> None:
     print("| preset | size | params (M) | GFLOP / train image | images/s | GFLOP/s | % of peak | speed vs paper |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
-        print(f"| {r['preset']} | {r['size']} | {r['params_M']:.1f} | {r['gflop_per_img']:.2f} | {r['img_per_s']:.2f} "
-              f"| {r['gflop_s']:.1f} | {100 * r['gflop_s'] / peak:.0f}% | {r['img_per_s'] / paper['img_per_s']:.1f}x |")
+        print(f"| {r['preset']} | {r['size']} | {r['params_M']:.1f} | {r['gflop_per_img']:.2f} "
+              f"| {r['img_per_s']:.2f} | {r['gflop_s']:.1f} | {100 * r['gflop_s'] / peak:.0f}% "
+              f"| {r['img_per_s'] / paper['img_per_s']:.1f}x |")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lab6.labels import CLEVR_RGB, COLOURS, LABELS, LABEL_TO_INDEX
+from lab6.labels import CLEVR_RGB, COLOURS, LABEL_TO_INDEX, LABELS
 
 #: The course's real data, for the tests that need it: $LAB6_REFERENCE_DATA, else a shared folder beside the clone.
 REFERENCE = Path(os.environ.get("LAB6_REFERENCE_DATA")
@@ -88,7 +88,8 @@ def tiny_refined_model(tiny_run, tmp_path_factory) -> Path:
 
     torch.manual_seed(0)
     unet = ConditionalUNet(sample_size=64, patch_size=4, block_out_channels=(16, 32), attention_levels=(False, True),
-                           layers_per_block=1, attention_head_dim=16, norm_num_groups=8, conditioning="cross_attention")
+                           layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
+                           conditioning="cross_attention")
     refiner = build_pipeline(unet, make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25).config)
     refiner.metadata = {"recipe": {"max_timestep": 300}}
     # guided in an interval: the notebooks' hand-written loops must follow one to match the package

@@ -157,9 +157,11 @@ def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, capsys):
     ("cuda:99", "cuda:99: "),  # no GPU here: "torch sees no CUDA GPU"; with fewer than 100: "this machine has"
 ])
 def test_a_device_this_machine_lacks_is_named_before_any_model_is_loaded(tiny_root, tmp_path, capsys, device, message):
-    """``--device cuda`` on a machine without a GPU once ended in torch's RuntimeError from inside the loading."""
+    """``--device cuda`` on a machine without a GPU fails in one line naming the device, not in torch's
+    RuntimeError from inside the loading."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["sample", "--conditions", str(tiny_root / "test.json"), "--out", str(tmp_path / "o"), "--device", device])
+        main(["sample", "--conditions", str(tiny_root / "test.json"), "--out", str(tmp_path / "o"),
+              "--device", device])
     assert exit_info.value.code == 2
     printed = capsys.readouterr().err
     assert "Traceback" not in printed and f"lab6 sample: error: argument --device: {message}" in printed, printed
@@ -186,7 +188,8 @@ def test_set_names_the_field_and_what_it_takes(item, message):
 
 @pytest.mark.parametrize("item, message", [
     ("batch_size=0", "batch_size must be an integer >= 1, got 0"),
-    ("cond_dropout=1.5", "cond_dropout must be in [0, 1) (0: no null condition, so no classifier-free guidance), got 1.5"),
+    ("cond_dropout=1.5",
+     "cond_dropout must be in [0, 1) (0: no null condition, so no classifier-free guidance), got 1.5"),
     ("ema_decay=2", "ema_decay must be in [0, 1), got 2"),
     ("min_lr_ratio=-2", "min_lr_ratio must be in [0, 1] (1: a constant learning rate), got -2"),
     ("lr=-1", "lr must be > 0, got -1"),
@@ -196,8 +199,8 @@ def test_set_names_the_field_and_what_it_takes(item, message):
 ])
 def test_a_value_out_of_its_range_is_refused_before_any_data_is_read(capsys, tmp_path, item, message):
     """A value of the right type but outside its field's range fails at once (no data root is given: the
-    built-in data set would be rendered first if the check came later), naming the field, the value and the range;
-    before, a batch of 0 ended in ZeroDivisionError and an EMA decay of 2 trained a diverging model silently."""
+    built-in data set would be rendered first if the check came later), naming the field, the value and the range,
+    rather than a batch of 0 ending in ZeroDivisionError or an EMA decay of 2 training a diverging model silently."""
     fails_with(capsys, ["train", "--preset", "tiny", "--set", item, "--steps", "1", "--out", str(tmp_path / "run")],
                message)
     assert not (tmp_path / "run").exists()

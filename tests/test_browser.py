@@ -78,7 +78,8 @@ def jupyter_lab(tmp_path, tiny_root, tiny_run):
     port = free_port()
     log = tmp_path / "jupyterlab.log"
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-               "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.allow_root=True",
+               "--ServerApp.port_retries=0", "--IdentityProvider.token=", "--ServerApp.password=",
+               "--ServerApp.allow_root=True",
                f"--ServerApp.root_dir={root}", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
     with log.open("w") as sink:
         process = subprocess.Popen(command, env=env, cwd=root, stdout=sink, stderr=subprocess.STDOUT,
@@ -92,7 +93,7 @@ def jupyter_lab(tmp_path, tiny_root, tiny_run):
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # our own session: the server and the kernels it started
+            os.killpg(process.pid, signal.SIGKILL)  # our own process group: the server and its kernels
             process.wait()
 
 

@@ -38,5 +38,6 @@ def test_default_root_is_rendered_once_then_reused(tmp_path, monkeypatch):
 
     monkeypatch.setenv("LAB6_CACHE", str(tmp_path))
     first = synthetic.default_data_root(n=12, progress=False)
-    monkeypatch.setattr(synthetic, "render_dataset", lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-rendered")))
+    monkeypatch.setattr(synthetic, "render_dataset",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("re-rendered")))
     assert synthetic.default_data_root(n=12, progress=False) == first

@@ -2,8 +2,18 @@ import pytest
 import torch
 from diffusers import DDPMScheduler
 
-from lab6.diffusion import (SAMPLERS, GreyMeanDDPMScheduler, detail_gain, detail_priors, initial_noise, karras_timesteps,
-                            make_noise_scheduler, make_sampler, predicted_x0, training_loss)
+from lab6.diffusion import (
+    SAMPLERS,
+    GreyMeanDDPMScheduler,
+    detail_gain,
+    detail_priors,
+    initial_noise,
+    karras_timesteps,
+    make_noise_scheduler,
+    make_sampler,
+    predicted_x0,
+    training_loss,
+)
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet, patch_detail
 from lab6.pipeline import Lab6Pipeline
@@ -82,7 +92,8 @@ def test_grey_mean_noise_has_equal_channel_means_and_keeps_the_rest():
 
 
 def test_snr_shift_multiplies_every_timesteps_snr():
-    base, shifted = make_noise_scheduler(1000, "cosine", "v"), make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25)
+    base = make_noise_scheduler(1000, "cosine", "v")
+    shifted = make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25)
     snr = lambda s: s.alphas_cumprod.double() / (1 - s.alphas_cumprod.double())  # noqa: E731
     assert torch.allclose(snr(shifted), 0.25 * snr(base), rtol=2e-3)  # alphas_cumprod is float32
 
@@ -124,7 +135,8 @@ def test_bad_choices_are_named():
 def test_grey_mean_ddpm_is_diffusers_ddpm_with_the_channel_means_of_its_step_noise_made_equal(prediction):
     """Same generator state, same step: the two differ by exactly std_t x (each channel's noise mean - their
     average), a constant per image and channel, so the step noise of GreyMeanDDPMScheduler carries no colour;
-    the x_0 estimate (clipped, as the config says) is diffusers' own, and the last step (t = 0, no noise) is the same."""
+    the x_0 estimate (clipped, as the config says) is diffusers' own, and the last step (t = 0, no noise) is the
+    same."""
     config = make_noise_scheduler(1000, "cosine", prediction).config
     grey, gaussian = make_sampler("ddpm", config, noise="grey-mean"), make_sampler("ddpm", config, noise="gaussian")
     assert type(grey) is GreyMeanDDPMScheduler and type(gaussian) is DDPMScheduler
@@ -141,8 +153,8 @@ def test_grey_mean_ddpm_is_diffusers_ddpm_with_the_channel_means_of_its_step_noi
         prev_t = int(grey.previous_timestep(t))
         a_t, a_prev = grey.alphas_cumprod[t], grey.alphas_cumprod[prev_t] if prev_t >= 0 else torch.tensor(1.0)
         std = ((1 - a_t / a_prev) * (1 - a_prev) / (1 - a_t)).sqrt() if t > 0 else 0.0
-        torch.testing.assert_close(theirs.prev_sample - ours.prev_sample, std * (means - means.mean(dim=1, keepdim=True))
-                                   .expand_as(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(theirs.prev_sample - ours.prev_sample,
+                                   std * (means - means.mean(dim=1, keepdim=True)).expand_as(x), atol=1e-6, rtol=0)
     assert t == 0 and torch.equal(ours.prev_sample, theirs.prev_sample)
 
 
@@ -168,7 +180,8 @@ def test_samplers_are_the_same_from_memory_and_from_disk(tmp_path, sampler):
     """A saved-and-reloaded schedule must build the very sampler the training run evaluates with."""
     scheduler = make_noise_scheduler(1000, "cosine", "v")
     scheduler.save_pretrained(tmp_path)
-    from_memory, from_disk = make_sampler(sampler, scheduler.config), make_sampler(sampler, DDPMScheduler.load_config(tmp_path))
+    from_memory = make_sampler(sampler, scheduler.config)
+    from_disk = make_sampler(sampler, DDPMScheduler.load_config(tmp_path))
     for s in (from_memory, from_disk):
         s.set_timesteps(20)
     assert torch.equal(from_memory.timesteps, from_disk.timesteps)
@@ -290,7 +303,8 @@ def test_the_detail_gain_recovers_the_targets_detail_exactly_when_the_clean_imag
     noise, and gain * detail(x_t) is the model target's detail, at every noise level."""
     scheduler = make_noise_scheduler(1000, "cosine", prediction, snr_shift=0.25)
     generator = torch.Generator().manual_seed(0)
-    clean, noise, t = _upsampled(generator, 4), torch.randn(4, 3, 16, 16, generator=generator), torch.tensor([1, 50, 300, 900])
+    clean, noise = _upsampled(generator, 4), torch.randn(4, 3, 16, 16, generator=generator)
+    t = torch.tensor([1, 50, 300, 900])
     noisy = scheduler.add_noise(clean, noise, t)
     target = noise if prediction == "epsilon" else scheduler.get_velocity(clean, noise, t)
     estimate = detail_gain(scheduler, 0.0)[t][:, None, None, None] * patch_detail(noisy, 2)
@@ -336,7 +350,8 @@ def test_a_refiner_keeps_the_grain_it_cannot_predict_only_if_its_steps_end_near_
     karras = make_sampler("dpmsolver", scheduler.config)
     karras.set_timesteps(timesteps=karras_timesteps(scheduler.alphas_cumprod, 199, 4))
     kept = {}
-    for name, sampler, timesteps in (("uniform", uniform, uniform.timesteps[16:]), ("karras", karras, karras.timesteps)):
+    for name, sampler, timesteps in (("uniform", uniform, uniform.timesteps[16:]),
+                                     ("karras", karras, karras.timesteps)):
         generator = torch.Generator().manual_seed(0)
         grain = r**0.5 * torch.randn(64, 3, 16, 16, generator=generator)
         x = scheduler.add_noise(grain, torch.randn(grain.shape, generator=generator), timesteps[:1])

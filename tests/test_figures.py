@@ -31,8 +31,8 @@ def test_settings_come_from_the_environment(tiny_root, tmp_path):
 
 def test_every_figure_is_written_as_png_and_pdf(tiny_root, tiny_run, evaluator_file, tmp_path, capsys):
     out = tmp_path / "figures"
-    assert main(["figures", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator", str(evaluator_file),
-                 "--out", str(out), "--quick", "--quiet"]) == 0
+    assert main(["figures", "--data-root", str(tiny_root), "--model", str(tiny_run),
+                 "--evaluator", str(evaluator_file), "--out", str(out), "--quick", "--quiet"]) == 0
     expected = figure_files(out, ["all"])
     assert len(expected) == 2 * sum(len(names) for names in FIGURE_GROUPS.values())
     missing = [p.name for p in expected if not p.is_file() or p.stat().st_size == 0]

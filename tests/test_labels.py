@@ -4,8 +4,16 @@ import warnings
 import numpy as np
 import pytest
 
-from lab6.labels import (LABELS, ConditionError, decode, encode, encode_many, label_index, load_conditions,
-                         check_objects)
+from lab6.labels import (
+    LABELS,
+    ConditionError,
+    check_objects,
+    decode,
+    encode,
+    encode_many,
+    label_index,
+    load_conditions,
+)
 
 
 def test_official_order():

@@ -35,10 +35,10 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     proxies = {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10},
                "efficientnet_b0": {"heldout_accuracy": 0.8, "heldout_images": 10}}
     fidelity = {"n": 10, "table": ["| images | sharpness / real |", "| --- | --- |", "| shipped | 0.05 |"],
-                "round_trip_table": ["| images | accuracy (resnet18) | through 32 px | gap |", "| --- | --- | --- | --- |",
-                                     "| shipped | 0.885 | 0.950 | +6.5 pt |"]}
-    model_card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies, Namespace(command="lab6 train x",
-                                       refiner_command=""), fidelity, threads=3)
+                "round_trip_table": ["| images | accuracy (resnet18) | through 32 px | gap |",
+                                     "| --- | --- | --- | --- |", "| shipped | 0.885 | 0.950 | +6.5 pt |"]}
+    model_card = ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0}, proxies,
+                                       Namespace(command="lab6 train x", refiner_command=""), fidelity, threads=3)
     card = str(model_card)
     # a Hugging Face card: YAML metadata that huggingface_hub reads back, accuracy per split as a model-index
     data = ModelCard(card).data
@@ -47,7 +47,8 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
     assert results[("new_test", "top-k accuracy (resnet18 proxy)")] == 0.25
     assert results[("pooled", "top-k accuracy (efficientnet_b0 proxy)")] == 0.6
     assert "## Fidelity" in card and "| shipped | 0.05 |" in card
-    assert card.index("| shipped | 0.05 |") < card.index("round trip") < card.index("| shipped | 0.885 | 0.950 | +6.5 pt |")
+    assert (card.index("| shipped | 0.05 |") < card.index("round trip")
+            < card.index("| shipped | 0.885 | 0.950 | +6.5 pt |"))
     assert f"- Stage 1: 12 steps of 8 images ({first['epochs']} epochs)" in card
     assert "- Stage 2 (fine-tuned from stage 1): 30 steps of 8 images (5.0 epochs)" in card
     assert f"- In all: {first['epochs'] + 5.0:.1f} epochs" in card
@@ -67,8 +68,9 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
     ship_model = load_tool("ship_model")
     base = load_model(tiny_run)
     first = dict(base.metadata)
-    refiner = build_pipeline(ConditionalUNet(conditioning="cross_attention", **{**TINY, "sample_size": 64, "patch_size": 4}),
-                             make_noise_scheduler(1000, "cosine", "v").config)
+    refiner = build_pipeline(
+        ConditionalUNet(conditioning="cross_attention", **{**TINY, "sample_size": 64, "patch_size": 4}),
+        make_noise_scheduler(1000, "cosine", "v").config)
     refiner.metadata = {"train_step": 40, "epochs": 2.0, "train_minutes": 3.0, "parent": first,
                         "recipe": {"batch_size": 8, "lr": 2e-4, "max_timestep": 300}}
     loaded = with_refiner(base.with_guidance_interval((0.28, 5.42)), refiner, 0.1, step_ratio=0.2)
@@ -76,8 +78,8 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
     card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
                                      {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
                                      Namespace(command="lab6 train x", refiner_command="lab6 train y")))
-    assert ("redraws the last 0.1 of its noise schedule at 64x64 in 4 steps (at 20 first-stage steps) spaced as Karras "
-            "et al. down to t = 0") in card
+    assert ("redraws the last 0.1 of its noise schedule at 64x64 in 4 steps (at 20 first-stage steps) spaced as "
+            "Karras et al. down to t = 0") in card
     assert "- Command: `lab6 train y`" in card
     assert "for noise-to-signal ratios in (0.28, 5.42] only (the conditional model alone elsewhere)" in card
     assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
@@ -94,7 +96,8 @@ def test_a_refiner_grown_from_an_earlier_model_of_the_first_stage_counts_the_sha
     stage1 = {"train_step": 10, "train_minutes": 125.0, "epochs": 1.0}
     stage2 = {"train_step": 20, "train_minutes": 120.0, "epochs": 2.0, "parent": stage1}
     first = {"train_step": 30, "train_minutes": 120.0, "epochs": 3.0, "parent": stage2}
-    refiner = {"train_step": 40, "train_minutes": 55.0, "epochs": 4.0, "parent": stage2, "recipe": {"max_timestep": 300}}
+    refiner = {"train_step": 40, "train_minutes": 55.0, "epochs": 4.0, "parent": stage2,
+               "recipe": {"max_timestep": 300}}
     assert ship_model.shared_stages(first, refiner) == 2
     assert ship_model.shared_stages(first, {**refiner, "parent": stage1}) == 1
     lines = ship_model.refiner_lines({**first, "refiner": refiner}, 0.2, "lab6 train y")
@@ -147,7 +150,7 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
 
     convert_model = load_tool("convert_model")
     pipe = load_model(tiny_run)
-    flat = tmp_path / "flat"  # the layout before the pipeline
+    flat = tmp_path / "flat"  # the flat layout (config.json at the top)
     pipe.unet.save_pretrained(flat)
     DDPMScheduler.from_config(pipe.scheduler.config).save_pretrained(flat)
     (flat / "lab6.json").write_text('{"guidance": 2.5}')
@@ -164,20 +167,22 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
 
 def test_the_fidelity_table_has_a_cell_under_every_heading():
     bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "a model", "sharpness": 1.25, "grid": 31.7, "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0,
-           "seconds": 19.9, "fd resnet18": 102.7, "acc resnet18": 0.896, "fd regnet": 68.5, "acc regnet": 0.918}
+    row = {"label": "a model", "sharpness": 1.25, "grid": 31.7, "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45,
+           "cast_over_8": 0.0, "seconds": 19.9, "fd resnet18": 102.7, "acc resnet18": 0.896, "fd regnet": 68.5,
+           "acc regnet": 0.918}
     header, rule, line = bench.markdown_table([row], ["resnet18", "regnet"])
     cells = dict(zip(header.strip("|").split("|"), line.strip("|").split("|")))
     assert header.count("|") == rule.count("|") == line.count("|")
     assert {k.strip(): v.strip() for k, v in cells.items()} == {
         "images": "a model", "Frechet (resnet18)": "102.7", "Frechet (regnet)": "68.5", "sharpness / real": "1.25",
-        "2x2 grid / real": "31.7", "colour grain / real": "4.6", "cast mean": "0.93", "cast p90": "1.45", "cast > 8": "0.0%",
-        "accuracy (resnet18)": "0.896", "accuracy (regnet)": "0.918", "s / 32 images": "19.9"}
+        "2x2 grid / real": "31.7", "colour grain / real": "4.6", "cast mean": "0.93", "cast p90": "1.45",
+        "cast > 8": "0.0%", "accuracy (resnet18)": "0.896", "accuracy (regnet)": "0.918", "s / 32 images": "19.9"}
 
 
 def test_the_round_trip_table_puts_each_gap_beside_its_accuracies():
     bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "a model", "acc resnet18": 0.885, "acc32 resnet18": 0.961, "acc regnet": 0.968, "acc32 regnet": 0.960}
+    row = {"label": "a model", "acc resnet18": 0.885, "acc32 resnet18": 0.961, "acc regnet": 0.968,
+           "acc32 regnet": 0.960}
     blurred = {"label": "a 32-px model", "acc resnet18": 0.97, "acc regnet": 0.97}  # no round trip: left out
     header, rule, line = bench.round_trip_table([row, blurred], ["resnet18", "regnet"])
     assert header.count("|") == rule.count("|") == line.count("|") == 8
@@ -191,7 +196,8 @@ def test_the_shape_table_gives_each_evaluator_a_share_per_shape():
            "shapes regnet": {"cube": 0.969, "sphere": 0.989}}  # no cylinder among these images: no share
     header, rule, line = bench.shape_table([row], ["resnet18", "regnet"])
     assert header.count("|") == rule.count("|") == line.count("|") == 8
-    cells = dict(zip((c.strip() for c in header.strip("|").split("|")), (c.strip() for c in line.strip("|").split("|"))))
+    cells = dict(zip((c.strip() for c in header.strip("|").split("|")),
+                     (c.strip() for c in line.strip("|").split("|"))))
     assert cells == {"images": "real images", "cube (resnet18)": "0.581", "sphere (resnet18)": "0.994",
                      "cylinder (resnet18)": "0.916", "cube (regnet)": "0.969", "sphere (regnet)": "0.989",
                      "cylinder (regnet)": ""}
@@ -222,15 +228,19 @@ def test_bench_seeds_pairs_each_row_with_the_first_per_seed():
 
 def test_bench_seeds_reads_rows_and_seeds_and_names_what_is_allowed():
     bench = load_tool("bench_seeds", folder="bench")
-    assert bench.row_setting("weaker=strength=0.1,refiner_steps=3") == ("weaker", {"strength": 0.1, "refiner_steps": 3})
-    assert bench.row_setting("first stage=refine=false,guidance=2") == ("first stage", {"refine": False, "guidance": 2.0})
+    assert bench.row_setting("weaker=strength=0.1,refiner_steps=3") == ("weaker",
+                                                                        {"strength": 0.1, "refiner_steps": 3})
+    assert bench.row_setting("first stage=refine=false,guidance=2") == ("first stage",
+                                                                        {"refine": False, "guidance": 2.0})
     assert bench.row_setting("shipped=") == ("shipped", {})
     assert bench.row_setting("w5=guidance=5,guidance_interval=0.28:5.42") == (
         "w5", {"guidance": 5.0, "guidance_interval": (0.28, 5.42)})
     assert bench.row_setting("everywhere=guidance_interval=none") == ("everywhere", {"guidance_interval": None})
-    with pytest.raises(Exception, match=r"bad guidance_interval '5:1': write LOW:HIGH or none \(guidance_interval must"):
+    with pytest.raises(Exception,
+                       match=r"bad guidance_interval '5:1': write LOW:HIGH or none \(guidance_interval must"):
         bench.row_setting("x=guidance_interval=5:1")
-    with pytest.raises(Exception, match="bad option 'strenght=0.1' in row 'x': write key=value with key one of sampler"):
+    with pytest.raises(Exception,
+                       match="bad option 'strenght=0.1' in row 'x': write key=value with key one of sampler"):
         bench.row_setting("x=strenght=0.1")
     assert bench.seed_list("0-3,7") == [0, 1, 2, 3, 7]
     with pytest.raises(Exception, match="bad seeds 'a-b'"):
@@ -242,7 +252,8 @@ def test_bench_schedulers_reads_a_diffusers_class_its_steps_and_options_and_name
     assert bench.scheduler_row("UniPCMultistepScheduler-10") == ("UniPCMultistepScheduler", 10, {})
     assert bench.scheduler_row("DDIMScheduler-50:clip_sample=false,eta=0.5") == (
         "DDIMScheduler", 50, {"clip_sample": False, "eta": 0.5})
-    assert bench.scheduler_row("HeunDiscreteScheduler-25:timestep_spacing=leading")[2] == {"timestep_spacing": "leading"}
+    assert bench.scheduler_row("HeunDiscreteScheduler-25:timestep_spacing=leading")[2] == {
+        "timestep_spacing": "leading"}
     for bad in ("UniPC-10", "UniPCMultistepScheduler", "DiffusionPipeline-10"):
         with pytest.raises(Exception, match=f"bad row '{bad}': write Class-STEPS"):
             bench.scheduler_row(bad)
@@ -258,9 +269,10 @@ def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(t
             ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False}),
             ("interval", {"steps": 5, "refine": False, "guidance_interval": (0.5, 2.0)})]
     drawn = bench.draw_rows(bench.plan_rows(pipe, rows), conditions, seed=3)
-    assert torch.equal(drawn["first stage"], generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
+    assert torch.equal(drawn["first stage"],
+                       generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
     assert torch.equal(drawn["shipped"], drawn["same strength"])  # the setting alone tells rows apart
     assert not torch.equal(drawn["weaker"], drawn["shipped"]) and drawn["weaker"].shape == (2, 3, 64, 64)
-    assert torch.equal(drawn["interval"], generate(pipe.with_guidance_interval((0.5, 2.0)), conditions, steps=5, seed=3,
-                                                   refine=False, progress=False).images)
+    assert torch.equal(drawn["interval"], generate(pipe.with_guidance_interval((0.5, 2.0)), conditions, steps=5,
+                                                   seed=3, refine=False, progress=False).images)
     assert not torch.equal(drawn["interval"], drawn["first stage"])

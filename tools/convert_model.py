@@ -1,8 +1,8 @@
-"""Convert a model folder of the layout before ``Lab6Pipeline`` to the diffusers pipeline layout.
+"""Convert a model folder of the flat layout (``config.json`` at the top) to the diffusers pipeline layout.
 
     python tools/convert_model.py OLD_FOLDER NEW_FOLDER
 
-The old layout held ``config.json``, ``diffusion_pytorch_model.safetensors``, ``scheduler_config.json`` and
+The flat layout holds ``config.json``, ``diffusion_pytorch_model.safetensors``, ``scheduler_config.json`` and
 ``lab6.json`` side by side. lab6 still loads such folders, but ``DiffusionPipeline`` tools expect
 ``model_index.json`` with ``unet/`` and ``scheduler/``: this writes that (the weights are copied unchanged;
 the scheduler becomes DPM-Solver++ on the same training schedule; the guidance scale moves into

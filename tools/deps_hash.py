@@ -2,8 +2,9 @@
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 project = tomllib.loads((Path(__file__).resolve().parent.parent / "pyproject.toml").read_text())["project"]
 key = [project["requires-python"], project["dependencies"], project["optional-dependencies"]]

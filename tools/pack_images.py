@@ -49,7 +49,8 @@ def pack(data_root: Path, sizes: list[int], out: Path) -> None:
         images = cached_images(data_root, files, size)
         (out / f"images-{size}px.u8.xz").write_bytes(encode(images))
         (out / f"images-{size}px.json").write_text(json.dumps({"shape": list(images.shape)}))
-        print(f"{size}x{size}: {images.nbytes / 1e6:.1f} MB -> {(out / f'images-{size}px.u8.xz').stat().st_size / 1e6:.1f} MB")
+        packed = (out / f"images-{size}px.u8.xz").stat().st_size
+        print(f"{size}x{size}: {images.nbytes / 1e6:.1f} MB -> {packed / 1e6:.1f} MB")
 
 
 def unpack(packed: Path, data_root: Path) -> None:

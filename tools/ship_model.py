@@ -21,15 +21,14 @@ import time
 from pathlib import Path
 
 import torch
-
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from lab6.data import load_split
 from lab6.diffusion import INITIAL_NOISE
 from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
 from lab6.pipeline import Lab6Pipeline, load_pipeline, save_pipeline, with_refiner
-from lab6.sampling import generate
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
+from lab6.sampling import generate
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 FIRST_STAGE = ("dpmsolver", 20)  # scored without the refiner too, when the model has one
@@ -90,11 +89,9 @@ def main() -> None:
 
     loaded = load_pipeline(SHIPPED_MODEL)
     table, seconds = measure_accuracy(loaded, load_evaluators(shipped_evaluator_paths()), args.data_root)
-    (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps({"accuracy": table, "seeds": list(SEEDS),
-                                                              "seconds_32_images": seconds,
-                                                              "threads": torch.get_num_threads(),
-                                                              "guidance": loaded.guidance, "noise": loaded.initial_noise},
-                                                             indent=2))
+    record = {"accuracy": table, "seeds": list(SEEDS), "seconds_32_images": seconds,
+              "threads": torch.get_num_threads(), "guidance": loaded.guidance, "noise": loaded.initial_noise}
+    (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps(record, indent=2))
     rewrite_card(args)
     print(f"shipped {source.path} -> {SHIPPED_MODEL}")
 
@@ -118,7 +115,7 @@ def measure_accuracy(loaded, evaluators, data_root: Path) -> tuple[dict, dict]:
     also its first stage alone, ``FIRST_STAGE``).
 
     Returns ``table[setting][evaluator][split or "pooled"]`` (hits over labels, the seeds pooled; "pooled":
-    all splits together, the issue's headline) and the seconds each setting took for 32 test images.
+    all splits together, the headline number) and the seconds each setting took for 32 test images.
     """
     table: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
@@ -175,12 +172,14 @@ def stage_lines(meta: dict, name: str = "Stage", skip: int = 0) -> list[str]:
     """One card line per training stage (after the first ``skip``), then the totals."""
     chain, lines = training_stages(meta), []
     for i, stage in enumerate(chain[skip:], skip + 1):
-        how = f" (fine-tuned from {'stage' if i - 1 > skip else 'the first stage, its stage'} {i - 1})" if i > 1 else ""
+        source = "stage" if i - 1 > skip else "the first stage, its stage"
+        how = f" (fine-tuned from {source} {i - 1})" if i > 1 else ""
         recipe = stage.get("recipe", {})
         lines.append(f"- {name} {i}{how}: {stage.get('train_step')} steps of {recipe.get('batch_size')} images "
                      f"({stage.get('epochs')} epochs), {stage.get('train_minutes')} minutes of training on "
                      f"{stage.get('processes', 1)} process(es), peak lr {recipe.get('lr')}"
-                     + (f", timesteps below {recipe['max_timestep']} only" if recipe.get("max_timestep") else "") + ".")
+                     + (f", timesteps below {recipe['max_timestep']} only" if recipe.get("max_timestep") else "")
+                     + ".")
     if len(chain) - skip > 1:
         lines.append(f"- In all: {sum(m.get('epochs', 0) for m in chain[skip:]):.1f} epochs in "
                      f"{sum(float(m.get('train_minutes', 0)) for m in chain[skip:]):.1f} minutes of training.")
@@ -249,8 +248,9 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else ".")
         + (f" A 64-px refiner ({sum(p.numel() for p in loaded.refiner.parameters()) / 1e6:.1f}M parameters, trained "
            "on low noise levels only) then redraws the last "
-           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64 in {loaded.stage_steps(20)[1]} steps (at 20 "
-           "first-stage steps)" + (" spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
+           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64 in {loaded.stage_steps(20)[1]} steps "
+           "(at 20 first-stage steps)"
+           + (" spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
            + ": edges, shadows and texture (`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None
            else ""),
         "",
@@ -281,7 +281,7 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         "Top-k accuracy scored by the shipped proxy evaluators, trained on real images ("
         + "; ".join(f"{name}: {r['heldout_accuracy']:.4f} on {r['heldout_images']} held-out real images"
                     for name, r in proxy_reports.items())
-        + f"). `heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seeds "
+        + "). `heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seeds "
         + ", ".join(map(str, SEEDS)) + " pooled; `pooled`: every split and seed together. No evaluator guidance.",
         "",
         "| sampler | evaluator | " + " | ".join(SPLITS) + " | pooled | seconds for 32 images"
@@ -292,8 +292,8 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         for name, row in by_evaluator.items():
             body.append(f"| {key} | {name} | " + " | ".join(f"{row[s]:.4f}" for s in (*SPLITS, "pooled"))
                         + f" | {seconds[key]:.1f} |")
-    body += ["", "DDIM and DPM-Solver++ solve the same probability-flow ODE from the same starting noise, so they draw "
-             "nearly the same images and their scores often coincide; DDPM-1000 (stochastic) is in "
+    body += ["", "DDIM and DPM-Solver++ solve the same probability-flow ODE from the same starting noise, so they "
+             "draw nearly the same images and their scores often coincide; DDPM-1000 (stochastic) is in "
              "`bench/bench_sampling.py`.", *fidelity_lines(fidelity),
              "", "Reproduce: the command above, then `python tools/ship_model.py` (see its docstring)."]
     return ModelCard.from_template(data, template_str=CARD_TEMPLATE, body="\n".join(body))
@@ -306,10 +306,10 @@ def fidelity_lines(fidelity: dict | None) -> list[str]:
     lines = ["", "## Fidelity", "", f"`bench/bench_fidelity.py`: {fidelity['n']} images per set against held-out "
              "real images (Frechet distance in each evaluator's penultimate features; sharpness as Laplacian variance "
              "over real images'; background colour cast in 0-255).", "", *fidelity["table"]]
-    if fidelity.get("round_trip_table"):  # written by bench_fidelity from the twelfth session on
-        lines += ["", "The native 64-px images scored again after the 32 -> 64 px round trip that the course's evaluator's "
-                  "training images went through: an evaluator trained on such images only (the ResNet18 proxy) misreads "
-                  "sharp detail, and the gap is how much.", "", *fidelity["round_trip_table"]]
+    if fidelity.get("round_trip_table"):  # absent from an older bench_fidelity's JSON
+        lines += ["", "The native 64-px images scored again after the 32 -> 64 px round trip that the course's "
+                  "evaluator's training images went through: an evaluator trained on such images only (the ResNet18 "
+                  "proxy) misreads sharp detail, and the gap is how much.", "", *fidelity["round_trip_table"]]
     return lines
 
 

@@ -34,8 +34,8 @@ def cmd_train(args) -> None:
 
 
 def cmd_sample(args) -> None:
-    from .labels import load_conditions
     from .images import check_output_folder, save_images
+    from .labels import load_conditions
     from .pipeline import load_pipeline
     from .sampling import generate
 
@@ -74,9 +74,9 @@ def guiding(args) -> dict:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluator import load_evaluators
-    from .labels import load_conditions
+    from .evaluator import load_evaluators, per_image_hits, score_all
     from .images import check_drawn_for, load_images
+    from .labels import load_conditions
     from .proxy import score_data_root
     from .run_files import write_text_atomic
 
@@ -97,12 +97,11 @@ def cmd_evaluate(args) -> None:
         conditions = load_conditions(args.conditions)
         check_drawn_for(args.images, conditions, str(args.conditions))
         images = load_images(args.images, len(conditions))
-        scores = {e.name: e.score(images, conditions) for e in evaluators}
+        scores = score_all(evaluators, images, conditions)
         source, out = {"conditions": str(args.conditions)}, args.out or Path(args.images) / "accuracy.json"
     result = {"accuracy": {name: score.accuracy for name, score in scores.items()},
               "evaluators": {e.name: e.source for e in evaluators}, **source,
-              "per_image": [{"condition": c, "labels": len(c), "hits": {name: s.hits[i] for name, s in scores.items()}}
-                            for i, c in enumerate(conditions)]}
+              "per_image": per_image_hits(scores, conditions)}
     where = ""
     if out is not None:
         write_text_atomic(out, json.dumps(result, indent=2))

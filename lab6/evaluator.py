@@ -138,7 +138,8 @@ def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], str]:
             arch = (f.metadata() or {}).get("arch", OFFICIAL_ARCH)
             return {k: f.get_tensor(k).float() for k in f.keys()}, arch
     except (SafetensorError, OSError) as err:
-        raise EvaluatorLoadError(f"could not read {path} as safetensors (truncated or not an evaluator?): {err}") from None
+        raise EvaluatorLoadError(f"could not read {path} as safetensors (truncated or not an evaluator?): "
+                                 f"{err}") from None
 
 
 def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
@@ -158,8 +159,9 @@ def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"({detail}). An evaluator checkpoint is {{'model': state_dict}} of plain tensors"
         ) from None
     except Exception as err:  # torch.load fails in many ways on a file that is not a checkpoint
+        details = str(err).splitlines()[0] if str(err) else "no details"
         raise EvaluatorLoadError(f"could not read {path} as a torch checkpoint (truncated or not one?): "
-                                 f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else 'no details'}") from None
+                                 f"{type(err).__name__}: {details}") from None
     state = checkpoint.get("model", checkpoint) if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EvaluatorLoadError(f"{path} is not in the official format {{'model': state_dict}}")
@@ -167,7 +169,8 @@ def _read_torch_checkpoint(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_evaluator_file(path: str | Path) -> tuple[dict[str, torch.Tensor], str]:
-    """(state dict on the CPU, architecture) of an evaluator file: ``.pth`` (official, ResNet18) or ``.safetensors``."""
+    """(state dict on the CPU, architecture) of an evaluator file: ``.pth`` (official, ResNet18) or
+    ``.safetensors``."""
     path = Path(path)
     if not path.is_file():
         raise EvaluatorLoadError(f"evaluator checkpoint not found: {path}")
@@ -183,15 +186,13 @@ class Score:
     labels_per_image: list[int]
     probabilities: torch.Tensor
 
-    def per_image(self, conditions: list[list[str]]) -> list[dict]:
-        """One row per scored image: its condition, hits and label count (the JSON of reports)."""
-        return [{"condition": c, "hits": h, "labels": n} for c, h, n in zip(conditions, self.hits, self.labels_per_image)]
 
 
 class Evaluator:
     """A loaded evaluator: probabilities for images in [-1, 1], penultimate features, and the official score."""
 
-    def __init__(self, model: nn.Module, source: str = "in memory", arch: str = OFFICIAL_ARCH, name: str | None = None):
+    def __init__(self, model: nn.Module, source: str = "in memory", arch: str = OFFICIAL_ARCH,
+                 name: str | None = None):
         self.model = model.eval()
         self.source = source
         self.arch = arch
@@ -206,7 +207,8 @@ class Evaluator:
         try:
             model = build_classifier(arch)
         except ValueError as err:
-            raise EvaluatorLoadError(f"{path} records architecture {arch!r}, which this torchvision lacks: {err}") from None
+            raise EvaluatorLoadError(f"{path} records architecture {arch!r}, which this torchvision lacks: "
+                                     f"{err}") from None
         try:
             model.load_state_dict(state)
         except RuntimeError as err:
@@ -325,3 +327,9 @@ def load_evaluators(paths: list[str | Path] | None = None, data_root: str | Path
 def score_all(evaluators: list[Evaluator], images: torch.Tensor, conditions: list[list[str]]) -> dict[str, Score]:
     """Each evaluator's score of the same images, by evaluator name."""
     return {e.name: e.score(images, conditions) for e in evaluators}
+
+
+def per_image_hits(scores: dict[str, Score], conditions: list[list[str]]) -> list[dict]:
+    """One row per scored image: its condition, its number of labels and each evaluator's hits (reports' JSON)."""
+    return [{"condition": c, "labels": len(c), "hits": {name: score.hits[i] for name, score in scores.items()}}
+            for i, c in enumerate(conditions)]

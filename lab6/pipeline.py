@@ -108,8 +108,8 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError(f"initial_noise must be one of {', '.join(INITIAL_NOISE)}, got {initial_noise!r}")
         if (refiner is None) != (refiner_scheduler is None) or (refiner is not None and not 0 < refiner_strength <= 1):
             raise ValueError("a refiner needs its scheduler and a refiner_strength in (0, 1], got "
-                             f"refiner={type(refiner).__name__}, "
-                             f"refiner_scheduler={type(refiner_scheduler).__name__}, refiner_strength={refiner_strength}")
+                             f"refiner={type(refiner).__name__}, refiner_scheduler={type(refiner_scheduler).__name__}"
+                             f", refiner_strength={refiner_strength}")
         if refiner_spacing not in REFINER_SPACINGS:
             raise ValueError(f"refiner_spacing must be one of {', '.join(REFINER_SPACINGS)}, got {refiner_spacing!r}")
         if refiner_step_ratio is not None and not 0 < refiner_step_ratio <= 1:
@@ -394,7 +394,8 @@ def save_pipeline(pipe: Lab6Pipeline, path: str | Path, metadata: dict) -> Path:
 def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:
     """A model folder of the layout before the pipeline (config.json, scheduler_config.json side by side)."""
     unet = ConditionalUNet.from_pretrained(directory)
-    return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=float(metadata.get("guidance", DEFAULT_GUIDANCE)),
+    guidance = float(metadata.get("guidance", DEFAULT_GUIDANCE))
+    return build_pipeline(unet, DDPMScheduler.load_config(directory), guidance=guidance,
                           noise=metadata.get("noise", DEFAULT_NOISE))
 
 

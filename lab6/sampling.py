@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from .config import DEFAULT_GUIDANCE
 from .data import load_split
 from .diffusion import DEFAULT_NOISE, DEFAULT_STEPS, SAMPLER_NAMES
+from .evaluator import score_all
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import Lab6Pipeline, to_output_size
 
@@ -36,7 +37,7 @@ class Sampling:
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
     refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
-    guidance_interval: tuple[float, float] | None = None  # guided only where sigma is in (low, high] (None: everywhere)
+    guidance_interval: tuple[float, float] | None = None  # guided where sigma is in (low, high] (None: everywhere)
 
     @classmethod
     def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
@@ -78,7 +79,7 @@ class SampleResult:
     intermediates: list[torch.Tensor] = field(default_factory=list)  # x_t after each recorded step
     predicted_x0: list[torch.Tensor] = field(default_factory=list)  # the model's x_0 estimate at that step
     stages: list[str] = field(default_factory=list)  # "first" or "refiner": which stage drew each recorded step
-    first_stage: torch.Tensor | None = None  # refined images only: the first stage's, upsampled (what refine=False draws)
+    first_stage: torch.Tensor | None = None  # refined images only: the first stage's, upsampled (refine=False's)
     conditions: list[list[str]] | None = None
 
 
@@ -195,14 +196,14 @@ def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampl
     seconds, images = time.perf_counter() - start, result.images
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]
-    scores = {e.name: e.score(images, conditions) for e in evaluators}
-    first_scores = {} if result.first_stage is None else {e.name: e.score(result.first_stage, conditions)
-                                                          for e in evaluators}
+    scores = score_all(evaluators, images, conditions)
+    first_scores = {} if result.first_stage is None else score_all(evaluators, result.first_stage, conditions)
     return SplitRun(split, conditions, images, seconds, result.sampling, scores, result.first_stage, first_scores)
 
 
 def failures(runs: Sequence[SplitRun]) -> list[dict]:
-    """Every image whose labels were not all found: split, index, true labels, the evaluator's top-k with probabilities."""
+    """Every image whose labels were not all found: split, index, true labels, the evaluator's top-k with
+    probabilities."""
     found = []
     for run in runs:
         if run.score is None:
@@ -253,7 +254,8 @@ def sweep_guidance(loaded, conditions, evaluator=None, scales: Sequence[float] =
 
 
 def sweep_steps(loaded, conditions, evaluator=None, counts: Sequence[int] = (5, 10, 20, 50), *,
-                sampler: str = "dpmsolver", guidance: float | None = None, seed: int = 0, progress: bool = True) -> Sweep:
+                sampler: str = "dpmsolver", guidance: float | None = None, seed: int = 0,
+                progress: bool = True) -> Sweep:
     """The same conditions and noise with each number of sampler steps (scored when an evaluator is given)."""
     return _sweep(loaded, conditions, evaluator, "steps", counts, sampler=sampler, steps=None, guidance=guidance,
                   seed=seed, progress=progress)

@@ -9,6 +9,9 @@ training, so their features have not seen them):
   floor. Grain cannot fool it as it fools sharpness: grain, soft edges and rounded cubes all raise it;
 - Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
   same distance between the reference and N *other* real images (a perfect model would score the floor);
+- edge acutance (``lab6.fidelity.edge_acutance``): how abrupt the objects' outlines are, fine-scale over
+  coarse-scale gradient at the strongest edges (the floor row gives real images' value; lower = softer edges),
+  which grain does not raise;
 - sharpness: mean Laplacian variance over the reference's (1.0 = as sharp as real images);
 - 2x2-grid energy over the reference's: the pattern a model on 2x2 patches can draw (1.0 = as real images);
 - colour grain over the reference's: fine-scale noise in the colours, which real renders hardly have and
@@ -51,6 +54,7 @@ from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import (
     colour_cast,
     colour_grain,
+    edge_acutance,
     frechet_distance,
     patch_grid_energy,
     sharpness,
@@ -134,6 +138,7 @@ def main() -> None:
     def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None, native: bool) -> None:
         casts = colour_cast(images)
         row = {"label": label, **two_sample_row(reference, images, args.c2st_seeds),
+               "edge": float(edge_acutance(images).mean()),
                "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
                "colour_grain": float(colour_grain(images).mean()) / real_colour_grain,
@@ -225,16 +230,17 @@ def two_sample_row(reference: torch.Tensor, images: torch.Tensor, seeds: int, **
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
-    """The main table; the two-sample test comes first where the rows have it."""
-    c2st = all("c2st" in row for row in rows)
-    lines = ["| images | " + ("two-sample test (0.5 = real) | " if c2st else "")
+    """The main table; the two-sample test comes first and edge acutance next, where the rows have them."""
+    c2st, edge = all("c2st" in row for row in rows), all("edge" in row for row in rows)
+    lines = ["| images | " + ("two-sample test (0.5 = real) | " if c2st else "") + ("edge acutance | " if edge else "")
              + " | ".join(f"Frechet ({n})" for n in names)
              + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 | cast > 8 | "
              + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
-             "| --- " * (2 * len(names) + 8 + c2st) + "|"]
+             "| --- " * (2 * len(names) + 8 + c2st + edge) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
         lines.append(f"| {row['label']} | " + (f"{row['c2st']:.3f} ± {row['c2st_se']:.3f} | " if c2st else "")
+                     + (f"{row['edge']:.3f} | " if edge else "")
                      + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
                      + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['colour_grain']:.1f} | {row['cast']:.2f}"
                        f" | {row['cast_p90']:.2f} | {row['cast_over_8']:.1%} | "

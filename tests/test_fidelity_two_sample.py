@@ -1,5 +1,5 @@
 """The classifier two-sample test tells a real difference apart, stays at chance on one distribution, repeats
-itself for a seed, and leads bench_fidelity's table."""
+itself for a seed, and leads bench_fidelity's table; edge acutance sees soft edges and not grain."""
 
 import importlib.util
 from pathlib import Path
@@ -8,15 +8,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab6.fidelity import two_sample_accuracy
+from lab6.fidelity import edge_acutance, sharpness, two_sample_accuracy
 
 #: Small and quick: 32-px images, a few dozen steps per fold (a few seconds on one core).
 QUICK = {"epochs": 1, "min_steps": 80, "batch_size": 32}
 
 
-def scenes(n: int, seed: int, size: int = 32) -> torch.Tensor:
+def scenes(n: int, seed: int, size: int = 32, noise: float = 0.05) -> torch.Tensor:
     """Random i-CLEVR-like scenes in [-1, 1]: a grey floor of random brightness, two squares of random colour,
-    size and place, and a little pixel noise; the same ``seed`` draws the same scenes."""
+    size and place, and pixel noise of ``noise``; the same ``seed`` draws the same scenes."""
     generator = torch.Generator().manual_seed(seed)
     images = (torch.rand(n, 1, 1, 1, generator=generator) * 0.4 - 0.3).expand(n, 3, size, size).clone()
     for i in range(n):
@@ -24,7 +24,7 @@ def scenes(n: int, seed: int, size: int = 32) -> torch.Tensor:
             side = int(torch.randint(5, 12, (), generator=generator))
             y, x = torch.randint(0, size - side, (2,), generator=generator).tolist()
             images[i, :, y:y + side, x:x + side] = torch.rand(3, 1, 1, generator=generator) * 1.6 - 0.8
-    return (images + 0.05 * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
+    return (images + noise * torch.randn(images.shape, generator=generator)).clamp(-1, 1)
 
 
 def blurred(images: torch.Tensor) -> torch.Tensor:
@@ -75,17 +75,34 @@ def test_bench_fidelity_puts_the_two_sample_test_first_with_its_standard_error()
     spec = importlib.util.spec_from_file_location("bench_fidelity", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    row = {"label": "a model", "c2st": 0.9375, "c2st_se": 0.0125, "sharpness": 1.25, "grid": 31.7,
+    row = {"label": "a model", "c2st": 0.9375, "c2st_se": 0.0125, "edge": 1.7712, "sharpness": 1.25, "grid": 31.7,
            "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0, "seconds": 19.9,
            "fd r": 102.7, "acc r": 0.896}
     header, rule, line = bench.markdown_table([row], ["r"])
     assert header.count("|") == rule.count("|") == line.count("|")
     headings = [c.strip() for c in header.strip("|").split("|")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert headings[:3] == ["images", "two-sample test (0.5 = real)", "Frechet (r)"]
-    assert cells[:3] == ["a model", "0.938 ± 0.013", "102.7"]
+    assert headings[:4] == ["images", "two-sample test (0.5 = real)", "edge acutance", "Frechet (r)"]
+    assert cells[:4] == ["a model", "0.938 ± 0.013", "1.771", "102.7"]
     # pooled over seeds: every fold of every seed counts once
     pooled = bench.two_sample_row(scenes(40, seed=1), blurred(scenes(40, seed=2)), seeds=2, **QUICK)
     assert len(pooled["c2st_folds"]) == 10
     assert pooled["c2st"] == pytest.approx(sum(pooled["c2st_folds"]) / 10)
     assert bench.two_sample_row(scenes(40, seed=1), scenes(40, seed=2), seeds=0) == {}
+
+
+def test_edge_acutance_reads_the_width_of_edges_not_their_contrast_or_grain():
+    step = torch.full((1, 3, 64, 64), -0.5)
+    step[..., 32:] = 0.5
+    faint = step.clone()
+    faint[..., 32:] = -0.3
+    # a step from one pixel to the next: 2.06 whatever its contrast
+    torch.testing.assert_close(edge_acutance(step), torch.tensor([2.0624]), atol=1e-3, rtol=0)
+    torch.testing.assert_close(edge_acutance(faint), edge_acutance(step))
+    images = scenes(20, seed=1, size=64, noise=0)
+    soft = blurred(images)
+    grainy = images + 0.03 * torch.randn(images.shape, generator=torch.Generator().manual_seed(0))
+    assert edge_acutance(soft).mean() < edge_acutance(images).mean() - 0.15
+    # grain that doubles the sharpness (a Laplacian's variance) moves acutance by little
+    assert sharpness(grainy).mean() > 2 * sharpness(images).mean()
+    assert abs(edge_acutance(grainy).mean() - edge_acutance(images).mean()) < 0.06

@@ -2,23 +2,30 @@
 that compares it with the package, with an AssertionError (``torch.testing.assert_close``). Also: the ``gpu64``
 preset that notebook 02 trains on a GPU builds and trains on the CPU."""
 
-import nbformat
 import pytest
+import test_notebooks
+from test_notebooks import execute, read_notebook
 
-from test_notebooks import execute, kernel_name, notebook_env, read_notebook  # noqa: F401 (fixtures)
+# The notebook tests' fixtures, shared by name (pytest finds a fixture among a module's attributes).
+kernel_name = test_notebooks.kernel_name
+notebook_env = test_notebooks.notebook_env
 
 #: (notebook, hand-written cell, text in it, what replaces it, the check cell that must then fail)
 BREAKAGES = [
     ("01_data_inspection.ipynb", "item-by-hand", "/ 127.5 - 1", "/ 255", "item-check"),  # pixels in [0, 1]
     ("02_train_with_accelerate.ipynb", "loss-by-hand", "/ (snr_t + 1)", "/ snr_t", "loss-check"),  # the epsilon weight
-    ("02_train_with_accelerate.ipynb", "forward-by-hand", "(1 - a).sqrt() * noise", "(1 - a) * noise", "forward-check"),
+    ("02_train_with_accelerate.ipynb", "forward-by-hand", "(1 - a).sqrt() * noise", "(1 - a) * noise",
+     "forward-check"),
     ("03_progressive_denoising.ipynb", "ddpm-step-by-hand", "(beta * (1 - a_prev) / (1 - a_t)).clamp", "beta.clamp",
      "ddpm-step-check"),  # beta instead of the posterior's beta-tilde
-    ("03_progressive_denoising.ipynb", "sampler-by-hand", "condition, w_t)", "condition, 1.0)", "sampler-check"),  # no guidance
-    ("03_progressive_denoising.ipynb", "sampler-by-hand", "else 1  #", "else w  #", "sampler-check"),  # outside the interval too
+    # no guidance
+    ("03_progressive_denoising.ipynb", "sampler-by-hand", "condition, w_t)", "condition, 1.0)", "sampler-check"),
+    # guidance outside the interval too
+    ("03_progressive_denoising.ipynb", "sampler-by-hand", "else 1  #", "else w  #", "sampler-check"),
     ("03_progressive_denoising.ipynb", "refiner-by-hand", "num_train_timesteps) - 1", "num_train_timesteps)",
      "refiner-check"),  # from one timestep noisier
-    ("04_accuracy_report.ipynb", "topk-by-hand", "p.topk(k)", "p.topk(k, largest=False)", "topk-check"),  # the k least probable
+    # the k least probable
+    ("04_accuracy_report.ipynb", "topk-by-hand", "p.topk(k)", "p.topk(k, largest=False)", "topk-check"),
     ("04_accuracy_report.ipynb", "shapes-by-hand", "found = found * multi_hot", "found = found + 0 * multi_hot",
      "shapes-check"),  # wrong guesses counted as found
 ]

@@ -110,7 +110,7 @@ def found_by_shape(probabilities: torch.Tensor, multi_hot: torch.Tensor) -> dict
 
     Why per shape: an evaluator can be blind to how one shape looks. The ResNet18 proxy, trained on 32 -> 64 px
     images as the course's evaluator was, reads sharp cubes as cylinders: it finds about 60% of the cubes in real
-    64-px images and 98-99% once they are sent through 32 px (docs/experiments.md, sixteenth session)."""
+    64-px images and nearly all once they are sent through 32 px (docs/evaluators.md#cube-blind-spot)."""
     found, multi_hot = topk_found(probabilities, multi_hot), multi_hot.detach().float().cpu()
     shares = {}
     for shape in SHAPES:

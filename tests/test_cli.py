@@ -1,9 +1,9 @@
 import json
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 import torch
 from PIL import Image
 
@@ -197,7 +197,8 @@ def test_uint8_round_trip_of_saved_images(tmp_path):
     assert np.asarray(Image.open(tmp_path / "2.png")).shape == (64, 64, 3)
 
 
-def test_a_report_of_a_refined_model_scores_its_first_stage_too(tiny_refined_model, tiny_root, tmp_path, evaluator_file):
+def test_a_report_of_a_refined_model_scores_its_first_stage_too(tiny_refined_model, tiny_root, tmp_path,
+                                                                evaluator_file):
     out = tmp_path / "report"
     assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_refined_model), "--evaluator",
                  str(evaluator_file), "--steps", "4", "--out", str(out)]) == 0
@@ -278,7 +279,8 @@ def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tin
     assert (tmp_path / "images" / "grid.png").is_file()
     assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--strength", "0.5",
                  "--out", str(tmp_path / "too_far")]) == 2
-    assert "refiner strength must be in (0, 0.3] (the refiner was trained on t < 300), got 0.5" in capsys.readouterr().err
+    refused = "refiner strength must be in (0, 0.3] (the refiner was trained on t < 300), got 0.5"
+    assert refused in capsys.readouterr().err
 
 
 def test_data_priors_prints_the_detail_priors_of_a_data_roots_images(tiny_root, capsys):

@@ -3,9 +3,20 @@ import os
 import pytest
 import torch
 
-from lab6.evaluator import (Evaluator, EvaluatorLoadError, build_classifier, build_resnet18,
-                            default_evaluator_paths, found_by_shape, load_evaluators, save_evaluator, shipped_evaluator_paths,
-                            topk_accuracy, topk_found, topk_hits)
+from lab6.evaluator import (
+    Evaluator,
+    EvaluatorLoadError,
+    build_classifier,
+    build_resnet18,
+    default_evaluator_paths,
+    found_by_shape,
+    load_evaluators,
+    save_evaluator,
+    shipped_evaluator_paths,
+    topk_accuracy,
+    topk_found,
+    topk_hits,
+)
 
 
 def official_compute_acc(out, onehot_labels):
@@ -141,7 +152,8 @@ def test_unknown_architecture_is_a_clear_error():
 
 
 def test_the_official_format_is_for_resnet18_only(tmp_path):
-    with pytest.raises(ValueError, match="official .pth format holds a ResNet18; save a efficientnet_b0 as .safetensors"):
+    message = "official .pth format holds a ResNet18; save a efficientnet_b0 as .safetensors"
+    with pytest.raises(ValueError, match=message):
         save_evaluator(build_classifier("efficientnet_b0"), tmp_path / "e.pth", arch="efficientnet_b0")
 
 

@@ -47,7 +47,8 @@ SOLUTIONS = {
     "01_data_inspection.ipynb": {
         "exercise-decode": "def decode_by_hand(vector):\n"
                            "    names = sorted(label_index, key=label_index.get)\n"
-                           "    return [names[i] for i in torch.nonzero(torch.as_tensor(vector) > 0.5).flatten().tolist()]",
+                           "    chosen = torch.nonzero(torch.as_tensor(vector) > 0.5).flatten().tolist()\n"
+                           "    return [names[i] for i in chosen]",
         "exercise-rarest": "counts_by_label = data.labels.sum(axis=0)\n"
                            "rarest = sorted(label_index, key=label_index.get)[int(counts_by_label.argmin())]\n"
                            "rarest_count = counts_by_label.min()",
@@ -65,7 +66,8 @@ SOLUTIONS = {
         "exercise-deterministic": "deterministic = DDIMScheduler.from_config(config, timestep_spacing='trailing')",
     },
     "04_accuracy_report.ipynb": {
-        "exercise-chance": "chance = sum(len(c) ** 2 / 24 for c in test_conditions) / sum(len(c) for c in test_conditions)",
+        "exercise-chance": "chance = (sum(len(c) ** 2 / 24 for c in test_conditions)\n"
+                           "          / sum(len(c) for c in test_conditions))",
         "exercise-macro": "def macro_accuracy(probabilities, multi_hot):\n"
                           "    return (topk_hits(probabilities, multi_hot) / multi_hot.sum(dim=1)).mean().item()",
     },
@@ -105,7 +107,8 @@ def test_cells_are_short_and_each_idea_has_prose_and_a_check(name):
     cell after it; two or three exercises at the end, each an answer cell and a check cell."""
     cells = read_notebook(name).cells
     for cell in cells:
-        assert len(cell.source.splitlines()) <= MAX_CELL_LINES, f"{name}: cell {cell.id} is longer than {MAX_CELL_LINES} lines"
+        assert len(cell.source.splitlines()) <= MAX_CELL_LINES, \
+            f"{name}: cell {cell.id} is longer than {MAX_CELL_LINES} lines"
     ids = [cell.id for cell in cells]
     assert sorted(cell_id for cell_id in ids if cell_id.endswith("-by-hand")) == sorted(IDEAS[name])
     for idea, check in IDEAS[name].items():
@@ -113,7 +116,8 @@ def test_cells_are_short_and_each_idea_has_prose_and_a_check(name):
         assert cells[i - 1].cell_type == "markdown", f"{name}: no prose before {idea}"
         assert check is None or (check in ids[i + 1:i + 4] and "assert_close" in cells[ids.index(check)].source), \
             f"{name}: {idea} is not followed by its check {check}"
-    exercises = [cell_id for cell_id in ids if cell_id.startswith("exercise-") and not cell_id.endswith(("-check", "-intro"))]
+    exercises = [cell_id for cell_id in ids
+                 if cell_id.startswith("exercise-") and not cell_id.endswith(("-check", "-intro"))]
     assert 2 <= len(exercises) <= 3 and sorted(exercises) == sorted(SOLUTIONS[name]), f"{name}: exercises {exercises}"
     first = ids.index(f"{exercises[0]}-intro")
     assert all(cell_id.startswith("exercise-") for cell_id in ids[first:]), f"{name} does not end with its exercises"
@@ -185,11 +189,13 @@ def test_notebook_executes_and_writes_its_figures(name, kernel_name, notebook_en
     answered = execute(notebook, kernel_name, notebook_env, tmp_path, SOLUTIONS[name])
 
     figures = Path(notebook_env["LAB6_FIGURES"])
-    missing = [f"{n}.{ext}" for n in EXPECTED_FIGURES[name] for ext in ("png", "pdf") if not (figures / f"{n}.{ext}").is_file()]
+    missing = [f"{n}.{ext}" for n in EXPECTED_FIGURES[name] for ext in ("png", "pdf")
+               if not (figures / f"{n}.{ext}").is_file()]
     assert not missing, f"{name} did not write {missing}"
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert any("image/png" in o.get("data", {}) for o in outputs if o.output_type in ("display_data", "execute_result"))
+    shown = [o for o in outputs if o.output_type in ("display_data", "execute_result")]
+    assert any("image/png" in o.get("data", {}) for o in shown)
     checks = [cell for cell in notebook.cells if cell.id.startswith("exercise-") and cell.id.endswith("-check")]
     assert sorted(cell.id for cell in checks) == sorted(f"{e}-check" for e in answered)
     for cell in checks:  # as committed (unanswered), then after the right answer

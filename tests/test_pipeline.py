@@ -6,8 +6,13 @@ import re
 import numpy as np
 import pytest
 import torch
-from diffusers import (DDIMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                       UniPCMultistepScheduler)
+from diffusers import (
+    DDIMScheduler,
+    DEISMultistepScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    UniPCMultistepScheduler,
+)
 from PIL import Image
 
 from lab6.diffusion import GreyMeanDDPMScheduler, karras_timesteps, make_noise_scheduler, make_sampler
@@ -105,7 +110,8 @@ def test_any_ode_scheduler_swaps_in_the_diffusers_way_and_draws_the_same_image(p
         p.set_progress_bar_config(disable=True)
     expected = reference(CONDITIONS, num_inference_steps=99, output_type="pt",
                          generator=torch.Generator().manual_seed(1)).images
-    out = swapped(CONDITIONS, num_inference_steps=steps, output_type="pt", generator=torch.Generator().manual_seed(1)).images
+    out = swapped(CONDITIONS, num_inference_steps=steps, output_type="pt",
+                  generator=torch.Generator().manual_seed(1)).images
     assert (out - expected).abs().max() < 0.05
 
 
@@ -149,8 +155,9 @@ def test_a_guidance_interval_guides_only_its_noise_levels_with_two_calls_and_the
         out = images(ranged, output_type="pt")
     finally:
         ranged.unet.forward = real_forward
-    assert [n for _, n in batches] == [2 * len(CONDITIONS) if interval[0] < sigma[t] <= interval[1] else len(CONDITIONS)
-                                       for t, _ in batches] and len({n for _, n in batches}) == 2
+    guided_rows = [2 * len(CONDITIONS) if interval[0] < sigma[t] <= interval[1] else len(CONDITIONS)
+                   for t, _ in batches]
+    assert [n for _, n in batches] == guided_rows and len({n for _, n in batches}) == 2
     assert torch.equal(images(pipe.with_guidance_interval((0, 1e9)), output_type="pt"), images(pipe, output_type="pt"))
     assert torch.equal(images(pipe.with_guidance_interval((1e8, 1e9)), output_type="pt"),
                        images(pipe, output_type="pt", guidance_scale=1.0))  # an interval no step reaches: w = 1
@@ -264,7 +271,8 @@ def test_refiner_of_pairs_the_same_refiner_again_at_another_strength(pipe, refin
                        images(refined, output_type="pt"))
     assert not torch.equal(images(with_refiner(pipe, refiner_of(refined), 0.1), output_type="pt"),
                            images(refined, output_type="pt"))
-    with pytest.raises(ValueError, match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\)"):
+    with pytest.raises(ValueError,
+                       match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\)"):
         with_refiner(pipe, refiner_of(refined), 0.5)  # its training record travels with it
     with pytest.raises(ValueError, match="this pipeline has no refiner"):
         refiner_of(pipe)
@@ -332,7 +340,8 @@ def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, re
 
     refiner = build_pipeline(refined.refiner, refined.refiner_scheduler.config)
     refiner.metadata = {"recipe": {"max_timestep": 30}}
-    with pytest.raises(ValueError, match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\), got 0.5"):
+    with pytest.raises(ValueError,
+                       match=r"refiner strength must be in \(0, 0.3\] \(the refiner was trained on t < 30\), got 0.5"):
         with_refiner(pipe, refiner, 0.5)
     with pytest.raises(ValueError, match="a refiner draws 64x64 images; this one draws 16x16"):
         with_refiner(pipe, pipe, 0.1)
@@ -342,13 +351,15 @@ def test_refine_alone_redraws_given_images_as_the_two_stage_call_does(pipe, refi
     """``refine`` on the first stage's images draws the two-stage call's images (its generator goes on from where
     the first stage left it, so the refiner's noise is the same); it is how real images sent through 32 px
     measure a refiner apart from any first stage."""
-    both = refined(CONDITIONS, num_inference_steps=3, generator=torch.Generator().manual_seed(5), output_type="pt").images
+    both = refined(CONDITIONS, num_inference_steps=3, generator=torch.Generator().manual_seed(5),
+                   output_type="pt").images
     generator = torch.Generator().manual_seed(5)
     first = refined(CONDITIONS, num_inference_steps=3, generator=generator, output_type="pt", refine=False).images
     redrawn = refined.refine(first, CONDITIONS, num_inference_steps=3, generator=generator)
     assert redrawn.shape == (2, 3, 64, 64)
     torch.testing.assert_close(redrawn, both, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match=re.escape("images must be (2, 3, H, W), one per condition, got (1, 3, 64, 64)")):
+    with pytest.raises(ValueError,
+                       match=re.escape("images must be (2, 3, H, W), one per condition, got (1, 3, 64, 64)")):
         refined.refine(first[:1], CONDITIONS)
     with pytest.raises(ValueError, match="this pipeline has no refiner: pair one with lab6.pipeline.with_refiner"):
         pipe.refine(first, CONDITIONS)

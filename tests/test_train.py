@@ -112,14 +112,15 @@ def test_a_small_model_grows_into_a_patch_2_recipe_that_starts_where_it_left_off
         torch.testing.assert_close(grown(upsample(x), t, condition), upsample(small(x, t, condition)),
                                    atol=1e-5, rtol=1e-4)
         # and it is a 32-px model that sees every pixel: detail inside a block changes its prediction
-        assert not torch.allclose(grown(upsample(x) + 0.1 * torch.randn(3, 3, 32, 32, generator=generator), t, condition),
-                                  grown(upsample(x), t, condition))
+        detail = 0.1 * torch.randn(3, 3, 32, 32, generator=generator)
+        assert not torch.allclose(grown(upsample(x) + detail, t, condition), grown(upsample(x), t, condition))
     with pytest.raises(ValueError, match="sample_size: model has 16, recipe has 64"):  # grows only to p times its size
         Trainer(preset("tiny", steps=1, init_from=str(tiny_run), image_size=64, patch_size=2), tiny_root,
                 tmp_path / "wrong", progress=False)
 
 
-def test_a_model_given_a_full_resolution_head_starts_where_it_left_off_and_the_head_learns(tiny_run, tiny_root, tmp_path):
+def test_a_model_given_a_full_resolution_head_starts_where_it_left_off_and_the_head_learns(tiny_run, tiny_root,
+                                                                                           tmp_path):
     """init_from a model without a head into a recipe with one: the head's last conv starts at zero, so the
     predictions are the old model's; one training step moves it (it gets gradients through the zero conv)."""
     from lab6.train import Trainer
@@ -160,7 +161,8 @@ def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patc
     condition[0, 1] = condition[1, [2, 9]] = condition[2, [0, 12, 23]] = 1
     with torch.no_grad():
         predicted = patch_detail(grown(scheduler.add_noise(clean, noise, t), t, condition), 2)
-    torch.testing.assert_close(predicted, patch_detail(scheduler.get_velocity(clean, noise, t), 2), atol=1e-3, rtol=1e-2)
+    torch.testing.assert_close(predicted, patch_detail(scheduler.get_velocity(clean, noise, t), 2),
+                               atol=1e-3, rtol=1e-2)
     trainer.train()
     exported = load_model(tmp_path / "refiner").unet
     torch.testing.assert_close(exported.full_res_head.detail_gain, detail_gain(scheduler, 1e-6))

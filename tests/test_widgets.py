@@ -4,10 +4,9 @@
 import pytest
 import torch
 
-from lab6.labels import CLEVR_RGB
-from lab6.sampling import run_denoising
-from lab6.labels import LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
+from lab6.labels import CLEVR_RGB, LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
 from lab6.pipeline import load_pipeline as load_model
+from lab6.sampling import run_denoising
 from lab6.widgets import PICKER_STEPS, LabelPicker, denoising_slider
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

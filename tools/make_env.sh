@@ -5,7 +5,8 @@
 #   tools/make_env.sh CACHE_DIR DEPS_HASH      (TORCH=auto|cpu|cuda in the environment; auto by default)
 #
 # The environment is CACHE_DIR/venv-DEPS_HASH-BUILD, BUILD being the torch build it holds:
-# - cpu:  torch's CPU wheels from PyTorch's CPU index (LAB6_TORCH_CPU_INDEX), about a sixth of the size;
+# - cpu:  torch's CPU wheels from PyTorch's CPU index (LAB6_TORCH_CPU_INDEX), a fraction of the size
+#         (docs/throughput.md#environment-size);
 # - cuda: the default wheels (CUDA included, several GB).
 # TORCH=auto takes cpu where no NVIDIA GPU answers (`nvidia-smi -L`) and the CPU index can be reached,
 # cuda otherwise. The build runs under a lock, so two `make` runs started together build it once: the

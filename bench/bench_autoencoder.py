@@ -1,0 +1,266 @@
+"""Can a latent first stage look real? How real an autoencoder's reconstructions look, per CPU-minute.
+
+A latent diffusion model (Rombach et al. 2022) can draw no better than its decoder: if the reconstructions of
+real images are told from real ones, so will every image drawn in that latent. Each candidate, a small diffusers
+``AutoencoderKL`` (a ``ModelMixin``: a latent pipeline registers it as its ``vae``), trains on the course's
+training images for the same CPU time (``--minutes``, process CPU time, so contention does not shorten it), with
+L1 + a tiny KL term and, after a warm-up, a PatchGAN hinge adversarial term (a small conv discriminator with the
+adaptive weight of taming-transformers / LDM). Then, on ``--n-ref`` held-out real images (the proxies' split,
+``lab6.proxy.split_holdout``, never trained on; the same reference images as ``bench_fidelity.py``), one table:
+
+- the classifier two-sample test (``lab6.fidelity.two_sample_accuracy``) of the reconstructions against N other
+  real images, ± standard error over 5 folds (x ``--c2st-seeds``); 0.5 = indistinguishable. The floor row sends
+  the reference through unchanged, the baseline row through 32 px (bilinear down and up, what today's 32-px first
+  stage can at best give a refiner);
+- L1 (0-255 grey levels) and PSNR (dB, 8-bit images) of the reconstructions;
+- latent shape, parameters (autoencoder / discriminator), CPU seconds and images seen in training, and
+  encode + decode milliseconds per image (posterior mode, batches of 50, on this process's threads).
+
+    OMP_NUM_THREADS=1 taskset -c 0 python bench/bench_autoencoder.py --data-root ../shared/iclevr-reference \\
+        --minutes 22 --n-ref 1000 --save /tmp/ae \\
+        --candidate f2c4-gan=down=1,latent=4,gan=0.5 --candidate f4c4-gan=down=2,latent=4,gan=0.5
+
+A candidate is ``LABEL=key=value,...`` with the keys of ``SPEC_DEFAULTS``: down (downsamplings: latent side
+64 / 2^down), latent (channels), width (first block's channels, doubled per downsampling), lpb (layers per
+block), attn (the mid block's self-attention, 1/0), kl (KL weight), gan (adversarial weight; 0: L1 + KL only),
+adapt (1: the weight is ``gan`` x the adaptive ratio of gradient norms at the decoder's last layer; 0: fixed),
+warmup (share of the budget before the adversarial term starts), disc (discriminator width), lr, batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers import AutoencoderKL
+from torch import nn
+
+from lab6.data import ICLEVRDataset
+from lab6.fidelity import two_sample_accuracy
+from lab6.proxy import split_holdout, upsample_like_official
+
+#: Every key of a candidate, with its default.
+SPEC_DEFAULTS = {"down": 1, "latent": 4, "width": 32, "lpb": 1, "attn": 1, "kl": 1e-6, "gan": 0.0, "adapt": 1,
+                 "warmup": 0.3, "disc": 32, "lr": 4e-4, "batch": 16}
+INT_KEYS = {"down", "latent", "width", "lpb", "attn", "adapt", "disc", "batch"}
+
+
+def parse_candidate(text: str) -> tuple[str, dict]:
+    """``"f2c4-gan=down=1,latent=4,gan=0.1"`` -> ``("f2c4-gan", {...SPEC_DEFAULTS, down: 1, latent: 4, gan: 0.1})``."""
+    label, sep, rest = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: write LABEL=key=value,...")
+    spec = dict(SPEC_DEFAULTS)
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in SPEC_DEFAULTS:
+            raise argparse.ArgumentTypeError(f"bad option {item!r} in {text!r}: write key=value with a key of "
+                                             f"{', '.join(SPEC_DEFAULTS)}")
+        try:
+            spec[key] = int(value) if key in INT_KEYS else float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bad value {value!r} for {key} in {text!r}: a number") from None
+    if spec["down"] < 0 or spec["latent"] < 1 or spec["width"] % 32:
+        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: down >= 0, latent >= 1, width a multiple of 32 "
+                                         "(group norm of 32 groups)")
+    return label, spec
+
+
+def build_autoencoder(spec: dict) -> AutoencoderKL:
+    """A small ``AutoencoderKL``: ``down`` + 1 blocks of ``width`` x 1, 2, 4... channels, so a 64-px image becomes
+    a (``latent``, 64 / 2^down, 64 / 2^down) latent."""
+    widths = tuple(spec["width"] * 2 ** i for i in range(spec["down"] + 1))
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * len(widths),
+                         up_block_types=("UpDecoderBlock2D",) * len(widths), block_out_channels=widths,
+                         layers_per_block=spec["lpb"], latent_channels=spec["latent"], sample_size=64,
+                         mid_block_add_attention=bool(spec["attn"]))
+
+
+def patch_discriminator(width: int = 32, layers: int = 3) -> nn.Sequential:
+    """PatchGAN (Isola et al. 2017, as taming-transformers' ``NLayerDiscriminator``): 4x4 convolutions, ``layers``
+    of stride 2, batch norm and leaky ReLU, one logit per overlapping patch."""
+    channels = [3] + [width * min(2 ** i, 8) for i in range(layers + 1)]
+    modules: list[nn.Module] = [nn.Conv2d(3, width, 4, 2, 1), nn.LeakyReLU(0.2)]
+    for i in range(1, layers + 1):
+        stride = 2 if i < layers else 1
+        modules += [nn.Conv2d(channels[i], channels[i + 1], 4, stride, 1, bias=False),
+                    nn.BatchNorm2d(channels[i + 1]), nn.LeakyReLU(0.2)]
+    return nn.Sequential(*modules, nn.Conv2d(channels[-1], 1, 4, 1, 1))
+
+
+def adaptive_weight(rec_loss: torch.Tensor, gan_loss: torch.Tensor, last_layer: torch.Tensor) -> torch.Tensor:
+    """taming-transformers' balance: the ratio of the two losses' gradient norms at the decoder's last layer."""
+    rec_grad = torch.autograd.grad(rec_loss, last_layer, retain_graph=True)[0]
+    gan_grad = torch.autograd.grad(gan_loss, last_layer, retain_graph=True)[0]
+    return (rec_grad.norm() / (gan_grad.norm() + 1e-4)).clamp(0, 1e4).detach()
+
+
+def train_autoencoder(images: torch.Tensor, spec: dict, cpu_seconds: float, *, seed: int = 0,
+                      max_steps: int | None = None, log_every: float = 60.0, label: str = "") -> dict:
+    """Train one candidate on ``images`` (uint8, (N, 3, 64, 64)) for ``cpu_seconds`` of process CPU time (or
+    ``max_steps``), random batches with horizontal flips.
+
+    Returns:
+        ``{"vae", "disc", "steps", "images_seen", "cpu_seconds", "wall_seconds", "gan_steps"}``.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    vae, disc = build_autoencoder(spec), patch_discriminator(spec["disc"])
+    opt = torch.optim.Adam(vae.parameters(), lr=spec["lr"], betas=(0.5, 0.9))
+    opt_disc = torch.optim.Adam(disc.parameters(), lr=spec["lr"], betas=(0.5, 0.9))
+    last_layer = vae.decoder.conv_out.weight
+    values_per_image = images[0].numel()
+    gan_start = spec["warmup"] * cpu_seconds if spec["gan"] > 0 else math.inf
+    start_cpu, start_wall, next_log = time.process_time(), time.perf_counter(), log_every
+    steps = gan_steps = 0
+    vae.train()
+    while True:
+        used = time.process_time() - start_cpu
+        if (max_steps is not None and steps >= max_steps) or (max_steps is None and used >= cpu_seconds):
+            break
+        batch = torch.randint(len(images), (spec["batch"],), generator=generator)
+        x = images[batch].float().div_(127.5).sub_(1)
+        flip = torch.rand(len(batch), generator=generator) < 0.5
+        x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator)).sample
+        rec_loss = (recon - x).abs().mean()
+        loss = rec_loss + spec["kl"] * posterior.kl().mean() / values_per_image
+        adversarial = used >= gan_start or (max_steps is not None and spec["gan"] > 0)
+        if adversarial:
+            gan_loss = -disc(recon).mean()
+            weight = spec["gan"] * (adaptive_weight(rec_loss, gan_loss, last_layer) if spec["adapt"] else 1.0)
+            loss = loss + weight * gan_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if adversarial:  # hinge loss (Lim and Ye 2017), as taming-transformers
+            d_loss = 0.5 * (F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean())
+            opt_disc.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_disc.step()
+            gan_steps += 1
+        steps += 1
+        if used >= next_log:
+            next_log += log_every
+            extra = f", gan weight {float(weight):.3f}, d_loss {float(d_loss):.3f}" if adversarial else ""
+            print(f"  {label}: {used / 60:.1f} CPU-min, step {steps}, L1 {float(rec_loss):.4f}{extra}", flush=True)
+    return {"vae": vae.eval(), "disc": disc.eval(), "steps": steps, "images_seen": steps * spec["batch"],
+            "gan_steps": gan_steps, "cpu_seconds": time.process_time() - start_cpu,
+            "wall_seconds": time.perf_counter() - start_wall}
+
+
+@torch.no_grad()
+def reconstruct(vae: AutoencoderKL, images: torch.Tensor, batch: int = 50) -> tuple[torch.Tensor, float, tuple]:
+    """Encode (posterior mode) and decode ``images`` in [-1, 1]: the reconstructions clamped to [-1, 1], wall
+    milliseconds per image, and the latent shape of one image."""
+    out, shape = [], ()
+    start = time.perf_counter()
+    for chunk in images.split(batch):
+        latent = vae.encode(chunk).latent_dist.mode()
+        shape = tuple(latent.shape[1:])
+        out.append(vae.decode(latent).sample.clamp(-1, 1))
+    return torch.cat(out), 1000 * (time.perf_counter() - start) / len(images), shape
+
+
+def l1_psnr(real: torch.Tensor, images: torch.Tensor) -> tuple[float, float]:
+    """Mean absolute error (0-255 levels) and mean PSNR (dB, peak 255) of 8-bit ``images`` against ``real``."""
+    a, b = (((t.clamp(-1, 1) + 1) * 127.5).round() for t in (real, images))
+    error = (a - b).abs().flatten(1)
+    mse = error.square().mean(dim=1).clamp(min=1e-10)
+    return float(error.mean()), float((10 * torch.log10(255.0 ** 2 / mse)).mean())
+
+
+def two_sample_entries(reference: torch.Tensor, images: torch.Tensor, seeds: int) -> dict:
+    """The two-sample test of ``images`` against ``reference``: accuracy and standard error over the folds of
+    ``seeds`` seeds pooled."""
+    folds = [a for seed in range(seeds) for a in two_sample_accuracy(reference, images, seed=seed).folds]
+    spread = torch.tensor(folds).std().item() / len(folds) ** 0.5
+    return {"c2st": sum(folds) / len(folds), "c2st_se": spread}
+
+
+def markdown_table(rows: list[dict]) -> list[str]:
+    """The printed table: one row per image set, blank cells where a column does not apply."""
+    columns = ["images", "two-sample test (0.5 = real)", "L1 (0-255)", "PSNR (dB)", "latent", "parameters (AE / D)",
+               "CPU s", "images seen", "ms / image"]
+    lines = ["| " + " | ".join(columns) + " |", "| --- " * len(columns) + "|"]
+    for row in rows:
+        cells = [row["label"], f"{row['c2st']:.3f} ± {row['c2st_se']:.3f}",
+                 f"{row['l1']:.2f}" if "l1" in row else "", f"{row['psnr']:.1f}" if "psnr" in row else "",
+                 "x".join(map(str, row["latent"])) if "latent" in row else "",
+                 f"{row['params']:,} / {row['disc_params']:,}" if "params" in row else "",
+                 f"{row['cpu_seconds']:.0f}" if "cpu_seconds" in row else "",
+                 f"{row['images_seen']:,}" if "images_seen" in row else "",
+                 f"{row['ms']:.1f}" if "ms" in row else ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def reference_sets(dataset: ICLEVRDataset, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """bench_fidelity's sets: ``n`` held-out reference images (the proxies' split), ``n`` other real images (the
+    rest of the held-out ones, then training images), and the training indices that hold no held-out image."""
+    held, train = split_holdout(len(dataset))
+    if n > len(held):
+        raise SystemExit(f"--n-ref {n} is more than the {len(held)} held-out images")
+    g = torch.Generator().manual_seed(seed)
+    reference_idx = held[torch.randperm(len(held), generator=g)[:n]]
+    others = torch.cat([held[~torch.isin(held, reference_idx)], train[torch.randperm(len(train), generator=g)]])
+    return dataset.batch(reference_idx)[0], dataset.batch(others[:n])[0], train
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", required=True, help="the real data (course layout)")
+    parser.add_argument("--candidate", type=parse_candidate, action="append", default=[],
+                        metavar="LABEL=key=value,...")
+    parser.add_argument("--minutes", type=float, default=2.0, help="CPU minutes of training per candidate (default 2)")
+    parser.add_argument("--n-ref", type=int, default=1000, help="held-out images reconstructed (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="which held-out images make the reference set")
+    parser.add_argument("--c2st-seeds", type=int, default=1, metavar="K", help="two-sample test seeds, pooled")
+    parser.add_argument("--save", type=Path, default=None, metavar="FOLDER",
+                        help="save each trained autoencoder there (save_pretrained, FOLDER/LABEL); never the repo")
+    args = parser.parse_args()
+    if args.c2st_seeds < 1:
+        raise SystemExit(f"--c2st-seeds {args.c2st_seeds}: give 1 or more")
+
+    dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
+    reference, others, train = reference_sets(dataset, args.n_ref, args.seed)
+    train_images = dataset.images[train]
+    print(f"{len(train_images)} training images, {len(reference)} held-out references, "
+          f"{torch.get_num_threads()} thread(s)", flush=True)
+    rows = []
+
+    def add_row(label: str, images: torch.Tensor, **entries) -> None:
+        row = {"label": label, **two_sample_entries(others, images, args.c2st_seeds), **entries}
+        if images is not reference:
+            row["l1"], row["psnr"] = l1_psnr(reference, images)
+        rows.append(row)
+        print(f"  {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float)), flush=True)
+
+    add_row("real images (the floor: N other real images)", reference)
+    add_row("real images through 32 px (bilinear down and up)", upsample_like_official(reference, 32),
+            latent=(3, 32, 32))
+    for label, spec in args.candidate:
+        trained = train_autoencoder(train_images, spec, args.minutes * 60, label=label)
+        vae = trained["vae"]
+        if args.save:
+            vae.save_pretrained(args.save / label)
+        recon, ms, shape = reconstruct(vae, reference)
+        add_row(label, recon, latent=shape, ms=ms, params=sum(p.numel() for p in vae.parameters()),
+                disc_params=sum(p.numel() for p in trained["disc"].parameters()),
+                cpu_seconds=trained["cpu_seconds"], images_seen=trained["images_seen"])
+        print(f"  {label}: {trained['steps']} steps ({trained['gan_steps']} adversarial), "
+              f"{trained['wall_seconds']:.0f} s wall", flush=True)
+
+    print(f"\n{args.n_ref} held-out images reconstructed; two-sample test against {args.n_ref} other real images, "
+          f"± standard error over 5 folds x {args.c2st_seeds} seed(s); {args.minutes:g} CPU-minutes of training per "
+          f"candidate; {torch.get_num_threads()} thread(s)\n")
+    print("\n".join(markdown_table(rows)))
+
+
+if __name__ == "__main__":
+    main()

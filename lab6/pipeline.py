@@ -175,7 +175,7 @@ class Lab6Pipeline(DiffusionPipeline):
                 ((B, 3, H, W) in [0, 1]).
             return_dict: an ``ImagePipelineOutput`` (True) or a one-element tuple.
             max_batch_size: at most this many images per network call (the guided pair makes it twice as many
-                rows); it bounds memory and never changes the images.
+                rows); it bounds memory, and the images stay the same to float rounding.
             evaluator, evaluator_guidance_scale: a classifier whose gradient steers each step's predicted x_0
                 towards the labels (``lab6.diffusion.evaluator_steered_x0``); 0 leaves it out.
             callback_on_step_end: ``f(pipe, i, t, tensors)`` after every step of both stages (the refiner's steps

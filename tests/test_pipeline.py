@@ -90,11 +90,27 @@ def test_bad_conditions_are_named(pipe, bad, message):
     ({"evaluator_guidance_scale": -0.1}, "evaluator_guidance_scale must be a finite number >= 0, got -0.1"),
     ({"num_inference_steps": 0}, "num_inference_steps must be >= 1, got 0"),
     ({"output_type": "jpg"}, "output_type must be 'pil', 'np' or 'pt', got 'jpg'"),
+    ({"max_batch_size": 0}, "max_batch_size must be >= 1 (images per network call), got 0"),
 ])
 def test_bad_settings_are_named_before_sampling(pipe, settings, message):
     """A NaN guidance scale once drew NaN images and wrote black PNGs, with only numpy's cast warning."""
     with pytest.raises(ValueError, match=re.escape(message)):
         pipe(CONDITIONS, **{"num_inference_steps": 2, **settings})
+
+
+def test_max_batch_size_bounds_each_network_call_and_keeps_the_images(pipe):
+    calls = []
+    real_forward = pipe.unet.forward
+    pipe.unet.forward = lambda x, *args, **kwargs: calls.append(len(x)) or real_forward(x, *args, **kwargs)
+    try:
+        chunked = pipe(CONDITIONS * 3, num_inference_steps=2, output_type="pt", max_batch_size=4,
+                       generator=torch.Generator().manual_seed(3)).images
+    finally:
+        pipe.unet.forward = real_forward
+    whole = pipe(CONDITIONS * 3, num_inference_steps=2, output_type="pt",
+                 generator=torch.Generator().manual_seed(3)).images
+    assert max(calls) <= 2 * 4 < 2 * len(CONDITIONS * 3)  # the guided pair: twice the images per call
+    torch.testing.assert_close(chunked, whole, atol=1e-4, rtol=0)
 
 
 @pytest.mark.parametrize("scheduler_class, steps, options", [

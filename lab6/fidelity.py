@@ -1,4 +1,4 @@
-"""How real generated images look, in numbers: Frechet distance, sharpness, grain and background colour cast.
+"""How real generated images look, in numbers: a two-sample test, Frechet distance, sharpness, edges, grain, colour.
 
 - **Frechet distance** between two image sets in an evaluator's penultimate features (the FID recipe with a
   classifier trained on i-CLEVR instead of Inception): 0 for identical distributions; two disjoint sets of
@@ -203,7 +203,8 @@ def two_sample_accuracy(real: torch.Tensor, generated: torch.Tensor, *, folds: i
                          f"{tuple(generated.shape)}")
     n = min(len(real), len(generated))
     if folds < 2 or n < folds:
-        raise ValueError(f"{folds} folds need at least 2 folds and as many images per set, got {n} images")
+        raise ValueError(f"a two-sample test needs at least 2 folds and as many images per set as folds, "
+                         f"got {folds} folds and {n} images")
     generator = torch.Generator().manual_seed(seed)
     real = real[torch.randperm(len(real), generator=generator)[:n]]
     generated = generated[torch.randperm(len(generated), generator=generator)[:n]]

@@ -5,7 +5,7 @@ import json
 import torch
 
 from lab6.config import preset
-from lab6.data import ICLEVRDataset, load_split, resolve_data_root, synthetic_conditions_root
+from lab6.data import ICLEVRDataset, is_synthetic, load_split, resolve_data_root, synthetic_conditions_root
 from lab6.synthetic import condition_sets, render_dataset
 from lab6.train import train
 
@@ -20,7 +20,14 @@ def test_reports_need_no_rendering(capsys):
     root = resolve_data_root(None, need_images=False)
     assert root == synthetic_conditions_root() and len(load_split(root, "test")) == 32
     assert not (root / "iclevr").exists()
-    assert "built-in synthetic condition sets" in capsys.readouterr().out
+    assert "drawing the built-in synthetic conditions" in capsys.readouterr().out
+
+
+def test_synthetic_roots_say_so_and_course_like_ones_do_not(tiny_root, tmp_path):
+    """What makes `lab6 report` name its files synthetic_*: the conditions-only root and a rendered one."""
+    assert is_synthetic(synthetic_conditions_root())
+    assert is_synthetic(render_dataset(tmp_path / "rendered", 8, seed=2, progress=False))
+    assert not is_synthetic(tiny_root) and not is_synthetic(tmp_path / "missing")
 
 
 def test_a_small_render_feeds_the_dataset_and_training(tmp_path):

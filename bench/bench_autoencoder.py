@@ -147,8 +147,8 @@ def train_autoencoder(images: torch.Tensor, spec: dict, cpu_seconds: float, *, s
         steps += 1
         if used >= next_log:
             next_log += log_every
-            extra = f", gan weight {float(weight):.3f}, d_loss {float(d_loss):.3f}" if adversarial else ""
-            print(f"  {label}: {used / 60:.1f} CPU-min, step {steps}, L1 {float(rec_loss):.4f}{extra}", flush=True)
+            extra = f", gan weight {float(weight):.3f}, d_loss {d_loss.item():.3f}" if adversarial else ""
+            print(f"  {label}: {used / 60:.1f} CPU-min, step {steps}, L1 {rec_loss.item():.4f}{extra}", flush=True)
     return {"vae": vae.eval(), "disc": disc.eval(), "steps": steps, "images_seen": steps * spec["batch"],
             "gan_steps": gan_steps, "cpu_seconds": time.process_time() - start_cpu,
             "wall_seconds": time.perf_counter() - start_wall}

@@ -3,10 +3,11 @@
 For N generated images on the labels of N held-out real images (held out from both proxy evaluators'
 training, so their features have not seen them):
 
-- the headline, a classifier two-sample test (``lab6.fidelity.two_sample_accuracy``): the held-out accuracy of
+- the headline, a classifier two-sample test (``lab6.fidelity.two_sample_test``): the held-out accuracy of
   a small CNN trained from scratch to tell the row's images from the reference, mean ± standard error over
   5 folds (and ``--c2st-seeds K`` seeds, pooled); 0.5 = indistinguishable, and N other real images show the
-  floor. Grain cannot fool it as it fools sharpness: grain, soft edges and rounded cubes all raise it;
+  floor. Grain cannot fool it as it fools sharpness: grain, soft edges and rounded cubes all raise it. Its
+  held-out log-loss (0.693 = chance) ranks the rows that it tells apart every time;
 - Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
   same distance between the reference and N *other* real images (a perfect model would score the floor);
 - edge acutance (``lab6.fidelity.edge_acutance``): how abrupt the objects' outlines are, fine-scale over
@@ -58,7 +59,7 @@ from lab6.fidelity import (
     frechet_distance,
     patch_grid_energy,
     sharpness,
-    two_sample_accuracy,
+    two_sample_test,
 )
 from lab6.figures.accuracy import real_vs_generated
 from lab6.labels import SHAPES, decode, encode_many
@@ -219,27 +220,28 @@ def main() -> None:
 
 
 def two_sample_row(reference: torch.Tensor, images: torch.Tensor, seeds: int, **options) -> dict:
-    """The two-sample test's entries of a row: accuracy and standard error over all folds of ``seeds`` seeds
-    pooled (the folds share images, so the error is a rough one), and each fold's accuracy; none for 0 seeds.
-    ``options`` go to ``two_sample_accuracy``."""
+    """The two-sample test's entries of a row (``lab6.fidelity.two_sample_test`` over ``seeds`` seeds pooled):
+    accuracy, its standard error, each fold's accuracy and the log-loss; none for 0 seeds."""
     if not seeds:
         return {}
-    folds = [a for seed in range(seeds) for a in two_sample_accuracy(reference, images, seed=seed, **options).folds]
-    spread = torch.tensor(folds).std().item() / len(folds) ** 0.5
-    return {"c2st": sum(folds) / len(folds), "c2st_se": spread, "c2st_folds": folds}
+    result = two_sample_test(reference, images, seeds=seeds, **options)
+    return {"c2st": result.accuracy, "c2st_se": result.standard_error, "c2st_folds": list(result.folds),
+            "c2st_log_loss": result.log_loss}
 
 
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
     """The main table; the two-sample test comes first and edge acutance next, where the rows have them."""
     c2st, edge = all("c2st" in row for row in rows), all("edge" in row for row in rows)
-    lines = ["| images | " + ("two-sample test (0.5 = real) | " if c2st else "") + ("edge acutance | " if edge else "")
+    lines = ["| images | " + ("two-sample test (0.5 = real) | its log-loss (0.693 = real) | " if c2st else "")
+             + ("edge acutance | " if edge else "")
              + " | ".join(f"Frechet ({n})" for n in names)
              + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 | cast > 8 | "
              + " | ".join(f"accuracy ({n})" for n in names) + " | s / 32 images |",
-             "| --- " * (2 * len(names) + 8 + c2st + edge) + "|"]
+             "| --- " * (2 * len(names) + 8 + 2 * c2st + edge) + "|"]
     for row in rows:
         seconds = f"{row['seconds']:.1f}" if row["seconds"] is not None else ""
-        lines.append(f"| {row['label']} | " + (f"{row['c2st']:.3f} ± {row['c2st_se']:.3f} | " if c2st else "")
+        two_sample = f"{row['c2st']:.3f} ± {row['c2st_se']:.3f} | {row['c2st_log_loss']:.3f} | " if c2st else ""
+        lines.append(f"| {row['label']} | " + two_sample
                      + (f"{row['edge']:.3f} | " if edge else "")
                      + " | ".join(f"{row[f'fd {n}']:.1f}" for n in names)
                      + f" | {row['sharpness']:.2f} | {row['grid']:.1f} | {row['colour_grain']:.1f} | {row['cast']:.2f}"

@@ -36,7 +36,7 @@ def blurred(images: torch.Tensor) -> torch.Tensor:
 def test_sharp_scenes_are_told_from_the_same_scenes_blurred():
     images = scenes(80, seed=1)
     result = two_sample_accuracy(images, blurred(scenes(80, seed=2)), **QUICK)
-    assert result.accuracy > 0.9
+    assert result.accuracy > 0.9 and result.log_loss < 0.3  # told apart, and with confidence (chance: ln 2)
     assert len(result.folds) == 5 and result.accuracy == pytest.approx(sum(result.folds) / 5)
 
 
@@ -46,6 +46,7 @@ def test_two_samples_of_one_distribution_stay_near_chance():
     pooled = sum(r.accuracy for r in results) / len(results)
     assert 0.38 < pooled < 0.62, [r.folds for r in results]
     assert all(0 < r.standard_error < 0.15 for r in results)
+    assert all(r.log_loss > 0.6 for r in results)  # near ln 2 = 0.693: no confident guesses
 
 
 def test_a_seed_repeats_the_test_exactly_and_leaves_the_global_random_state_alone():
@@ -75,19 +76,25 @@ def test_bench_fidelity_puts_the_two_sample_test_first_with_its_standard_error()
     spec = importlib.util.spec_from_file_location("bench_fidelity", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    row = {"label": "a model", "c2st": 0.9375, "c2st_se": 0.0125, "edge": 1.7712, "sharpness": 1.25, "grid": 31.7,
+    row = {"label": "a model", "c2st": 0.9375, "c2st_se": 0.0125, "c2st_log_loss": 0.2468, "edge": 1.7712,
+           "sharpness": 1.25, "grid": 31.7,
            "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0, "seconds": 19.9,
            "fd r": 102.7, "acc r": 0.896}
     header, rule, line = bench.markdown_table([row], ["r"])
     assert header.count("|") == rule.count("|") == line.count("|")
     headings = [c.strip() for c in header.strip("|").split("|")]
     cells = [c.strip() for c in line.strip("|").split("|")]
-    assert headings[:4] == ["images", "two-sample test (0.5 = real)", "edge acutance", "Frechet (r)"]
-    assert cells[:4] == ["a model", "0.938 ± 0.013", "1.771", "102.7"]
-    # pooled over seeds: every fold of every seed counts once
-    pooled = bench.two_sample_row(scenes(40, seed=1), blurred(scenes(40, seed=2)), seeds=2, **QUICK)
+    assert headings[:5] == ["images", "two-sample test (0.5 = real)", "its log-loss (0.693 = real)", "edge acutance",
+                            "Frechet (r)"]
+    assert cells[:5] == ["a model", "0.938 ± 0.013", "0.247", "1.771", "102.7"]
+    # pooled over seeds: every fold of every seed counts once, the log-loss is the seeds' mean
+    real, generated = scenes(40, seed=1), blurred(scenes(40, seed=2))
+    pooled = bench.two_sample_row(real, generated, seeds=2, **QUICK)
     assert len(pooled["c2st_folds"]) == 10
     assert pooled["c2st"] == pytest.approx(sum(pooled["c2st_folds"]) / 10)
+    each = [two_sample_accuracy(real, generated, seed=seed, **QUICK) for seed in range(2)]
+    assert pooled["c2st_folds"] == [*each[0].folds, *each[1].folds]
+    assert pooled["c2st_log_loss"] == pytest.approx((each[0].log_loss + each[1].log_loss) / 2)
     assert bench.two_sample_row(scenes(40, seed=1), scenes(40, seed=2), seeds=0) == {}
 
 

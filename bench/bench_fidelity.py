@@ -7,7 +7,8 @@ training, so their features have not seen them):
   a small CNN trained from scratch to tell the row's images from the reference, mean ± standard error over
   5 folds (and ``--c2st-seeds K`` seeds, pooled); 0.5 = indistinguishable, and N other real images show the
   floor. Grain cannot fool it as it fools sharpness: grain, soft edges and rounded cubes all raise it. Its
-  held-out log-loss (0.693 = chance) ranks the rows that it tells apart every time;
+  held-out log-loss (0 = told apart with certainty; 0.69 or more = not told apart) ranks the rows that it tells
+  apart every time;
 - Frechet distance to those real images in each evaluator's penultimate features, beside the floor: the
   same distance between the reference and N *other* real images (a perfect model would score the floor);
 - edge acutance (``lab6.fidelity.edge_acutance``): how abrupt the objects' outlines are, fine-scale over
@@ -232,7 +233,7 @@ def two_sample_row(reference: torch.Tensor, images: torch.Tensor, seeds: int, **
 def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
     """The main table; the two-sample test comes first and edge acutance next, where the rows have them."""
     c2st, edge = all("c2st" in row for row in rows), all("edge" in row for row in rows)
-    lines = ["| images | " + ("two-sample test (0.5 = real) | its log-loss (0.693 = real) | " if c2st else "")
+    lines = ["| images | " + ("two-sample test (0.5 = real) | its log-loss (real: >= 0.69) | " if c2st else "")
              + ("edge acutance | " if edge else "")
              + " | ".join(f"Frechet ({n})" for n in names)
              + " | sharpness / real | 2x2 grid / real | colour grain / real | cast mean | cast p90 | cast > 8 | "

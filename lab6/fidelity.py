@@ -143,9 +143,10 @@ def frechet_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 class TwoSampleResult(NamedTuple):
     """A classifier two-sample test's held-out accuracy: the mean over folds, its standard error over folds,
-    each fold's accuracy, and the held-out log-loss (binary cross-entropy in nats: ln 2 = 0.693 is chance, 0 is
-    every image told apart with certainty). Where two image sets are both told apart every time (accuracy
-    1.000), the log-loss still ranks them: the lower, the more plainly they differ from real."""
+    each fold's accuracy, and the held-out log-loss (binary cross-entropy in nats: 0 is every image told apart
+    with certainty; sets it cannot tell apart score ln 2 = 0.693 or, from a critic that overfits, more). Where
+    two image sets are both told apart every time (accuracy 1.000), the log-loss still ranks them: the lower,
+    the more plainly they differ from real."""
 
     accuracy: float
     standard_error: float

@@ -50,6 +50,7 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import found_by_shape, load_evaluators
@@ -107,6 +108,9 @@ def main() -> None:
     parser.add_argument("--c2st-seeds", type=int, default=1, metavar="K",
                         help="seeds of the two-sample test, pooled (default 1: 5 folds; about 30 s per seed and row "
                              "for 1,000 images on one thread; 0 leaves the test out)")
+    parser.add_argument("--c2st-pool", type=int, nargs="*", default=[], metavar="P",
+                        help="also the two-sample test on both sets average-pooled P x P (2: 32 px, 4: 16 px), in "
+                             "a table of its own: does the difference lie in fine detail or in layout and shape?")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows and the table")
     parser.add_argument("--refiner-alone", action="store_true",
                         help="instead of drawing, each candidate's refiner redraws the real images sent through "
@@ -114,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.c2st_seeds < 0:
         raise SystemExit(f"--c2st-seeds {args.c2st_seeds}: give 0 (no two-sample test) or more")
+    if args.c2st_pool and (not args.c2st_seeds or any(pool not in (2, 4, 8) for pool in args.c2st_pool)):
+        raise SystemExit(f"--c2st-pool {args.c2st_pool}: give 2, 4 or 8, with --c2st-seeds 1 or more")
 
     evaluators = load_evaluators(args.evaluator, None)
     dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
@@ -140,6 +146,8 @@ def main() -> None:
     def add_row(label: str, images: torch.Tensor, image_conditions, seconds: float | None, native: bool) -> None:
         casts = colour_cast(images)
         row = {"label": label, **two_sample_row(reference, images, args.c2st_seeds),
+               **{f"pooled {pool}": two_sample_row(F.avg_pool2d(reference, pool), F.avg_pool2d(images, pool),
+                                                    args.c2st_seeds) for pool in args.c2st_pool},
                "edge": float(edge_acutance(images).mean()),
                "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
@@ -209,6 +217,10 @@ def main() -> None:
     print("\nNative 64-px images sent through 32 px before scoring: what an evaluator trained on 32 -> 64 px images "
           "(the course's, the ResNet18 proxy) reads of their labels once their 64-px detail is gone\n")
     print("\n".join(round_trip))
+    if args.c2st_pool:
+        pooled = pooled_two_sample_table(rows, args.c2st_pool)
+        print("\nThe two-sample test on both sets average-pooled: 64 px at full detail, then coarser (0.5 = real)\n")
+        print("\n".join(pooled))
     shapes = shape_table(rows, names)
     print("\nThe share of each shape's labels found: an evaluator blind to how one shape looks, or a model that "
           "draws one badly\n")
@@ -249,6 +261,17 @@ def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
                        f" | {row['cast_p90']:.2f} | {row['cast_over_8']:.1%} | "
                      + " | ".join(f"{row[f'acc {n}']:.3f}" for n in names)
                      + f" | {seconds} |")
+    return lines
+
+
+def pooled_two_sample_table(rows: list[dict], pools: list[int]) -> list[str]:
+    """Per row, the two-sample test at 64 px and on both sets average-pooled by each of ``pools``."""
+    lines = ["| images | 64 px | " + " | ".join(f"{64 // pool} px" for pool in pools) + " |",
+             "| --- " * (2 + len(pools)) + "|"]
+    for row in rows:
+        tests = [row, *(row[f"pooled {pool}"] for pool in pools)]
+        cells = [f"{t['c2st']:.3f} ± {t['c2st_se']:.3f}" for t in tests]
+        lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     return lines
 
 

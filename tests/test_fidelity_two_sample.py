@@ -96,6 +96,10 @@ def test_bench_fidelity_puts_the_two_sample_test_first_with_its_standard_error()
     assert pooled["c2st_folds"] == [*each[0].folds, *each[1].folds]
     assert pooled["c2st_log_loss"] == pytest.approx((each[0].log_loss + each[1].log_loss) / 2)
     assert bench.two_sample_row(scenes(40, seed=1), scenes(40, seed=2), seeds=0) == {}
+    pooled_row = {**row, "pooled 2": {"c2st": 0.71, "c2st_se": 0.1}, "pooled 4": {"c2st": 0.645, "c2st_se": 0.058}}
+    assert bench.pooled_two_sample_table([pooled_row], [2, 4]) == [
+        "| images | 64 px | 32 px | 16 px |", "| --- | --- | --- | --- |",
+        "| a model | 0.938 ± 0.013 | 0.710 ± 0.100 | 0.645 ± 0.058 |"]
 
 
 def test_edge_acutance_reads_the_width_of_edges_not_their_contrast_or_grain():

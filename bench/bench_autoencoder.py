@@ -8,7 +8,7 @@ L1 + a tiny KL term and, after a warm-up, a PatchGAN hinge adversarial term (a s
 adaptive weight of taming-transformers / LDM). Then, on ``--n-ref`` held-out real images (the proxies' split,
 ``lab6.proxy.split_holdout``, never trained on; the same reference images as ``bench_fidelity.py``), one table:
 
-- the classifier two-sample test (``lab6.fidelity.two_sample_accuracy``) of the reconstructions against N other
+- the classifier two-sample test (``lab6.fidelity.two_sample_test``) of the reconstructions against N other
   real images, ± standard error over 5 folds (x ``--c2st-seeds``); 0.5 = indistinguishable. The floor row sends
   the reference through unchanged, the baseline row through 32 px (bilinear down and up, what today's 32-px first
   stage can at best give a refiner);
@@ -40,7 +40,7 @@ from diffusers import AutoencoderKL
 from torch import nn
 
 from lab6.data import ICLEVRDataset
-from lab6.fidelity import two_sample_accuracy
+from lab6.fidelity import two_sample_test
 from lab6.proxy import split_holdout, upsample_like_official
 
 #: Every key of a candidate, with its default.
@@ -175,14 +175,6 @@ def l1_psnr(real: torch.Tensor, images: torch.Tensor) -> tuple[float, float]:
     return float(error.mean()), float((10 * torch.log10(255.0 ** 2 / mse)).mean())
 
 
-def two_sample_entries(reference: torch.Tensor, images: torch.Tensor, seeds: int) -> dict:
-    """The two-sample test of ``images`` against ``reference``: accuracy and standard error over the folds of
-    ``seeds`` seeds pooled."""
-    folds = [a for seed in range(seeds) for a in two_sample_accuracy(reference, images, seed=seed).folds]
-    spread = torch.tensor(folds).std().item() / len(folds) ** 0.5
-    return {"c2st": sum(folds) / len(folds), "c2st_se": spread}
-
-
 def markdown_table(rows: list[dict]) -> list[str]:
     """The printed table: one row per image set, blank cells where a column does not apply."""
     columns = ["images", "two-sample test (0.5 = real)", "L1 (0-255)", "PSNR (dB)", "latent", "parameters (AE / D)",
@@ -235,7 +227,8 @@ def main() -> None:
     rows = []
 
     def add_row(label: str, images: torch.Tensor, **entries) -> None:
-        row = {"label": label, **two_sample_entries(others, images, args.c2st_seeds), **entries}
+        test = two_sample_test(others, images, seeds=args.c2st_seeds)
+        row = {"label": label, "c2st": test.accuracy, "c2st_se": test.standard_error, **entries}
         if images is not reference:
             row["l1"], row["psnr"] = l1_psnr(reference, images)
         rows.append(row)

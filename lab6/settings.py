@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from .config import preset
 from .data import resolve_data_root
 from .evaluator import load_evaluators
@@ -64,8 +66,6 @@ class NotebookSettings:
 
     def describe(self) -> str:
         """The settings in a few lines, as a notebook prints them first."""
-        import torch
-
         threads = f" ({torch.get_num_threads()} threads)" if self.device == "cpu" else ""
         lines = [
             f"data root : {self.data_root}  ({self.data_source})",
@@ -125,7 +125,7 @@ def notebook_settings(env: dict | None = None, *, quick: bool | None = None, **o
     return settings
 
 
-def network_tolerance(dtype, device) -> dict:
+def network_tolerance(dtype: torch.dtype, device: str | torch.device) -> dict:
     """``rtol`` and ``atol`` for ``torch.testing.assert_close`` between two runs of one network that may sum in
     another order: another batch size (guidance's two calls against one batch of both), thread count or GPU
     kernel. Each reordered sum moves the last bits, and a deep network carries them through every layer, so
@@ -133,9 +133,7 @@ def network_tolerance(dtype, device) -> dict:
     (float32 on the CPU: 3.5e-4). Float32 on a GPU that allows TF32 (PyTorch's default for convolutions)
     multiplies with TF32's 10-bit mantissa, so eps is 2^-10 there. The notebooks' mistakes that their checks
     catch move the outputs by far more."""
-    import torch
-
-    dtype, device = torch.empty(0, dtype=dtype).dtype, torch.device(device)
+    device = torch.device(device)
     eps = torch.finfo(dtype).eps
     tf32 = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
     if device.type == "cuda" and dtype == torch.float32 and tf32:
@@ -144,8 +142,6 @@ def network_tolerance(dtype, device) -> dict:
 
 
 def _default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 

@@ -111,6 +111,10 @@ def main() -> None:
     parser.add_argument("--c2st-pool", type=int, nargs="*", default=[], metavar="P",
                         help="also the two-sample test on both sets average-pooled P x P (2: 32 px, 4: 16 px), in "
                              "a table of its own: does the difference lie in fine detail or in layout and shape?")
+    parser.add_argument("--c2st-noise", type=float, nargs="*", default=[], metavar="L",
+                        help="also the two-sample test on both sets with Gaussian noise of L grey levels added (a "
+                             "fresh draw per set), in the table of --c2st-pool: noise of a few levels drowns the "
+                             "grain, so what is still told apart lies in edges, shapes and colours")
     parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the rows and the table")
     parser.add_argument("--refiner-alone", action="store_true",
                         help="instead of drawing, each candidate's refiner redraws the real images sent through "
@@ -120,6 +124,8 @@ def main() -> None:
         raise SystemExit(f"--c2st-seeds {args.c2st_seeds}: give 0 (no two-sample test) or more")
     if args.c2st_pool and (not args.c2st_seeds or any(pool not in (2, 4, 8) for pool in args.c2st_pool)):
         raise SystemExit(f"--c2st-pool {args.c2st_pool}: give 2, 4 or 8, with --c2st-seeds 1 or more")
+    if args.c2st_noise and (not args.c2st_seeds or any(not 0 < level <= 64 for level in args.c2st_noise)):
+        raise SystemExit(f"--c2st-noise {args.c2st_noise}: give levels in (0, 64], with --c2st-seeds 1 or more")
 
     evaluators = load_evaluators(args.evaluator, None)
     dataset = ICLEVRDataset(args.data_root, image_size=64, progress=False)
@@ -148,6 +154,8 @@ def main() -> None:
         row = {"label": label, **two_sample_row(reference, images, args.c2st_seeds),
                **{f"pooled {pool}": two_sample_row(F.avg_pool2d(reference, pool), F.avg_pool2d(images, pool),
                                                     args.c2st_seeds) for pool in args.c2st_pool},
+               **{f"noise {level:g}": two_sample_row(with_noise(reference, level, 1), with_noise(images, level, 2),
+                                                      args.c2st_seeds) for level in args.c2st_noise},
                "edge": float(edge_acutance(images).mean()),
                "sharpness": float(sharpness(images).mean()) / real_sharpness,
                "grid": float(patch_grid_energy(images).mean()) / real_grid,
@@ -217,9 +225,10 @@ def main() -> None:
     print("\nNative 64-px images sent through 32 px before scoring: what an evaluator trained on 32 -> 64 px images "
           "(the course's, the ResNet18 proxy) reads of their labels once their 64-px detail is gone\n")
     print("\n".join(round_trip))
-    if args.c2st_pool:
-        pooled = pooled_two_sample_table(rows, args.c2st_pool)
-        print("\nThe two-sample test on both sets average-pooled: 64 px at full detail, then coarser (0.5 = real)\n")
+    if args.c2st_pool or args.c2st_noise:
+        pooled = pooled_two_sample_table(rows, args.c2st_pool, args.c2st_noise)
+        print("\nThe two-sample test on both sets average-pooled (64 px at full detail, then coarser) or with noise "
+              "added to both (the grain drowned); 0.5 = real\n")
         print("\n".join(pooled))
     shapes = shape_table(rows, names)
     print("\nThe share of each shape's labels found: an evaluator blind to how one shape looks, or a model that "
@@ -264,15 +273,23 @@ def markdown_table(rows: list[dict], names: list[str]) -> list[str]:
     return lines
 
 
-def pooled_two_sample_table(rows: list[dict], pools: list[int]) -> list[str]:
-    """Per row, the two-sample test at 64 px and on both sets average-pooled by each of ``pools``."""
-    lines = ["| images | 64 px | " + " | ".join(f"{64 // pool} px" for pool in pools) + " |",
-             "| --- " * (2 + len(pools)) + "|"]
+def pooled_two_sample_table(rows: list[dict], pools: list[int], noise_levels: list[float] = ()) -> list[str]:
+    """Per row, the two-sample test at 64 px, on both sets average-pooled by each of ``pools``, and on both sets
+    with noise of each of ``noise_levels`` added."""
+    keys = [*(f"pooled {pool}" for pool in pools), *(f"noise {level:g}" for level in noise_levels)]
+    lines = ["| images | 64 px | " + " | ".join([*(f"{64 // pool} px" for pool in pools),
+                                                  *(f"64 px + noise of {level:g} levels" for level in noise_levels)])
+             + " |", "| --- " * (2 + len(keys)) + "|"]
     for row in rows:
-        tests = [row, *(row[f"pooled {pool}"] for pool in pools)]
-        cells = [f"{t['c2st']:.3f} ± {t['c2st_se']:.3f}" for t in tests]
+        cells = [f"{t['c2st']:.3f} ± {t['c2st_se']:.3f}" for t in (row, *(row[key] for key in keys))]
         lines.append(f"| {row['label']} | " + " | ".join(cells) + " |")
     return lines
+
+
+def with_noise(images: torch.Tensor, levels: float, seed: int) -> torch.Tensor:
+    """``images`` in [-1, 1] plus Gaussian noise of standard deviation ``levels`` grey levels (0-255 units)."""
+    noise = torch.randn(images.shape, generator=torch.Generator().manual_seed(seed))
+    return images + noise * (levels / 127.5)
 
 
 def round_trip_table(rows: list[dict], names: list[str]) -> list[str]:

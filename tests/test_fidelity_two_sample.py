@@ -100,6 +100,16 @@ def test_bench_fidelity_puts_the_two_sample_test_first_with_its_standard_error()
     assert bench.pooled_two_sample_table([pooled_row], [2, 4]) == [
         "| images | 64 px | 32 px | 16 px |", "| --- | --- | --- | --- |",
         "| a model | 0.938 ± 0.013 | 0.710 ± 0.100 | 0.645 ± 0.058 |"]
+    noisy_row = {**pooled_row, "noise 8": {"c2st": 0.94, "c2st_se": 0.009}}
+    assert bench.pooled_two_sample_table([noisy_row], [2], [8]) == [
+        "| images | 64 px | 32 px | 64 px + noise of 8 levels |", "| --- | --- | --- | --- |",
+        "| a model | 0.938 ± 0.013 | 0.710 ± 0.100 | 0.940 ± 0.009 |"]
+    # the noise is drawn afresh for each set (other seeds), at the standard deviation asked, in grey levels
+    flat = torch.zeros(2, 3, 64, 64)
+    noisy = bench.with_noise(flat, 8, seed=1)
+    assert (noisy * 127.5).std().item() == pytest.approx(8, rel=0.02)
+    assert torch.equal(noisy, bench.with_noise(flat, 8, seed=1))
+    assert not torch.equal(noisy, bench.with_noise(flat, 8, seed=2))
 
 
 def test_edge_acutance_reads_the_width_of_edges_not_their_contrast_or_grain():

@@ -141,9 +141,11 @@ def refine_real(pipe, real: torch.Tensor, conditions: list) -> torch.Tensor:
 
 
 def train_finisher(pairs: tuple[torch.Tensor, torch.Tensor], drawn: torch.Tensor, real: torch.Tensor, spec: dict,
-                   cpu_seconds: float, label: str, seed: int = 0) -> tuple[Finisher, dict]:
-    """Train one candidate for ``cpu_seconds`` of process CPU time: (inputs, targets) ``pairs``, ``drawn`` images
-    and ``real`` images for the discriminator, all uint8. Returns the finisher's EMA and the counts."""
+                   cpu_seconds: float, label: str, seed: int = 0,
+                   max_steps: int | None = None) -> tuple[Finisher, dict]:
+    """Train one candidate for ``cpu_seconds`` of process CPU time (or ``max_steps``): (inputs, targets)
+    ``pairs``, ``drawn`` images and ``real`` images for the discriminator, all uint8. Returns the finisher's EMA
+    and the counts."""
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
     finisher, disc = Finisher(spec["channels"], spec["blocks"]), patch_discriminator()
@@ -153,7 +155,7 @@ def train_finisher(pairs: tuple[torch.Tensor, torch.Tensor], drawn: torch.Tensor
     opt_disc = torch.optim.Adam(disc.parameters(), lr=spec["lr"], betas=(0.5, 0.99))
     inputs, targets = pairs
     batch, start, steps, adversarial_steps, next_log = spec["batch"], time.process_time(), 0, 0, 60.0
-    while (used := time.process_time() - start) < cpu_seconds:
+    while (used := time.process_time() - start) < cpu_seconds and (max_steps is None or steps < max_steps):
         i = torch.randint(len(inputs), (batch,), generator=g)
         flip = (torch.rand(batch, generator=g) < 0.5).view(-1, 1, 1, 1)
         x, y = (torch.where(flip, t.flip(-1), t) for t in (as_float(inputs[i]), as_float(targets[i])))

@@ -35,10 +35,10 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch import nn
 
+import training_bench
 from lab6.data import ICLEVRDataset
 from lab6.fidelity import two_sample_test
 from lab6.proxy import split_holdout, upsample_like_official
@@ -51,19 +51,7 @@ INT_KEYS = {"down", "latent", "width", "lpb", "attn", "adapt", "disc", "batch"}
 
 def parse_candidate(text: str) -> tuple[str, dict]:
     """``"f2c4-gan=down=1,latent=4,gan=0.1"`` -> ``("f2c4-gan", {...SPEC_DEFAULTS, down: 1, latent: 4, gan: 0.1})``."""
-    label, sep, rest = text.partition("=")
-    if not sep or not label:
-        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: write LABEL=key=value,...")
-    spec = dict(SPEC_DEFAULTS)
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in SPEC_DEFAULTS:
-            raise argparse.ArgumentTypeError(f"bad option {item!r} in {text!r}: write key=value with a key of "
-                                             f"{', '.join(SPEC_DEFAULTS)}")
-        try:
-            spec[key] = int(value) if key in INT_KEYS else float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad value {value!r} for {key} in {text!r}: a number") from None
+    label, spec = training_bench.parse_candidate(text, SPEC_DEFAULTS, INT_KEYS)
     if spec["down"] < 0 or spec["latent"] < 1 or spec["width"] % 32:
         raise argparse.ArgumentTypeError(f"bad candidate {text!r}: down >= 0, latent >= 1, width a multiple of 32 "
                                          "(group norm of 32 groups)")
@@ -138,11 +126,8 @@ def train_autoencoder(images: torch.Tensor, spec: dict, cpu_seconds: float, *, s
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if adversarial:  # hinge loss (Lim and Ye 2017), as taming-transformers
-            d_loss = 0.5 * (F.relu(1 - disc(x)).mean() + F.relu(1 + disc(recon.detach())).mean())
-            opt_disc.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_disc.step()
+        if adversarial:
+            d_loss = training_bench.hinge_discriminator_step(disc, opt_disc, x, recon)
             gan_steps += 1
         steps += 1
         if used >= next_log:

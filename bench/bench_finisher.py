@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+import training_bench
 from lab6.data import ICLEVRDataset
 from lab6.evaluator import found_by_shape, load_evaluators
 from lab6.fidelity import edge_acutance, two_sample_test
@@ -92,19 +93,7 @@ def patch_discriminator(width: int = 32) -> nn.Sequential:
 
 def parse_candidate(text: str) -> tuple[str, dict]:
     """``"after-refiner=input=refined,adv=0.1"`` -> ``("after-refiner", {...SPEC_DEFAULTS, adv: 0.1})``."""
-    label, sep, rest = text.partition("=")
-    if not sep or not label:
-        raise argparse.ArgumentTypeError(f"bad candidate {text!r}: write LABEL=key=value,...")
-    spec = dict(SPEC_DEFAULTS)
-    for item in filter(None, rest.split(",")):
-        key, sep, value = item.partition("=")
-        if not sep or key not in SPEC_DEFAULTS:
-            raise argparse.ArgumentTypeError(f"bad option {item!r} in {text!r}: write key=value with a key of "
-                                             f"{', '.join(SPEC_DEFAULTS)}")
-        try:
-            spec[key] = value if key in WORD_KEYS else int(value) if key in INT_KEYS else float(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad value {value!r} for {key} in {text!r}: a number") from None
+    label, spec = training_bench.parse_candidate(text, SPEC_DEFAULTS, INT_KEYS, WORD_KEYS)
     if spec["input"] not in INPUTS:
         raise argparse.ArgumentTypeError(f"bad input {spec['input']!r} in {text!r}: one of {', '.join(INPUTS)}")
     return label, spec
@@ -176,12 +165,9 @@ def train_finisher(pairs: tuple[torch.Tensor, torch.Tensor], drawn: torch.Tensor
             decay = min(0.999, (1 + steps) / (10 + steps))
             for e, p in zip(ema.parameters(), finisher.parameters()):
                 e.lerp_(p, 1 - decay)
-        if adversarial:  # hinge loss (Lim and Ye 2017)
+        if adversarial:
             reals = as_float(real[torch.randint(len(real), (2 * batch,), generator=g)])
-            d_loss = F.relu(1 - disc(reals)).mean() + F.relu(1 + disc(fakes.detach())).mean()
-            opt_disc.zero_grad(set_to_none=True)
-            d_loss.backward()
-            opt_disc.step()
+            d_loss = training_bench.hinge_discriminator_step(disc, opt_disc, reals, fakes)
             adversarial_steps += 1
         steps += 1
         if used >= next_log:

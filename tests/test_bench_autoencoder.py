@@ -2,16 +2,10 @@
 autoencoder whose reconstructions have the input's shape, and the table has a cell for every column."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
+import bench_autoencoder as bench  # bench/ is on pytest's path (pyproject.toml)
 import pytest
 import torch
-
-PATH = Path(__file__).resolve().parents[1] / "bench" / "bench_autoencoder.py"
-SPEC = importlib.util.spec_from_file_location("bench_autoencoder", PATH)
-bench = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(bench)
 
 
 def test_a_candidate_spec_parses_over_the_defaults():

@@ -2,16 +2,10 @@
 the discriminator scores 8x8 patches, and adversarial steps train both networks."""
 
 import argparse
-import importlib.util
-from pathlib import Path
 
+import bench_finisher as bench  # bench/ is on pytest's path (pyproject.toml)
 import pytest
 import torch
-
-PATH = Path(__file__).resolve().parents[1] / "bench" / "bench_finisher.py"
-SPEC = importlib.util.spec_from_file_location("bench_finisher", PATH)
-bench = importlib.util.module_from_spec(SPEC)
-SPEC.loader.exec_module(bench)
 
 
 def test_a_candidate_spec_parses_over_the_defaults():

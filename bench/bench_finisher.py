@@ -202,12 +202,11 @@ def main() -> None:
     reference, reference_labels = dataset.batch(reference_idx)
     reference_conditions = [decode(row) for row in reference_labels]
     pair_real, pair_labels = dataset.batch(train[:args.pairs])
-    pair_conditions = [decode(row) for row in pair_labels]
-    pair_refined = refine_real(pipe, as_uint8(pair_real), pair_conditions)
+    pair_real, pair_conditions = as_uint8(pair_real), [decode(row) for row in pair_labels]
+    pair_refined = refine_real(pipe, pair_real, pair_conditions)
     drawn_refined, drawn_first = draw(pipe, [decode(row) for row in dataset.batch(train[-args.drawn:])[1]],
                                       "drawn for training labels")
     held_refined, held_first = draw(pipe, reference_conditions, "drawn for held-out labels")
-    pair_real = as_uint8(pair_real)
     evaluators = load_evaluators(None, None)
     rows = []
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from . import commands
 from .config import PRESETS
-from .diffusion import REFINER_SPACINGS
 from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
-from .pipeline import ModelLoadError
+from .loading import ModelLoadError
 
 #: What ``lab6 --help`` says first (plain text: argparse prints it as it is).
 DESCRIPTION = ("train a conditional DDPM on i-CLEVR scenes, draw images for label conditions, and score them "
@@ -76,15 +75,16 @@ def _positive_int(text: str) -> int:
 
 
 def _sampling_options(p: argparse.ArgumentParser) -> None:
-    from .diffusion import INITIAL_NOISE, SAMPLERS
+    """The options of a ``sampling.Sampling`` (``commands.sampling_of`` reads them back into one)."""
+    from .diffusion import INITIAL_NOISE
+    from .samplers import DEFAULT_SAMPLER, SAMPLERS
 
-    p.add_argument("--sampler", choices=SAMPLERS, default="dpmsolver",
+    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
                    help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), "
                         "ddim or dpmsolver (DPM-Solver++, lab6's default)")
     p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
-    p.add_argument("--guidance", type=float, default=None,
-                   help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's), "
-                        "at the noise levels of the model's guidance interval if it has one (its card says)")
+    p.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float, default=None,
+                   help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
     p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                    help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
@@ -99,14 +99,6 @@ def _refine_option(p: argparse.ArgumentParser) -> None:
                         "as the 32 -> 64 px images the course's evaluator was trained on)")
 
 
-def _evaluator_guidance_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--evaluator-guidance", type=float, default=0.0, metavar="SCALE",
-                   help="steer sampling with an evaluator's gradient (default 0: off). It optimises the images "
-                        "for that evaluator, so its accuracy then means nothing: score with another")
-    p.add_argument("--guide-with", type=Path, default=None, metavar="EVALUATOR",
-                   help="the evaluator that steers --evaluator-guidance (default: the shipped ResNet18 proxy)")
-
-
 def _train_verb(verbs) -> None:
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
@@ -118,7 +110,7 @@ def _train_verb(verbs) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
     p.add_argument("--init-from", type=Path, help="fine-tune: start from this model or run folder's weights "
                    "(e.g. lab6/assets/model) instead of random ones; a 32-px model grows into a patch-2 64-px "
-                   "recipe such as cpu64 (lab6.model.grow_to_patches)")
+                   "recipe such as cpu64 (lab6.refiner.grow_to_patches)")
     p.add_argument("--batch-size", type=_positive_int, help="images per optimiser step (default: the preset's)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, help="seed of the weights, noise and batches (default: the preset's, 0)")
@@ -145,7 +137,6 @@ def _sample_verb(verbs) -> None:
                    help="writes <out>/<i>.png, <out>/grid.png and <out>/conditions.json (the conditions drawn)")
     _sampling_options(p)
     _refine_option(p)
-    _evaluator_guidance_options(p)
     p.set_defaults(func=commands.cmd_sample)
 
 
@@ -157,7 +148,7 @@ def _pair_verb(verbs) -> None:
                                                                "max_timestep (the refiner64 preset)")
     p.add_argument("--strength", type=float, default=0.2,
                    help="the last share of the refiner's schedule it redraws (default 0.2; at most max_timestep/1000)")
-    p.add_argument("--spacing", choices=REFINER_SPACINGS, default="karras",
+    p.add_argument("--spacing", choices=("karras", "uniform"), default="karras",
                    help="the refiner's steps: karras (down to t = 0, keeps the grain a refiner draws; default) or "
                         "uniform (the last steps of an even schedule, for a refiner trained without the detail prior)")
     p.add_argument("--step-ratio", type=float, default=None, metavar="R",
@@ -224,7 +215,6 @@ def _report_verb(verbs) -> None:
                         "figure, accuracy.json and summary.md (its first line says which images to submit)")
     _sampling_options(p)
     _refine_option(p)
-    _evaluator_guidance_options(p)
     p.set_defaults(func=commands.cmd_report)
 
 

@@ -6,7 +6,6 @@ Each verb imports what it uses itself, so it loads only that: ``sample`` no trai
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 
@@ -33,44 +32,39 @@ def cmd_train(args) -> None:
         print(f"model written to {model_dir}")
 
 
+def sampling_of(args):
+    """The ``sampling.Sampling`` that a verb's sampling options (``cli._sampling_options``) describe."""
+    from .sampling import Sampling
+
+    return Sampling(args.sampler, args.steps, args.guidance_scale, args.noise, args.seed,
+                    getattr(args, "refine", True))
+
+
 def cmd_sample(args) -> None:
     from .images import check_output_folder, save_images
     from .labels import load_conditions
-    from .pipeline import load_pipeline
+    from .loading import load_pipeline
     from .sampling import generate
 
     check_output_folder(args.out)
     conditions = load_conditions(args.conditions)
     pipe = load_pipeline(args.model, device=args.device)
-    result = generate(pipe, conditions, sampler=args.sampler, steps=args.steps, guidance=args.guidance,
-                      seed=args.seed, noise=args.noise, refine=args.refine, **guiding(args))
+    result = generate(pipe, conditions, sampling_of(args))
     save_images(result.images, args.out, conditions=conditions)
     print(f"{len(conditions)} images, grid.png and conditions.json written to {args.out}")
 
 
 def cmd_pair(args) -> None:
-    from .pipeline import load_pipeline, save_pipeline, with_refiner
+    from .loading import load_pipeline, save_pipeline
+    from .refiner import with_refiner
 
     if args.out.exists():
         raise FileExistsError(f"{args.out} exists: give a new folder for the paired model")
     pipe = with_refiner(load_pipeline(args.model), load_pipeline(args.refiner), args.strength, spacing=args.spacing,
                         step_ratio=args.step_ratio)
     save_pipeline(pipe, args.out, pipe.metadata)
-    first, refiner = pipe.stage_steps(20)
     print(f"{args.out}: {args.model}, then the refiner {args.refiner} over the last {args.strength:g} of its schedule "
-          f"({first} + {refiner} steps at --steps 20); use it as any model folder (--model {args.out})")
-
-
-def guiding(args) -> dict:
-    """The evaluator-guidance arguments of ``generate`` from the command line (none when the scale is 0)."""
-    if not args.evaluator_guidance:
-        return {}
-    from .evaluator import OFFICIAL_ARCH, Evaluator, shipped_evaluator_path
-
-    evaluator = Evaluator.load(args.guide_with or shipped_evaluator_path(OFFICIAL_ARCH), device=args.device)
-    print(f"evaluator guidance {args.evaluator_guidance:g} by {evaluator.name} ({evaluator.source}): score these "
-          f"images with another evaluator", file=sys.stderr)
-    return {"guiding_evaluator": evaluator, "evaluator_guidance": args.evaluator_guidance}
+          f"(20 + {pipe.refiner_steps(20)} steps at --steps 20); use it as any model folder (--model {args.out})")
 
 
 def cmd_evaluate(args) -> None:
@@ -125,8 +119,7 @@ def cmd_report(args) -> None:
     from .report import write_report
 
     write_report(args.out, data_root=args.data_root, model=args.model, evaluator=args.evaluator,
-                 sampler=args.sampler, steps=args.steps, guidance=args.guidance, seed=args.seed, noise=args.noise,
-                 device=args.device, refine=args.refine, **guiding(args))
+                 sampling=sampling_of(args), device=args.device)
 
 
 def cmd_figures(args) -> None:
@@ -134,8 +127,8 @@ def cmd_figures(args) -> None:
     from .settings import notebook_settings
 
     settings = notebook_settings(quick=True if args.quick else None, data_root=args.data_root, model=args.model,
-                                 evaluator=args.evaluator, figures=args.out, device=args.device, sampler=args.sampler,
-                                 steps=args.steps, guidance=args.guidance, seed=args.seed)
+                                 evaluator=args.evaluator, figures=args.out, device=args.device)
+    settings.sampling = sampling_of(args).replace(steps=args.steps or settings.sampling.steps)
     paths = write_figures(args.out, args.which, settings=settings, run=args.run, progress=not args.quiet)
     print(f"{len(paths) // 2} figures (PNG + PDF) written to {args.out}")
 
@@ -149,7 +142,7 @@ def cmd_data_render(args) -> None:
 
 def cmd_data_priors(args) -> None:
     from .data import ICLEVRDataset, resolve_data_root
-    from .diffusion import detail_priors
+    from .refiner import detail_priors
 
     root = resolve_data_root(args.data_root)
     dataset = ICLEVRDataset(root, image_size=64, progress=True)

@@ -101,14 +101,24 @@ class TrainConfig:
                              f"detail_prior={self.detail_prior}")
 
     def model_config(self) -> dict:
-        """The ``ConditionalUNet`` keyword arguments of this recipe."""
-        return dict(sample_size=self.image_size, block_out_channels=tuple(self.block_out_channels),
-                    attention_levels=tuple(self.attention_levels), layers_per_block=self.layers_per_block,
-                    attention_head_dim=self.attention_head_dim, norm_num_groups=self.norm_num_groups,
-                    dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size,
-                    full_res_channels=self.full_res_channels, detail_skip=self.detail_prior > 0,
-                    detail_chroma=self.detail_chroma_prior is not None,
-                    num_train_timesteps=self.num_train_timesteps)
+        """The network's keyword arguments: a ``ConditionalUNet``'s, plus the head's with ``full_res_channels``."""
+        config = dict(sample_size=self.image_size, block_out_channels=tuple(self.block_out_channels),
+                      attention_levels=tuple(self.attention_levels), layers_per_block=self.layers_per_block,
+                      attention_head_dim=self.attention_head_dim, norm_num_groups=self.norm_num_groups,
+                      dropout=self.dropout, conditioning=self.conditioning, patch_size=self.patch_size)
+        if self.full_res_channels:
+            config.update(full_res_channels=self.full_res_channels, detail_skip=self.detail_prior > 0,
+                          detail_chroma=self.detail_chroma_prior is not None,
+                          num_train_timesteps=self.num_train_timesteps)
+        return config
+
+    def build_model(self):
+        """A fresh network of this recipe: a ``model.ConditionalUNet``, or with ``full_res_channels`` a
+        ``refiner.RefinerUNet`` whose head starts from the recipe's detail priors."""
+        from .model import ConditionalUNet
+        from .refiner import RefinerUNet
+
+        return RefinerUNet.for_recipe(self) if self.full_res_channels else ConditionalUNet(**self.model_config())
 
     def noise_scheduler(self):
         """The forward (noising) process of this recipe (``diffusion.make_noise_scheduler``)."""
@@ -263,8 +273,6 @@ def parameter_count(preset_name: str) -> int:
     """Parameters of a preset's model, counted without allocating its weights (meta device)."""
     import torch
 
-    from .model import ConditionalUNet
-
     with torch.device("meta"):
-        model = ConditionalUNet(**preset(preset_name).model_config())
+        model = preset(preset_name).build_model()
     return sum(p.numel() for p in model.parameters())

@@ -14,24 +14,24 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
-from .model import grow_to_patches
-from .pipeline import load_pipeline
-from .run_files import METADATA_FILE, resolve_model_dir
+from .loading import load_pipeline
+from .refiner import grow_to_patches
+from .run_files import METADATA_FILE, PARENT_FILE, resolve_model_dir
 
 
 def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     """The weights of ``cfg.init_from``, after checking that its model and noise schedule are this recipe's, or
-    grown into this recipe's patches when it is the same UNet at 1/patch_size the size (model.grow_to_patches).
+    grown into this recipe's patches when it is the same UNet at 1/patch_size the size (refiner.grow_to_patches).
     Weights of a full-resolution head the saved model lacks are absent: the recipe's new head keeps its own."""
     pretrained = load_pipeline(cfg.init_from)
     unet = pretrained.unet
-    # A patch_size-1 model grows into a patch-p recipe at p times its size (model.grow_to_patches); that
+    # A patch_size-1 model grows into a patch-p recipe at p times its size (refiner.grow_to_patches); that
     # recipe's schedule is shifted on purpose (snr_shift), so the betas are not compared then.
     growing = (unet.config.patch_size == 1 < cfg.patch_size
                and unet.config.sample_size * cfg.patch_size == cfg.image_size)
     may_differ = ("sample_size", "patch_size", "trained_betas") if growing else ()
-    # A model without a full-resolution head may be given one: the head starts at zero (model.FullResolutionHead).
-    if unet.config.full_res_channels == 0:
+    # A model without a full-resolution head may be given one: the head starts at zero (refiner.FullResolutionHead).
+    if not unet.config.get("full_res_channels"):
         may_differ += ("full_res_channels",)
     if not unet.config.get("detail_skip"):  # ... or a head's detail gains (Trainer fills them)
         may_differ += ("detail_skip", "detail_chroma")
@@ -58,10 +58,22 @@ def pretrained_weights(cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return grow_to_patches(unet.state_dict(), cfg.patch_size) if growing else unet.state_dict()
 
 
-def parent_metadata(init_from: str | Path) -> dict:
-    """The ``lab6.json`` of the model a run started from ({} when it has none)."""
+def run_parent(out: Path, init_from: str | None, resuming: bool, write: bool) -> dict | None:
+    """The ``lab6.json`` of the model a run started from ({} when it has none; None for a run from scratch).
+
+    Read once, when the weights load, and kept in the run folder (``write``): the starting model's folder may be
+    replaced while the run trains (e.g. fine-tuning the shipped model, then shipping the result), and a resumed
+    run must not read the replacement."""
+    parent_file = out / PARENT_FILE
+    if resuming and parent_file.is_file():
+        return json.loads(parent_file.read_text())
+    if not init_from:
+        return None
     path = resolve_model_dir(init_from) / METADATA_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    parent = json.loads(path.read_text()) if path.is_file() else {}
+    if write:
+        parent_file.write_text(json.dumps(parent, indent=2))
+    return parent
 
 
 def _plain(value):

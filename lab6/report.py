@@ -25,16 +25,15 @@ import torch
 
 from .evaluator import found_by_shape, per_image_hits
 from .labels import DENOISING_FIGURE_CONDITION, encode_many
+from .sampling import Sampling
 
 #: The folder names of a report's stages: the first stage's images (upsampled to 64 px), then the refiner's.
 STAGES = ("first_stage", "refined")
 
 
 def write_report(out: str | Path, *, data_root: str | Path | None = None, model: str | Path | None = None,
-                 evaluator: str | Path | None = None, sampler: str = "dpmsolver", steps: int | None = None,
-                 guidance: float | None = None, seed: int = 0, noise: str | None = None, device: str = "cpu",
-                 guiding_evaluator=None, evaluator_guidance: float = 0.0, refine: bool = True, progress: bool = True,
-                 log=print) -> dict:
+                 evaluator: str | Path | None = None, sampling: Sampling | None = None, device: str = "cpu",
+                 progress: bool = True, log=print) -> dict:
     """Writes a report folder (the module's docstring): it appears whole, replacing an older report, or not at all.
 
     Args:
@@ -42,15 +41,8 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         data_root: where the conditions files are; ``None`` for ``$LAB6_DATA`` or the built-in synthetic ones.
         model: a model folder or training run; ``None`` for the shipped model.
         evaluator: one or more evaluator files; ``None`` for ``evaluator.default_evaluator_paths``.
-        sampler: ``"ddpm"``, ``"ddim"`` or ``"dpmsolver"``.
-        steps: sampler steps; ``None`` for the sampler's default (``diffusion.DEFAULT_STEPS``).
-        guidance: the guidance scale w; ``None`` for the model's.
-        seed: the seed of the starting noise.
-        noise: ``"gaussian"`` or ``"grey-mean"``; ``None`` for the model's.
+        sampling: how to draw (``sampling.Sampling``); ``None`` for the model's own settings.
         device: where to sample.
-        guiding_evaluator: the evaluator that steers sampling with ``evaluator_guidance`` > 0.
-        evaluator_guidance: the scale of evaluator guidance (0: none).
-        refine: redraw the images with the model's refiner, when it has one.
         progress: show progress bars.
         log: where progress lines go.
 
@@ -59,11 +51,10 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         labels found per shape and the hits per image.
     """
     from .data import SPLITS, is_synthetic, resolve_data_root
-    from .diffusion import DEFAULT_STEPS
     from .evaluator import load_evaluators
     from .figures import denoising_process
     from .images import check_output_folder
-    from .pipeline import load_pipeline
+    from .loading import load_pipeline
     from .run_files import atomic_path
     from .sampling import run_denoising
 
@@ -74,25 +65,20 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
                               "lab6 report (no accuracy.json). Choose a new --out")
     check_output_folder(final)
     root = resolve_data_root(data_root, need_images=False, progress=progress)
-    loaded = load_pipeline(model, device=device)
-    guidance = loaded.guidance if guidance is None else guidance
-    noise = noise or loaded.initial_noise
-    steps = steps or DEFAULT_STEPS[sampler]
+    pipe = load_pipeline(model, device=device)
+    sampling = (sampling or Sampling()).resolved(pipe)
     if isinstance(evaluator, (str, Path)):
         evaluator = [evaluator]
     scorers = load_evaluators(evaluator, root, device=device, required=False, log=log)
-    settings = {"model": str(loaded.path), "data_root": str(root), "sampler": sampler, "steps": steps,
-                "guidance": guidance, "seed": seed, "noise": noise, "refined": refine and loaded.refiner is not None,
-                "synthetic": is_synthetic(root),
-                "evaluators": {e.name: e.source for e in scorers},
-                "evaluator_guidance": ({"scale": evaluator_guidance, "evaluator": guiding_evaluator.source}
-                                       if evaluator_guidance else None)}
+    settings = {"model": str(pipe.path), "data_root": str(root), "sampler": sampling.sampler, "steps": sampling.steps,
+                "guidance_scale": sampling.guidance_scale, "seed": sampling.seed, "noise": sampling.noise,
+                "refined": sampling.refine, "synthetic": is_synthetic(root),
+                "evaluators": {e.name: e.source for e in scorers}}
     results: dict = {"settings": settings, "splits": {}}
     with atomic_path(final) as out:  # the report appears whole (replacing an older one) or not at all
         out.mkdir()
-        _write_splits(out, results, loaded, root, scorers, SPLITS, progress, log, guiding_evaluator)
-        figure = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampler=sampler, steps=steps, guidance=guidance,
-                               seed=seed, noise=noise, progress=False, refine=refine)
+        _write_splits(out, results, pipe, root, scorers, SPLITS, sampling, progress, log)
+        figure = run_denoising(pipe, DENOISING_FIGURE_CONDITION, sampling, progress=False)
         denoising_process(figure, out, name="denoising")
         (out / "accuracy.json").write_text(json.dumps(results, indent=2))
         (out / "summary.md").write_text(summary_markdown(results))
@@ -103,18 +89,15 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     return results
 
 
-def _write_splits(out: Path, results: dict, loaded, root: Path, scorers, splits, progress: bool, log,
-                  guiding_evaluator=None) -> None:
+def _write_splits(out: Path, results: dict, pipe, root: Path, scorers, splits, sampling: Sampling, progress: bool,
+                  log) -> None:
     """Each split's images, grid and accuracy into ``out`` and ``results``."""
     from .images import save_grid, save_images
     from .sampling import run_split
 
     s = results["settings"]
     for split in splits:
-        run = run_split(loaded, root, split, scorers, sampler=s["sampler"], steps=s["steps"], guidance=s["guidance"],
-                        seed=s["seed"], noise=s["noise"], refine=s["refined"], progress=progress,
-                        guiding_evaluator=guiding_evaluator,
-                        evaluator_guidance=(s["evaluator_guidance"] or {}).get("scale", 0.0))
+        run = run_split(pipe, root, split, scorers, sampling, progress=progress)
         stages = dict(zip(STAGES, (run.images,) if run.first_stage is None else (run.first_stage, run.images)))
         for stage, images in stages.items():
             save_images(images, out / "images" / stage / split, conditions=run.conditions, grid_name=None)
@@ -165,14 +148,11 @@ def summary_markdown(results: dict) -> str:
         "",
         "# lab6 report",
         "",
-        f"Model `{s['model']}`, sampler {s['sampler']} ({s['steps']} steps), guidance w = {s['guidance']:g}, "
+        f"Model `{s['model']}`, sampler {s['sampler']} ({s['steps']} steps), guidance w = {s['guidance_scale']:g}, "
         f"seed {s['seed']}" + (", refined at 64 px by the model's refiner." if s.get("refined") else "."),
         ("Evaluators: " + ", ".join(f"{name} (`{source}`)" for name, source in s["evaluators"].items()) + "."
          if names else "No evaluator was available: no accuracy."),
         f"Data root: `{s['data_root']}`.",
-        *([f"**Evaluator guidance {s['evaluator_guidance']['scale']:g}** steered these images with "
-           f"`{s['evaluator_guidance']['evaluator']}`: that evaluator's accuracy measures nothing; read the other's."]
-          if s.get("evaluator_guidance") else []),
         "",
         "| split | images | " + "".join(f"accuracy ({name}) | " for name in names)
         + "".join(f"first stage alone ({name}) | " for name in names if refined) + "sampling time (s) |",

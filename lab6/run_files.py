@@ -136,3 +136,43 @@ def read_csv_rows(path: str | Path) -> list[dict]:
         return []
     with path.open() as f:
         return list(csv.DictReader(f))
+
+
+class CsvLog:
+    """A run's CSV (metrics.csv, eval.csv): rows appended as they come; on resume, rows past the resumed step are
+    dropped (they belong to the steps the resumed run draws again)."""
+
+    def __init__(self, path: Path, fields: list[str], resume_step: int | None):
+        self.path, self.fields = path, fields
+        if resume_step is not None and path.is_file():
+            with path.open() as f:
+                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
+            self._write(rows, "w")
+        elif not path.is_file() or resume_step is None:
+            self._write([], "w")
+
+    def _write(self, rows: list[dict], mode: str) -> None:
+        with self.path.open(mode, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=self.fields)
+            if mode == "w":
+                writer.writeheader()
+            writer.writerows(rows)
+
+    def append(self, **row) -> None:
+        self._write([row], "a")
+
+
+def commit_checkpoint(tmp: Path, final: Path, keep: int) -> None:
+    """Rename a checkpoint written into ``tmp`` to ``final`` (``.../step-N``) and keep the newest ``keep``.
+
+    Every change of a "step-N" name is one atomic rename: a checkpoint folder either exists complete or not at all.
+    Folders to delete are renamed away first, so a kill mid-deletion leaves no half."""
+    folder = final.parent
+    if final.exists():
+        os.replace(final, folder / f".old-{final.name}")
+    os.replace(tmp, final)
+    complete = sorted(p for p in folder.glob("step-*") if p.is_dir())
+    for old in complete[:-keep]:
+        os.replace(old, folder / f".old-{old.name}")
+    for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:
+        shutil.rmtree(stale, ignore_errors=True)

@@ -1,13 +1,14 @@
-"""lab6's way to draw: ``generate`` (a pipeline call with a named sampler and a seed, recorded as ``Sampling``),
-and the sampling studies behind the figures, without plotting: a split's images and scores, the denoising run,
-samplers side by side, guidance and step sweeps, and the failed images.
+"""lab6's way to draw: ``Sampling`` (every setting of a draw, in one object) and ``generate`` (a pipeline call with
+those settings), and the studies behind the figures, without plotting: a split's images and scores, the denoising
+run, samplers side by side, guidance and step sweeps, and the failed images.
 
-Each returns plain data (tensors, lists, dataclasses) that the notebooks can look at and that
-``lab6.figures`` draws.
+Each returns plain data (tensors, lists, dataclasses) that the notebooks can look at and that ``lab6.figures``
+draws.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -17,56 +18,56 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .config import DEFAULT_GUIDANCE
 from .data import load_split
-from .diffusion import DEFAULT_NOISE, DEFAULT_STEPS, SAMPLER_NAMES
+from .diffusion import DEFAULT_NOISE, INITIAL_NOISE
 from .evaluator import score_all
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import Lab6Pipeline, to_output_size
+from .samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, check_sampler
 
 
 @dataclass(frozen=True)
 class Sampling:
-    """How a batch of images was drawn: the one record every result carries (a sample, a split's run, a
-    sampler comparison, a sweep, the picker's image), so a figure or table can always say how."""
+    """How a batch of images is drawn: what the CLI, the notebooks, the report, the picker and training's
+    evaluation pass to :func:`generate`, and what every result carries, so a figure or table can always say how.
+    ``None`` is the model's own value (``resolved`` fills it in)."""
 
-    sampler: str = "dpmsolver"  # one of lab6's named schedulers: ddpm, ddim, dpmsolver
-    steps: int = 20  # scheduler steps
-    guidance: float = DEFAULT_GUIDANCE  # classifier-free guidance scale w
-    noise: str = DEFAULT_NOISE  # the starting noise, and DDPM's at every step (diffusion.INITIAL_NOISE)
+    sampler: str = DEFAULT_SAMPLER  # one of lab6.samplers.SAMPLERS
+    steps: int | None = None  # the sampler's steps (None: samplers.DEFAULT_STEPS)
+    guidance_scale: float | None = None  # classifier-free guidance w (None: the model's)
+    noise: str | None = None  # the starting noise, and DDPM's at every step (None: the model's)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
-    evaluator_guidance: float = 0.0  # > 0: steered by an evaluator's gradient (never the headline numbers)
-    refined: bool = False  # the model's refiner redrew the image at 64 px (Lab6Pipeline's second stage)
-    guidance_interval: tuple[float, float] | None = None  # guided where sigma is in (low, high] (None: everywhere)
+    refine: bool = True  # a two-stage model's refiner redraws the image at 64 px
 
-    @classmethod
-    def for_pipeline(cls, pipe: "Lab6Pipeline", *, sampler: str = "dpmsolver", steps: int | None = None,
-                     guidance: float | None = None, noise: str | None = None, seed: int = 0,
-                     evaluator_guidance: float = 0.0, refine: bool = True) -> "Sampling":
-        """The settings with every unset value filled in: the sampler's default steps, the model's guidance
-        scale and starting noise, and its refiner unless ``refine=False``."""
-        if sampler not in DEFAULT_STEPS:
-            raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(DEFAULT_STEPS)}")
-        interval = pipe.config.guidance_interval
-        return cls(sampler, steps or DEFAULT_STEPS[sampler], pipe.guidance if guidance is None else float(guidance),
-                   noise or pipe.initial_noise, seed, evaluator_guidance, refine and pipe.refiner is not None,
-                   tuple(interval) if interval is not None else None)
+    def __post_init__(self):
+        check_sampler(self.sampler)
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.noise is not None and self.noise not in INITIAL_NOISE:
+            raise ValueError(f"noise must be one of {', '.join(INITIAL_NOISE)}, got {self.noise!r}")
+
+    def replace(self, **changes) -> "Sampling":
+        return dataclasses.replace(self, **changes)
+
+    def resolved(self, pipe: Lab6Pipeline) -> "Sampling":
+        """Every unset value filled in: the sampler's default steps, the model's guidance scale and starting noise;
+        ``refine`` only where the model has a refiner."""
+        return self.replace(steps=self.steps or DEFAULT_STEPS[self.sampler],
+                            guidance_scale=pipe.guidance_scale if self.guidance_scale is None
+                            else float(self.guidance_scale),
+                            noise=self.noise or pipe.initial_noise, refine=self.refine and hasattr(pipe, "refiner"))
 
     @property
     def name(self) -> str:
         """The sampler and its steps, as tables name them: ``DPM-Solver++-20``."""
-        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps}"
+        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps or DEFAULT_STEPS[self.sampler]}"
 
     def describe(self) -> str:
         """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
-        parts = [self.name, f"w = {self.guidance:g}"]
-        if self.guidance_interval is not None:
-            parts[-1] += " for sigma in ({:g}, {:g}]".format(*self.guidance_interval)
-        if self.noise != DEFAULT_NOISE:
+        parts = [self.name] + ([] if self.guidance_scale is None else [f"w = {self.guidance_scale:g}"])
+        if self.noise not in (None, DEFAULT_NOISE):
             parts.append(f"{self.noise} noise")
-        if self.evaluator_guidance:
-            parts.append(f"evaluator guidance {self.evaluator_guidance:g}")
-        if self.refined:
+        if self.refine:
             parts.append("refined at 64 px")
         return ", ".join(parts)
 
@@ -83,22 +84,17 @@ class SampleResult:
     conditions: list[list[str]] | None = None
 
 
-def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", steps: int | None = None,
-             guidance: float | None = None, seed: int = 0, noise: str | None = None, record_every: int = 0,
-             progress: bool = True, callback: Callable[[int, int], None] | None = None, guiding_evaluator=None,
-             evaluator_guidance: float = 0.0, refine: bool = True) -> SampleResult:
-    """lab6's way to call the pipeline: a named sampler, a seed, and (``record_every=k``) x_t and the predicted
-    x_0 every k steps, at the refiner's first step and at the last, for the denoising figure.
-    ``callback(done, total)`` after every step (of both stages). ``refine=False``: the first stage alone; a
-    refined result keeps the first stage's images too (``first_stage``), for free.
-    ``evaluator_guidance > 0`` steers with ``guiding_evaluator`` (an ``evaluator.Evaluator``). Unset values
-    are the model's own (``Sampling.for_pipeline``); the result records them all."""
-    sampling = Sampling.for_pipeline(pipe, sampler=sampler, steps=steps, guidance=guidance, noise=noise, seed=seed,
-                                     evaluator_guidance=evaluator_guidance, refine=refine)
-    first_steps, refiner_steps = pipe.stage_steps(sampling.steps, sampling.refined)
-    total = first_steps + refiner_steps
-    runner = pipe.with_sampler(sampler, noise=sampling.noise)
-    runner.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
+def generate(pipe: Lab6Pipeline, conditions, sampling: Sampling | None = None, *, record_every: int = 0,
+             progress: bool = True, callback: Callable[[int, int], None] | None = None) -> SampleResult:
+    """Draw one image per condition as ``sampling`` says (default: the model's own settings), and
+    (``record_every=k``) keep x_t and the predicted x_0 every k steps, at the refiner's first step and at the
+    last, for the denoising figure. ``callback(done, total)`` after every step (of both stages). A refined result
+    keeps the first stage's images too (``first_stage``), for free."""
+    sampling = (sampling or Sampling()).resolved(pipe)
+    first_steps = sampling.steps
+    total = first_steps + (pipe.refiner_steps(first_steps) if sampling.refine else 0)
+    pipe = sampler_variant(pipe, sampling.sampler, sampling.noise)
+    pipe.set_progress_bar_config(disable=not progress, desc=f"sampling ({sampling.name})")
     result = SampleResult(images=torch.empty(0), sampling=sampling,
                           conditions=None if isinstance(conditions, torch.Tensor) else [list(c) for c in conditions])
 
@@ -108,31 +104,39 @@ def generate(pipe: Lab6Pipeline, conditions, *, sampler: str = "dpmsolver", step
             result.intermediates.append(tensors["noisy_sample"].float().cpu())
             result.predicted_x0.append(tensors["pred_original_sample"].float().cpu())
             result.stages.append("first" if i < first_steps else "refiner")
-        if refiner_steps and i == first_steps - 1:
+        if total > first_steps and i == first_steps - 1:
             result.first_stage = to_output_size(tensors["latents"].clamp(-1, 1).float()).cpu()
         if callback is not None:
             callback(i + 1, total)
         return {}
 
-    images = runner(conditions, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance,
-                    generator=torch.Generator().manual_seed(seed), initial_noise=sampling.noise, output_type="pt",
-                    evaluator=guiding_evaluator.model if guiding_evaluator is not None else None,
-                    evaluator_guidance_scale=evaluator_guidance,
-                    callback_on_step_end=on_step,
-                    callback_on_step_end_tensor_inputs=["latents", "noisy_sample", "pred_original_sample"],
-                    refine=sampling.refined).images
+    extra = {"refine": sampling.refine} if hasattr(pipe, "refiner") else {}
+    images = pipe(conditions, num_inference_steps=sampling.steps, guidance_scale=sampling.guidance_scale,
+                  generator=torch.Generator().manual_seed(sampling.seed), initial_noise=sampling.noise,
+                  output_type="pt", callback_on_step_end=on_step,
+                  callback_on_step_end_tensor_inputs=["latents", "noisy_sample", "pred_original_sample"],
+                  **extra).images
     result.images = images * 2 - 1
     return result
 
 
-def run_denoising(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, *, sampler: str = "dpmsolver",
-                  steps: int | None = None, frames: int = 10, guidance: float | None = None, seed: int = 0,
-                  noise: str | None = None, progress: bool = True, refine: bool = True) -> SampleResult:
+def sampler_variant(pipe: Lab6Pipeline, sampler: str, noise: str) -> Lab6Pipeline:
+    """``pipe.with_sampler(sampler, noise)``, built once per pipeline and kept on it: a picker or a sweep that
+    draws again and again reuses it (the variant shares the weights, so it sees them change)."""
+    variants = pipe.__dict__.setdefault("_sampler_variants", {})
+    if (sampler, noise) not in variants:
+        variants[(sampler, noise)] = pipe.with_sampler(sampler, noise=noise)
+    return variants[(sampler, noise)]
+
+
+def run_denoising(pipe, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, sampling: Sampling | None = None, *,
+                  frames: int = 10, progress: bool = True) -> SampleResult:
     """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps of the
-    first stage, and at the refiner's first and last (``refine=False``: the first stage alone)."""
-    steps = steps or DEFAULT_STEPS[sampler]
-    return generate(loaded, [list(condition)], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                    noise=noise, record_every=max(1, math.ceil(steps / frames)), progress=progress, refine=refine)
+    first stage, and at the refiner's first and last."""
+    sampling = sampling or Sampling()
+    steps = sampling.steps or DEFAULT_STEPS[sampling.sampler]
+    return generate(pipe, [list(condition)], sampling, record_every=max(1, math.ceil(steps / frames)),
+                    progress=progress)
 
 
 @dataclass
@@ -149,16 +153,16 @@ class SamplerRun:
         return self.sampling.name
 
 
-def compare_samplers(loaded, condition: Sequence[str] = DENOISING_FIGURE_CONDITION,
-                     specs: Sequence[tuple[str, int]] = (("ddpm", 1000), ("ddim", 50), ("dpmsolver", 20)), *,
-                     guidance: float | None = None, seed: int = 0, frames: int = 5, progress: bool = True
-                     ) -> list[SamplerRun]:
-    """The same condition and starting noise through each (sampler, steps), timed."""
+def compare_samplers(pipe, condition: Sequence[str] = DENOISING_FIGURE_CONDITION,
+                     specs: Sequence[tuple[str, int]] = (("ddpm", 1000), ("ddim", 50), ("dpmsolver", 20)),
+                     sampling: Sampling | None = None, *, frames: int = 5, progress: bool = True) -> list[SamplerRun]:
+    """The same condition and starting noise through each (sampler, steps), timed; the other settings are
+    ``sampling``'s."""
     runs = []
     for sampler, steps in specs:
         start = time.perf_counter()
-        result = run_denoising(loaded, condition, sampler=sampler, steps=steps, frames=frames, guidance=guidance,
-                               seed=seed, progress=progress)
+        result = run_denoising(pipe, condition, (sampling or Sampling()).replace(sampler=sampler, steps=steps),
+                               frames=frames, progress=progress)
         runs.append(SamplerRun(time.perf_counter() - start, result))
     return runs
 
@@ -184,15 +188,12 @@ class SplitRun:
         return None if self.score is None else self.score.accuracy
 
 
-def run_split(loaded, data_root: str | Path, split: str, evaluators=(), *, sampler: str = "dpmsolver",
-              steps: int | None = None, guidance: float | None = None, seed: int = 0, noise: str | None = None,
-              progress: bool = True, refine: bool = True, **steering) -> SplitRun:
-    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None).
-    ``steering``: evaluator guidance (``guiding_evaluator``, ``evaluator_guidance``) passed to ``generate``."""
+def run_split(pipe, data_root: str | Path, split: str, evaluators=(), sampling: Sampling | None = None, *,
+              progress: bool = True) -> SplitRun:
+    """Generate a split's images and score them with each of ``evaluators`` (a list, one evaluator, or None)."""
     conditions = load_split(data_root, split)
     start = time.perf_counter()
-    result = generate(loaded, conditions, sampler=sampler, steps=steps, guidance=guidance, seed=seed, noise=noise,
-                      progress=progress, refine=refine, **steering)
+    result = generate(pipe, conditions, sampling, progress=progress)
     seconds, images = time.perf_counter() - start, result.images
     if evaluators is None or hasattr(evaluators, "score"):
         evaluators = [] if evaluators is None else [evaluators]
@@ -221,7 +222,7 @@ def failures(runs: Sequence[SplitRun]) -> list[dict]:
 
 @dataclass
 class Sweep:
-    parameter: str  # "guidance" or "steps"
+    parameter: str  # "guidance_scale" or "steps"
     values: list
     conditions: list[list[str]]
     images: list  # one (N, 3, 64, 64) tensor per value
@@ -230,13 +231,14 @@ class Sweep:
     sampling: Sampling  # the settings at the first value (``parameter`` then takes each of ``values``)
 
 
-def _sweep(loaded, conditions, evaluator, parameter: str, values, *, sampler: str, steps: int | None,
-           guidance: float | None, seed: int, progress: bool) -> Sweep:
+def sweep(pipe, conditions, evaluator, parameter: str, values, sampling: Sampling | None = None, *,
+          progress: bool = True) -> Sweep:
+    """The same conditions and noise at each value of one ``Sampling`` field (``"guidance_scale"`` or
+    ``"steps"``), the others ``sampling``'s; scored when an evaluator is given."""
     images, seconds, accuracies, first = [], [], [], None
     for value in tqdm(list(values), desc=f"accuracy vs {parameter}", disable=not progress, unit="setting"):
-        kwargs = {"steps": steps, "guidance": guidance, parameter: value}
         start = time.perf_counter()
-        result = generate(loaded, conditions, sampler=sampler, seed=seed, progress=False, **kwargs)
+        result = generate(pipe, conditions, (sampling or Sampling()).replace(**{parameter: value}), progress=False)
         seconds.append(time.perf_counter() - start)
         images.append(result.images)
         first = first or result.sampling
@@ -244,18 +246,3 @@ def _sweep(loaded, conditions, evaluator, parameter: str, values, *, sampler: st
             accuracies.append(evaluator.score(result.images, conditions).accuracy)
     return Sweep(parameter, list(values), [list(c) for c in conditions], images, seconds,
                  accuracies if evaluator is not None else None, first)
-
-
-def sweep_guidance(loaded, conditions, evaluator=None, scales: Sequence[float] = (0, 1, 2, 3, 4), *,
-                   sampler: str = "dpmsolver", steps: int | None = 20, seed: int = 0, progress: bool = True) -> Sweep:
-    """The same conditions and noise at each guidance scale w (scored when an evaluator is given)."""
-    return _sweep(loaded, conditions, evaluator, "guidance", scales, sampler=sampler, steps=steps, guidance=None,
-                  seed=seed, progress=progress)
-
-
-def sweep_steps(loaded, conditions, evaluator=None, counts: Sequence[int] = (5, 10, 20, 50), *,
-                sampler: str = "dpmsolver", guidance: float | None = None, seed: int = 0,
-                progress: bool = True) -> Sweep:
-    """The same conditions and noise with each number of sampler steps (scored when an evaluator is given)."""
-    return _sweep(loaded, conditions, evaluator, "steps", counts, sampler=sampler, steps=None, guidance=guidance,
-                  seed=seed, progress=progress)

@@ -16,8 +16,9 @@ import torch
 from .config import preset
 from .data import resolve_data_root
 from .evaluator import load_evaluators
-from .pipeline import load_pipeline
+from .loading import load_pipeline
 from .run_files import SHIPPED_MODEL, ModelNotFoundError, is_model_folder, resolve_model_dir
+from .sampling import Sampling
 from .train import train
 
 
@@ -25,13 +26,6 @@ def project_root() -> Path:
     """The checkout this package lives in (editable install), else the current folder."""
     here = Path(__file__).resolve().parents[1]
     return here if (here / "pyproject.toml").is_file() else Path.cwd()
-
-
-def yes_or_no(text: str) -> bool:
-    """A command-line switch's value: ``true`` or ``false`` (any case), nothing else."""
-    if text.strip().lower() not in ("true", "false"):
-        raise ValueError(f"expected true or false, got {text!r}")
-    return text.strip().lower() == "true"
 
 
 def _truthy(value: str | None) -> bool:
@@ -51,10 +45,7 @@ class NotebookSettings:
     run_dir: Path  # notebook 02's training run
     quick: bool
     device: str = "cpu"
-    sampler: str = "dpmsolver"
-    steps: int = 20
-    guidance: float | None = None  # None: the model's own
-    seed: int = 0
+    sampling: Sampling = Sampling()  # how the notebooks draw (None fields: the model's own)
     preset: str = "cpu"
     train_budget: dict = field(default_factory=dict)
     resume_budget: dict = field(default_factory=dict)
@@ -73,7 +64,7 @@ class NotebookSettings:
             f"evaluator : {self.evaluator or 'default: the data root checkpoint.pth, else the shipped proxy'}",
             f"figures   : {self.figures}",
             f"mode      : {'QUICK (tiny settings, for tests)' if self.quick else 'full'}; "
-            f"device {self.device}{threads}; sampler {self.sampler} ({self.steps} steps); seed {self.seed}",
+            f"device {self.device}{threads}; {self.sampling.describe()}; seed {self.sampling.seed}",
         ]
         return "\n".join(lines)
 
@@ -108,11 +99,12 @@ def notebook_settings(env: dict | None = None, *, quick: bool | None = None, **o
                    root / "runs" / ("notebook-tiny" if quick else "notebook-cpu"))
     device = overrides.pop("device", None) or env.get("LAB6_DEVICE") or _default_device()
     if quick:
-        fields = dict(steps=4, preset="tiny", train_budget={"steps": 10}, resume_budget={"steps": 15},
-                      sampler_specs=(("ddpm", 10), ("ddim", 4), ("dpmsolver", 4)), guidance_scales=(0.0, 1.0, 3.0),
-                      step_counts=(2, 4), denoising_frames=4, max_failures=4)
+        fields = dict(sampling=Sampling(steps=4), preset="tiny", train_budget={"steps": 10},
+                      resume_budget={"steps": 15}, sampler_specs=(("ddpm", 10), ("ddim", 4), ("dpmsolver", 4)),
+                      guidance_scales=(0.0, 1.0, 3.0), step_counts=(2, 4), denoising_frames=4, max_failures=4)
     else:
-        fields = dict(steps=20, preset="cpu", train_budget={"minutes": 3.0}, resume_budget={"minutes": 4.0})
+        fields = dict(sampling=Sampling(steps=20), preset="cpu", train_budget={"minutes": 3.0},
+                      resume_budget={"minutes": 4.0})
     settings = NotebookSettings(data_root=data_root, data_source=data_source, model=model, model_source=model_source,
                                 evaluator=Path(evaluator_arg) if evaluator_arg else None, figures=figures,
                                 run_dir=run_dir, quick=quick, device=device, **fields)

@@ -15,10 +15,8 @@ that will not load), ``parent_lab6.json`` when fine-tuning (the starting model's
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import shutil
 import signal
 import time
@@ -33,15 +31,15 @@ from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
 from .config import TrainConfig
-from .data import ICLEVRDataset, load_split
-from .diffusion import detail_gain, training_loss
+from .data import ICLEVRDataset
+from .diffusion import training_loss
 from .evaluator import load_evaluators
 from .images import save_grid
-from .init_from import parent_metadata, pretrained_weights
-from .model import ConditionalUNet
-from .pipeline import build_pipeline, save_pipeline
-from .run_files import CHECKPOINTS, PARENT_FILE, latest_checkpoint
-from .sampling import generate
+from .init_from import pretrained_weights, run_parent
+from .loading import save_pipeline
+from .pipeline import build_pipeline
+from .run_files import CHECKPOINTS, CsvLog, commit_checkpoint, latest_checkpoint
+from .sampling import Sampling, run_split
 
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
 EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]
@@ -77,28 +75,6 @@ def resolve_mixed_precision(choice: str) -> str:
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
     return "no"  # this CPU has no hardware bf16: autocast there is 20-90x slower
-
-
-class _CsvLog:
-    """Append rows to a CSV; on resume, drop rows past the resumed step (they belong to the lost steps)."""
-    def __init__(self, path: Path, fields: list[str], resume_step: int | None):
-        self.path, self.fields = path, fields
-        if resume_step is not None and path.is_file():
-            with path.open() as f:
-                rows = [r for r in csv.DictReader(f) if int(r["step"]) <= resume_step]
-            self._write(rows, "w")
-        elif not path.is_file() or resume_step is None:
-            self._write([], "w")
-
-    def _write(self, rows: list[dict], mode: str) -> None:
-        with self.path.open(mode, newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self.fields)
-            if mode == "w":
-                writer.writeheader()
-            writer.writerows(rows)
-
-    def append(self, **row) -> None:
-        self._write([row], "a")
 
 
 class _LossWindow:
@@ -143,25 +119,13 @@ class Trainer:
             raise ValueError(f"{len(self.dataset)} training images are fewer than one batch of {cfg.batch_size}")
         self.noise_scheduler = cfg.noise_scheduler()
         torch.manual_seed(cfg.seed)
-        model = ConditionalUNet(**cfg.model_config())
-        if cfg.detail_prior:  # a starting model that has these gains (a refiner trained on) overwrites them
-            model.full_res_head.detail_gain.copy_(detail_gain(self.noise_scheduler, cfg.detail_prior))
-        if cfg.detail_chroma_prior is not None:
-            model.full_res_head.detail_chroma_gain.copy_(detail_gain(self.noise_scheduler, cfg.detail_chroma_prior))
+        model = cfg.build_model()
         checkpoint = latest_checkpoint(self.out) if resume else None
         if cfg.init_from and checkpoint is None:  # resuming loads the checkpoint's weights instead
             # The configs matched (pretrained_weights), so only the weights of a newly added head can be missing.
             model.load_state_dict({**model.state_dict(), **pretrained_weights(cfg)})
-        # Read once, when the weights load, and kept in the run folder: the starting model's folder may be
-        # replaced while this run trains (e.g. fine-tuning the shipped model, then shipping the result), and a
-        # resumed run must not read the replacement.
-        parent_file = self.out / PARENT_FILE
-        if checkpoint is not None and parent_file.is_file():
-            self.parent = json.loads(parent_file.read_text())
-        else:
-            self.parent = parent_metadata(cfg.init_from) if cfg.init_from else None
-            if self.parent is not None and acc.is_main_process:
-                parent_file.write_text(json.dumps(self.parent, indent=2))
+        self.parent = run_parent(self.out, cfg.init_from, resuming=checkpoint is not None,
+                                 write=acc.is_main_process)
         self.ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=True, power=3 / 4)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.optimizer = acc.prepare(model, optimizer)
@@ -176,8 +140,8 @@ class Trainer:
             resume_step = self.state.step
             acc.print(f"resumed from {checkpoint} (step {self.state.step}, {self.state.elapsed / 60:.1f} min trained)")
         if acc.is_main_process:
-            self.metrics = _CsvLog(self.out / "metrics.csv", METRICS_FIELDS, resume_step)
-            self.evals = _CsvLog(self.out / "eval.csv", EVAL_FIELDS, resume_step)
+            self.metrics = CsvLog(self.out / "metrics.csv", METRICS_FIELDS, resume_step)
+            self.evals = CsvLog(self.out / "eval.csv", EVAL_FIELDS, resume_step)
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._stop_signal = False
 
@@ -339,7 +303,7 @@ class Trainer:
         acc = self.accelerator
         if acc.is_main_process:
             with self.ema_weights() as model:
-                save_pipeline(build_pipeline(model, self.noise_scheduler.config, guidance=self.cfg.guidance), path,
+                save_pipeline(build_pipeline(model, self.noise_scheduler.config, self.cfg.guidance), path,
                               self.metadata())
         acc.wait_for_everyone()
         return path
@@ -357,57 +321,40 @@ class Trainer:
         acc.save_state(str(tmp))
         self.export(tmp / "ema")
         if acc.is_main_process:
-            # Every change of a "step-N" name is one atomic rename: a checkpoint folder either exists complete
-            # or not at all. Folders to delete are renamed away first, so a kill mid-deletion leaves no half.
-            if final.exists():
-                os.replace(final, folder / f".old-{final.name}")
-            os.replace(tmp, final)
-            complete = sorted(p for p in folder.glob("step-*") if p.is_dir())
-            for old in complete[:-self.cfg.keep_checkpoints]:
-                os.replace(old, folder / f".old-{old.name}")
-            for stale in [*folder.glob(".tmp-step-*"), *folder.glob(".old-step-*")]:
-                shutil.rmtree(stale, ignore_errors=True)
+            commit_checkpoint(tmp, final, self.cfg.keep_checkpoints)
         acc.wait_for_everyone()
         return final
 
     def evaluate(self) -> dict[str, float]:
-        """Sample the data root's test conditions with the EMA weights; save grids; score if an evaluator exists."""
-        acc, cfg = self.accelerator, self.cfg
+        """Draw each evaluation split with the EMA weights (``eval_sampling``), save its grid, and score it with
+        every evaluator found (eval.csv); returns ``{"split (evaluator)": accuracy}``."""
+        acc, cfg, step = self.accelerator, self.cfg, self.state.step
         results: dict[str, float] = {}
         if acc.is_main_process:
-            def warn(message: str) -> None:
-                warnings.warn(f"during training: {message}", stacklevel=2)
-
             evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
-                                         device=acc.device, required=False, log=warn)
+                                         device=acc.device, required=False,
+                                         log=lambda message: warnings.warn(f"during training: {message}"))
+            sampling = Sampling(cfg.eval_sampler, cfg.eval_steps, cfg.guidance, seed=cfg.seed)
+            (self.out / "samples").mkdir(exist_ok=True)
             with self.ema_weights() as model:
                 model.eval()
-                self._evaluate_splits(build_pipeline(model, self.noise_scheduler.config, guidance=cfg.guidance),
-                                      evaluators, results)
+                pipe = build_pipeline(model, self.noise_scheduler.config, cfg.guidance)
+                for split in cfg.eval_splits:
+                    try:
+                        run = run_split(pipe, self.data_root, split, evaluators, sampling, progress=False)
+                    except FileNotFoundError:  # a data root without this split
+                        continue
+                    save_grid(run.images, self.out / "samples" / f"step-{step:08d}-{split}.png")
+                    for name, score in run.scores.items():
+                        results[f"{split} ({name})"] = score.accuracy
+                        self.evals.append(step=step, elapsed_min=round(self.state.elapsed / 60, 2), split=split,
+                                          accuracy=round(score.accuracy, 4), sampler=cfg.eval_sampler,
+                                          steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=name)
                 model.train()
             if results:
-                acc.print(f"step {self.state.step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
+                acc.print(f"step {step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
         acc.wait_for_everyone()
         return results
-
-    def _evaluate_splits(self, pipe, evaluators, results: dict) -> None:
-        """Sample each evaluation split, save its grid, add each evaluator's accuracy to ``results`` and eval.csv."""
-        cfg = self.cfg
-        (self.out / "samples").mkdir(exist_ok=True)
-        for split in cfg.eval_splits:
-            try:
-                conditions = load_split(self.data_root, split)
-            except FileNotFoundError:
-                continue
-            images = generate(pipe, conditions, sampler=cfg.eval_sampler, steps=cfg.eval_steps,
-                              seed=cfg.seed, progress=False).images
-            save_grid(images, self.out / "samples" / f"step-{self.state.step:08d}-{split}.png")
-            for evaluator in evaluators:
-                accuracy = evaluator.score(images, conditions).accuracy
-                results[f"{split} ({evaluator.name})"] = accuracy
-                self.evals.append(step=self.state.step, elapsed_min=round(self.state.elapsed / 60, 2),
-                                  split=split, accuracy=round(accuracy, 4), sampler=cfg.eval_sampler,
-                                  steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=evaluator.name)
 
 
 def train(cfg: TrainConfig, data_root: str | Path, out: str | Path, **kwargs) -> Path | None:

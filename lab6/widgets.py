@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from .config import DEFAULT_GUIDANCE
-from .diffusion import DEFAULT_STEPS, SAMPLER_NAMES
 from .figures.denoising import denoising_frame, denoising_strip, frame_title
 from .images import png_bytes
 from .labels import (
@@ -33,6 +32,8 @@ from .labels import (
     label_index,
     random_condition,
 )
+from .samplers import DEFAULT_STEPS, SAMPLER_NAMES, SAMPLERS
+from .sampling import Sampling
 
 #: Steps per sampler when the picker opens or its sampler changes: DPM-Solver++ at 10 steps instead of lab6's 20,
 #: half the wait for an image that is only slightly softer (docs/samplers.md#picker-steps; its time on 2 cores:
@@ -93,9 +94,9 @@ class LabelPicker:
 
     MAX_CHOSEN = MAX_OBJECTS_TRAINED
 
-    def __init__(self, model=None, *, evaluator=None, data_root: str | Path | None = None, sampler: str = "dpmsolver",
-                 steps: int | None = None, guidance: float | None = None, seed: int = 0, device: str = "cpu",
-                 strip_frames: int = 8, rng_seed: int | None = None):
+    def __init__(self, model=None, *, evaluator=None, data_root: str | Path | None = None,
+                 sampling: Sampling | None = None, device: str = "cpu", strip_frames: int = 8,
+                 rng_seed: int | None = None):
         import ipywidgets as w
 
         from .pipeline import Lab6Pipeline
@@ -114,11 +115,13 @@ class LabelPicker:
         self.message = ""
         self.last: PickerResult | None = None
         self._syncing = False
-        if guidance is None:
-            guidance = self.loaded.guidance if self.loaded is not None else DEFAULT_GUIDANCE
+        sampling = sampling or Sampling()
+        if sampling.guidance_scale is None:
+            model_scale = self.loaded.guidance_scale if self.loaded is not None else DEFAULT_GUIDANCE
+            sampling = sampling.replace(guidance_scale=model_scale)
 
         self._build_label_grid(w)
-        self._build_sampling_controls(w, sampler, steps, guidance, seed)
+        self._build_sampling_controls(w, sampling)
         self._build_actions_and_results(w)
         self.widget = _with_class(w.VBox([
             self.style_box, w.HTML("<h3 style='margin:4px 0'>lab6 label picker: choose 1-3 objects</h3>"),
@@ -155,19 +158,19 @@ class LabelPicker:
         self.message_box = _with_class(w.HTML(""), "lab6-message")
         self.chosen_box = _with_class(w.HTML(""), "lab6-chosen")
 
-    def _build_sampling_controls(self, w, sampler: str, steps: int | None, guidance: float, seed: int) -> None:
-        from .diffusion import SAMPLERS
-
-        self.guidance_input = _with_class(w.FloatSlider(value=guidance, min=0.0, max=8.0, step=0.25,
+    def _build_sampling_controls(self, w, sampling: Sampling) -> None:
+        sampler = sampling.sampler
+        self.guidance_input = _with_class(w.FloatSlider(value=sampling.guidance_scale, min=0.0, max=8.0, step=0.25,
                                                         description="guidance w", continuous_update=False),
                                           "lab6-guidance")
         self.sampler_input = _with_class(w.Dropdown(options=[(SAMPLER_NAMES[s], s) for s in SAMPLERS], value=sampler,
                                                     description="sampler"), "lab6-sampler")
-        self.steps_input = _with_class(w.BoundedIntText(value=steps or PICKER_STEPS[sampler], min=1, max=1000,
+        self.steps_input = _with_class(w.BoundedIntText(value=sampling.steps or PICKER_STEPS[sampler], min=1, max=1000,
                                                         description="steps"), "lab6-steps")
-        self.seed_input = _with_class(w.IntText(value=seed, description="seed"), "lab6-seed")
+        self.seed_input = _with_class(w.IntText(value=sampling.seed, description="seed"), "lab6-seed")
         # no indent and the label's own width: the default description box cuts a long label off
-        self.refine_input = _with_class(w.Checkbox(value=True, description="refine at 64 px (a model with a refiner)",
+        self.refine_input = _with_class(w.Checkbox(value=sampling.refine,
+                                                   description="refine at 64 px (a model with a refiner)",
                                                    indent=False, style={"description_width": "initial"},
                                                    layout=w.Layout(width="auto")), "lab6-refine")
         self.sampler_input.observe(self._on_sampler, names="value")
@@ -291,7 +294,7 @@ class LabelPicker:
     # -- the model and the evaluator, loaded when first needed ------------------------------------------------
     def model(self):
         if self.loaded is None:
-            from .pipeline import load_pipeline
+            from .loading import load_pipeline
 
             self.loaded = load_pipeline(self._model_arg, device=self.device)
         return self.loaded
@@ -327,17 +330,17 @@ class LabelPicker:
             raise ConditionError("choose 1-3 objects first (or press Surprise me)")
         loaded = self.model()
         condition = list(self.selected)
-        sampler, steps = self.sampler_input.value, int(self.steps_input.value)
-        guidance, seed = float(self.guidance_input.value), int(self.seed_input.value)
+        sampling = Sampling(self.sampler_input.value, int(self.steps_input.value), float(self.guidance_input.value),
+                            seed=int(self.seed_input.value), refine=self.refine_input.value)
+        steps = sampling.steps
         start = time.perf_counter()
         self.progress.max, self.progress.value = steps, 0
 
         def advance(done: int, total: int) -> None:
             self.progress.max, self.progress.value = total, done  # total: both stages' steps
 
-        result = generate(loaded, [condition], sampler=sampler, steps=steps, guidance=guidance, seed=seed,
-                          record_every=max(1, -(-steps // self.strip_frames)), progress=False, callback=advance,
-                          refine=self.refine_input.value)
+        result = generate(loaded, [condition], sampling, record_every=max(1, -(-steps // self.strip_frames)),
+                          progress=False, callback=advance)
         seconds = time.perf_counter() - start
         picked = PickerResult(condition, result.images[0], to_uint8(result.images[:1])[0].numpy(),
                               denoising_strip(result), seconds, result.sampling)

@@ -36,7 +36,7 @@ def digest(tensors) -> str:
 
 
 def image_digests() -> dict[str, str]:
-    from lab6.pipeline import load_pipeline
+    from lab6.loading import load_pipeline
 
     pipe = load_pipeline()
     found = {}

@@ -79,7 +79,7 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
                   run: str | Path | None = None, progress: bool = True, log=print) -> list[Path]:
     """Write the figures of the chosen groups under ``out``, the same files the notebooks write."""
     from ..data import SPLITS, load_split, load_training_data
-    from ..sampling import compare_samplers, run_denoising, run_split, sweep_guidance, sweep_steps
+    from ..sampling import compare_samplers, run_denoising, run_split, sweep
 
     settings = settings or notebook_settings()
     groups = _expand_groups(which)
@@ -91,13 +91,13 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
     if any(g in ("samplers", "guidance", "accuracy") for g in groups):
         evaluators = notebook_evaluators(settings, log=log)
     evaluator = evaluators[0] if evaluators else None  # the sweeps' and failure figures' evaluator
-    sampling = dict(sampler=settings.sampler, steps=settings.steps, seed=settings.seed)
+    sampling, seed = settings.sampling, settings.sampling.seed
     splits = [s for s in SPLITS if (settings.data_root / f"{s}.json").is_file()]
 
     if "data" in groups:
         data = load_training_data(settings.data_root, progress=progress)
-        sample_grid(data, out, seed=settings.seed)
-        real_vs_rendered(data, out, seed=settings.seed)
+        sample_grid(data, out, seed=seed)
+        real_vs_rendered(data, out, seed=seed)
         label_frequency(data.labels, out)
         objects_per_image(data.labels, out)
         cooccurrence(data.labels, out)
@@ -114,31 +114,30 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
             loss_curve(run_dir, out)
             written.append("training_loss")
     if "denoising" in groups:
-        result = run_denoising(loaded, sampler=settings.sampler, steps=settings.steps,
-                               frames=settings.denoising_frames, guidance=settings.guidance, seed=settings.seed,
+        result = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampling, frames=settings.denoising_frames,
                                progress=progress)
         denoising_process(result, out)
         written.append("denoising_process")
     conditions = load_split(settings.data_root, "test") if "test" in splits else [list(DENOISING_FIGURE_CONDITION)]
     if "samplers" in groups:
-        runs = compare_samplers(loaded, specs=settings.sampler_specs, guidance=settings.guidance, seed=settings.seed,
+        runs = compare_samplers(loaded, DENOISING_FIGURE_CONDITION, settings.sampler_specs, sampling,
                                 progress=progress)
         sampler_comparison(runs, out)
         written.append("samplers_comparison")
         if evaluator is not None:
-            steps_accuracy(sweep_steps(loaded, conditions, evaluator, settings.step_counts, sampler=settings.sampler,
-                                       guidance=settings.guidance, seed=settings.seed, progress=progress), out)
+            steps_accuracy(sweep(loaded, conditions, evaluator, "steps", settings.step_counts, sampling,
+                                 progress=progress), out)
             written.append("samplers_accuracy_vs_steps")
     if "guidance" in groups:
-        sweep = sweep_guidance(loaded, conditions, evaluator, settings.guidance_scales, **sampling, progress=progress)
-        guidance_images(sweep, out)
+        by_guidance = sweep(loaded, conditions, evaluator, "guidance_scale", settings.guidance_scales, sampling,
+                            progress=progress)
+        guidance_images(by_guidance, out)
         written.append("guidance_images")
         if evaluator is not None:
-            guidance_accuracy(sweep, out)
+            guidance_accuracy(by_guidance, out)
             written.append("guidance_accuracy")
     if "accuracy" in groups:
-        runs = [run_split(loaded, settings.data_root, s, evaluators, guidance=settings.guidance, progress=progress,
-                          **sampling) for s in splits]
+        runs = [run_split(loaded, settings.data_root, s, evaluators, sampling, progress=progress) for s in splits]
         for r in runs:
             accuracy_grid(r, out)
             written.append(f"accuracy_grid_{r.split}")

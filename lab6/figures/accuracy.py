@@ -96,8 +96,9 @@ def _sweep_plot(sweep: Sweep, out: str | Path, name: str, xlabel: str):
     time_ax.plot(sweep.values, sweep.seconds, "s--", color="tab:gray", markersize=4)
     time_ax.set_ylabel(f"seconds for {len(sweep.conditions)} images", color="tab:gray")
     ax.set_xlabel(xlabel)
-    fixed = SAMPLER_NAMES[sweep.sampling.sampler] + (f", {sweep.sampling.steps} steps" if sweep.parameter == "guidance"
-                                                     else f", w = {sweep.sampling.guidance:g}")
+    by_guidance = sweep.parameter == "guidance_scale"
+    fixed = SAMPLER_NAMES[sweep.sampling.sampler] + (f", {sweep.sampling.steps} steps" if by_guidance
+                                                     else f", w = {sweep.sampling.guidance_scale:g}")
     ax.set_title(f"accuracy vs {sweep.parameter} ({fixed}, "
                  f"{len(sweep.conditions)} conditions)", fontsize=9)
     if sweep.parameter == "steps":

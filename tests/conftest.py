@@ -83,8 +83,10 @@ def tiny_refined_model(tiny_run, tmp_path_factory) -> Path:
     import torch
 
     from lab6.diffusion import make_noise_scheduler
+    from lab6.loading import load_pipeline, save_pipeline
     from lab6.model import ConditionalUNet
-    from lab6.pipeline import build_pipeline, load_pipeline, save_pipeline, with_refiner
+    from lab6.pipeline import build_pipeline
+    from lab6.refiner import with_refiner
 
     torch.manual_seed(0)
     unet = ConditionalUNet(sample_size=64, patch_size=4, block_out_channels=(16, 32), attention_levels=(False, True),
@@ -92,8 +94,7 @@ def tiny_refined_model(tiny_run, tmp_path_factory) -> Path:
                            conditioning="cross_attention")
     refiner = build_pipeline(unet, make_noise_scheduler(1000, "cosine", "v", snr_shift=0.25).config)
     refiner.metadata = {"recipe": {"max_timestep": 300}}
-    # guided in an interval: the notebooks' hand-written loops must follow one to match the package
-    pipe = with_refiner(load_pipeline(tiny_run).with_guidance_interval((0.28, 5.42)), refiner, 0.2)
+    pipe = with_refiner(load_pipeline(tiny_run), refiner, 0.2)
     return save_pipeline(pipe, tmp_path_factory.mktemp("models") / "refined", pipe.metadata)
 
 

@@ -47,31 +47,6 @@ def test_bad_config_is_refused():
         ConditionalUNet(conditioning="concat", **TINY)
     with pytest.raises(ValueError, match="one flag per level"):
         ConditionalUNet(**{**TINY, "attention_levels": (True,)})
-    with pytest.raises(ValueError, match="detail_chroma splits detail_skip's gain in two: it needs detail_skip=True"):
-        ConditionalUNet(**{**TINY, "patch_size": 2, "full_res_channels": 8, "detail_chroma": True})
-
-
-def test_a_head_with_a_colour_gain_scales_the_grey_and_the_colour_part_of_the_detail_apart(tmp_path):
-    """``detail_chroma``: the noisy image's in-patch detail is split into its mean over colours (grey, times
-    ``detail_gain``) and the rest (colour, times ``detail_chroma_gain``); the gains are saved with the weights."""
-    from lab6.model import patch_detail
-
-    model = ConditionalUNet(**{**TINY, "patch_size": 2, "full_res_channels": 8, "detail_skip": True,
-                               "detail_chroma": True})
-    head = model.full_res_head  # its last convolution starts at zero: the gains are all it adds
-    head.detail_gain.fill_(2.0)
-    head.detail_chroma_gain.fill_(-3.0)
-    generator = torch.Generator().manual_seed(0)
-    grey = patch_detail(torch.randn(2, 1, 16, 16, generator=generator), 2).expand(2, 3, 16, 16)
-    colour = patch_detail(torch.randn(2, 3, 16, 16, generator=generator), 2)
-    colour = colour - colour.mean(dim=1, keepdim=True)
-    blocks = torch.randn(2, 3, 8, 8, generator=generator).repeat_interleave(2, 2).repeat_interleave(2, 3)
-    with torch.no_grad():
-        out = head(blocks + grey + colour, torch.zeros(2, 3, 16, 16), torch.tensor([3, 700]))
-    torch.testing.assert_close(out, 2.0 * grey - 3.0 * colour)
-    model.save_pretrained(tmp_path / "m")
-    loaded = ConditionalUNet.from_pretrained(tmp_path / "m")
-    assert torch.equal(loaded.full_res_head.detail_chroma_gain, head.detail_chroma_gain)
 
 
 @pytest.mark.parametrize("name, millions", [("paper", 113.9), ("cpu", 3.9), ("cpu-add", 2.8)])

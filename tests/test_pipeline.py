@@ -15,10 +15,13 @@ from diffusers import (
 )
 from PIL import Image
 
-from lab6.diffusion import GreyMeanDDPMScheduler, karras_timesteps, make_noise_scheduler, make_sampler
+from lab6.diffusion import make_noise_scheduler
 from lab6.labels import ConditionError
+from lab6.loading import ModelLoadError, load_pipeline, save_pipeline
 from lab6.model import ConditionalUNet
-from lab6.pipeline import Lab6Pipeline, ModelLoadError, build_pipeline, load_pipeline, save_pipeline
+from lab6.pipeline import Lab6Pipeline, build_pipeline
+from lab6.refiner import RefinedPipeline, karras_timesteps
+from lab6.samplers import GreyMeanDDPMScheduler, make_sampler
 from lab6.sampling import Sampling, generate
 from tests.test_model import TINY
 
@@ -29,7 +32,7 @@ CONDITIONS = [["red cube"], ["gray sphere", "cyan cube"]]
 def pipe():
     torch.manual_seed(0)
     unet = ConditionalUNet(conditioning="cross_attention", **TINY).eval()
-    pipe = build_pipeline(unet, make_noise_scheduler(100, "cosine", "v").config, guidance=3.0, noise="grey-mean")
+    pipe = build_pipeline(unet, make_noise_scheduler(100, "cosine", "v").config, 3.0, "grey-mean")
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -58,8 +61,9 @@ def test_output_types(pipe):
     assert as_pt.shape == (2, 3, 64, 64) and 0 <= as_pt.min() and as_pt.max() <= 1
     assert as_np.shape == (2, 64, 64, 3) and np.allclose(as_np, as_pt.permute(0, 2, 3, 1).numpy())
     assert isinstance(as_pil[0], Image.Image) and as_pil[0].size == (64, 64)
+    assert images(pipe, output_type="latent").shape == (2, 3, 16, 16)  # x_0 at the model's size, for a next stage
     with pytest.raises(ValueError, match="output_type must be"):
-        images(pipe, output_type="latent")
+        images(pipe, output_type="jpg")
 
 
 def test_conditions_as_multi_hot_tensors_draw_the_same_images(pipe):
@@ -86,10 +90,8 @@ def test_bad_conditions_are_named(pipe, bad, message):
 @pytest.mark.parametrize("settings, message", [
     ({"guidance_scale": float("nan")}, "guidance_scale must be a finite number >= 0, got nan"),
     ({"guidance_scale": -1.0}, "guidance_scale must be a finite number >= 0, got -1.0"),
-    ({"evaluator_guidance_scale": float("inf")}, "evaluator_guidance_scale must be a finite number >= 0, got inf"),
-    ({"evaluator_guidance_scale": -0.1}, "evaluator_guidance_scale must be a finite number >= 0, got -0.1"),
     ({"num_inference_steps": 0}, "num_inference_steps must be >= 1, got 0"),
-    ({"output_type": "jpg"}, "output_type must be 'pil', 'np' or 'pt', got 'jpg'"),
+    ({"output_type": "jpg"}, "output_type must be one of pil, np, pt, latent, got 'jpg'"),
     ({"max_batch_size": 0}, "max_batch_size must be >= 1 (images per network call), got 0"),
 ])
 def test_bad_settings_are_named_before_sampling(pipe, settings, message):
@@ -154,45 +156,16 @@ def test_callback_sees_every_step_and_can_replace_the_latents(pipe):
         images(pipe, callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["noise"])
 
 
-def test_a_guidance_interval_guides_only_its_noise_levels_with_two_calls_and_the_rest_with_one(pipe, tmp_path):
-    from lab6.diffusion import guidance_at
-
-    ac = pipe.scheduler.alphas_cumprod
-    sigma = ((1 - ac) / ac).sqrt()
-    inside, below = int((sigma <= 5.0).nonzero().max()), int((sigma <= 0.2).nonzero().max())
-    assert guidance_at(ac[inside], 3.0, (0.2, 5.0)) == 3.0 and guidance_at(ac[below], 3.0, (0.2, 5.0)) == 1.0
-    assert guidance_at(ac[-1], 3.0, (0.2, 5.0)) == 1.0 and guidance_at(ac[-1], 3.0, None) == 3.0
-
-    batches, real_forward = [], pipe.unet.forward
-    interval = (0.2, float(sigma[50]))  # guided from t = 50 down to sigma 0.2, conditional above
-    ranged = pipe.with_guidance_interval(interval)
-    ranged.unet.forward = lambda x, t, c, **kw: batches.append((int(t[0]), len(x))) or real_forward(x, t, c, **kw)
-    try:
-        out = images(ranged, output_type="pt")
-    finally:
-        ranged.unet.forward = real_forward
-    guided_rows = [2 * len(CONDITIONS) if interval[0] < sigma[t] <= interval[1] else len(CONDITIONS)
-                   for t, _ in batches]
-    assert [n for _, n in batches] == guided_rows and len({n for _, n in batches}) == 2
-    assert torch.equal(images(pipe.with_guidance_interval((0, 1e9)), output_type="pt"), images(pipe, output_type="pt"))
-    assert torch.equal(images(pipe.with_guidance_interval((1e8, 1e9)), output_type="pt"),
-                       images(pipe, output_type="pt", guidance_scale=1.0))  # an interval no step reaches: w = 1
-    assert not torch.equal(out, images(pipe, output_type="pt"))
-    assert generate(ranged, CONDITIONS, steps=2, progress=False).sampling.describe() == \
-        f"DPM-Solver++-2, w = 3 for sigma in (0.2, {interval[1]:g}]"
-    save_pipeline(ranged, tmp_path / "ranged", {})
-    assert tuple(load_pipeline(tmp_path / "ranged").config.guidance_interval) == interval
-    with pytest.raises(ValueError, match=r"guidance_interval must have 0 <= low < high, both finite, got \(5, 1\)"):
-        pipe.with_guidance_interval((5, 1))
-    assert pipe.with_guidance_interval(None).config.guidance_interval is None
-
-
 def test_generate_names_the_sampler_and_records_frames(pipe):
-    result = generate(pipe, CONDITIONS, sampler="ddim", steps=4, seed=0, record_every=2, progress=False)
-    assert result.sampling == Sampling("ddim", 4, 3.0, "grey-mean", seed=0)  # the model's guidance and noise
+    result = generate(pipe, CONDITIONS, Sampling("ddim", 4, seed=0), record_every=2, progress=False)
+    # the model's guidance and noise filled in; no refiner, so not refined
+    assert result.sampling == Sampling("ddim", 4, 3.0, "grey-mean", seed=0, refine=False)
     assert result.sampling.describe() == "DDIM-4, w = 3"  # grey-mean: the default, so not named
-    plain = generate(pipe, CONDITIONS, steps=2, noise="gaussian", evaluator_guidance=0.0, progress=False)
+    plain = generate(pipe, CONDITIONS, Sampling(steps=2, noise="gaussian"), progress=False)
     assert plain.sampling.describe() == "DPM-Solver++-2, w = 3, gaussian noise"
+    again = generate(pipe, CONDITIONS, Sampling("ddim", 4, seed=0), record_every=2, progress=False)
+    assert torch.equal(again.images, result.images)  # the DDIM variant is built once and reused
+    assert len(pipe._sampler_variants) == 2
     assert result.timesteps == sorted(result.timesteps, reverse=True) and len(result.timesteps) == 3
     assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler)  # the pipeline itself is unchanged
 
@@ -203,7 +176,7 @@ def test_a_flat_folder_of_the_older_layout_still_loads(pipe, tmp_path):
     make_noise_scheduler(100, "cosine", "v").save_pretrained(flat)
     (flat / "lab6.json").write_text(json.dumps({"guidance": 4.0}))
     loaded = load_pipeline(flat)
-    assert loaded.guidance == 4.0 and isinstance(loaded.scheduler, DPMSolverMultistepScheduler)
+    assert loaded.guidance_scale == 4.0 and isinstance(loaded.scheduler, DPMSolverMultistepScheduler)
 
 
 def test_truncated_weights_are_named(pipe, tmp_path):
@@ -215,47 +188,17 @@ def test_truncated_weights_are_named(pipe, tmp_path):
 
 
 def test_the_shipped_model_loads_as_a_pipeline():
+    from lab6.refiner import RefinedPipeline, RefinerUNet
+
     pipe = load_pipeline()
-    assert isinstance(pipe, Lab6Pipeline) and pipe.guidance > 0
+    assert isinstance(pipe, RefinedPipeline) and isinstance(pipe.refiner, RefinerUNet) and pipe.guidance_scale > 0
     assert isinstance(make_sampler("ddpm", pipe.scheduler.config).config.num_train_timesteps, int)
-
-
-def test_evaluator_guidance_moves_images_towards_the_guiding_classifiers_labels(pipe):
-    from lab6.evaluator import build_classifier
-    from lab6.labels import encode_many
-
-    torch.manual_seed(0)
-    classifier = build_classifier("resnet18").eval()
-    wanted = torch.from_numpy(encode_many(CONDITIONS))
-
-    def loss(images):
-        with torch.no_grad():
-            return torch.nn.functional.binary_cross_entropy(classifier(images * 2 - 1), wanted).item()
-
-    plain = images(pipe, output_type="pt")
-    steered = images(pipe, output_type="pt", evaluator=classifier, evaluator_guidance_scale=0.5)
-    assert loss(steered) < loss(plain)
-    with pytest.raises(ValueError, match="needs an evaluator"):
-        images(pipe, evaluator_guidance_scale=1.0)
-
-
-def test_the_report_says_when_evaluator_guidance_steered_it(tiny_run, tiny_root, tmp_path, evaluator_file,
-                                                            second_evaluator_file):
-    from lab6.cli import main
-
-    out = tmp_path / "report"
-    assert main(["report", "--data-root", str(tiny_root), "--model", str(tiny_run), "--evaluator", str(evaluator_file),
-                 "--evaluator", str(second_evaluator_file), "--out", str(out), "--steps", "2",
-                 "--evaluator-guidance", "0.5", "--guide-with", str(evaluator_file)]) == 0
-    report = json.loads((out / "accuracy.json").read_text())
-    assert report["settings"]["evaluator_guidance"] == {"scale": 0.5, "evaluator": str(evaluator_file)}
-    assert "**Evaluator guidance 0.5** steered these images" in (out / "summary.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def refined(pipe):
     """The tiny pipeline followed by a tiny 64-px refiner trained (as its record says) on t < 30 of 100."""
-    from lab6.pipeline import with_refiner
+    from lab6.refiner import with_refiner
 
     torch.manual_seed(1)
     unet = ConditionalUNet(conditioning="cross_attention", **{**TINY, "sample_size": 64, "patch_size": 4}).eval()
@@ -272,7 +215,7 @@ def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refin
     assert torch.equal(both, images(refined, output_type="pt"))  # seeded, as the first stage
     steps = []
     refined(CONDITIONS, num_inference_steps=3, callback_on_step_end=lambda p, i, t, d: steps.append((i, int(t))))
-    assert refined.stage_steps(3) == (3, 1) and refined.stage_steps(3, refine=False) == (3, 0)
+    assert refined.refiner_steps(3) == 1
     assert [i for i, _ in steps] == [0, 1, 2, 3] and steps[3][1] < 30  # the refiner's step, in its trained range
     ddim = refined.with_sampler("ddim")
     assert ddim.refiner is refined.refiner and isinstance(ddim.scheduler, DDIMScheduler)
@@ -281,7 +224,7 @@ def test_a_refiner_redraws_the_first_stage_and_refine_false_skips_it(pipe, refin
 
 
 def test_refiner_of_pairs_the_same_refiner_again_at_another_strength(pipe, refined):
-    from lab6.pipeline import refiner_of, with_refiner
+    from lab6.refiner import refiner_of, with_refiner
 
     assert torch.equal(images(with_refiner(pipe, refiner_of(refined), 0.3), output_type="pt"),
                        images(refined, output_type="pt"))
@@ -295,18 +238,18 @@ def test_refiner_of_pairs_the_same_refiner_again_at_another_strength(pipe, refin
 
 
 def test_a_refiners_steps_follow_its_step_ratio_apart_from_its_strength(pipe, refined, tmp_path):
-    from lab6.pipeline import refiner_of, with_refiner
+    from lab6.refiner import refiner_of, with_refiner
 
     weaker = with_refiner(pipe, refiner_of(refined), 0.1)
-    assert weaker.stage_steps(20) == (20, 2)  # unset: strength x steps, as diffusers' img2img
+    assert weaker.refiner_steps(20) == 2  # unset: strength x steps, as diffusers' img2img
     kept = with_refiner(pipe, refiner_of(refined), 0.1, step_ratio=0.2)
-    assert kept.stage_steps(20) == (20, 4) and kept.stage_steps(10) == (10, 2) and kept.stage_steps(2) == (2, 1)
+    assert kept.refiner_steps(20) == 4 and kept.refiner_steps(10) == 2 and kept.refiner_steps(2) == 1
     steps = []
     kept(CONDITIONS, num_inference_steps=10, callback_on_step_end=lambda p, i, t, d: steps.append(int(t)))
     assert steps[10:] == karras_timesteps(kept.refiner_scheduler.alphas_cumprod, 9, 2) and steps[-1] == 0
     save_pipeline(kept, tmp_path / "kept", {})
     again = load_pipeline(tmp_path / "kept")
-    assert again.config.refiner_step_ratio == 0.2 and again.with_sampler("ddim").stage_steps(20) == (20, 4)
+    assert again.config.refiner_step_ratio == 0.2 and again.with_sampler("ddim").refiner_steps(20) == 4
     with pytest.raises(ValueError, match=r"refiner_step_ratio must be in \(0, 1\] .* got 1.5"):
         with_refiner(pipe, refiner_of(refined), 0.1, step_ratio=1.5)
 
@@ -314,7 +257,7 @@ def test_a_refiners_steps_follow_its_step_ratio_apart_from_its_strength(pipe, re
 def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timesteps(pipe, refined):
     """Karras spacing from strength x T down to 0 with every sampler (DDIM as first-order DPM-Solver++, which
     takes any timesteps); ``refiner_spacing="uniform"`` takes the last steps of a uniform schedule."""
-    from lab6.pipeline import with_refiner
+    from lab6.refiner import with_refiner
 
     def refiner_timesteps(pipeline):
         steps = []
@@ -335,9 +278,9 @@ def test_the_refiners_steps_end_at_t_0_where_its_scheduler_takes_custom_timestep
 def test_a_refined_pipeline_round_trips(refined, tmp_path):
     save_pipeline(refined, tmp_path / "model", {"train_step": 7})
     index = json.loads((tmp_path / "model" / "model_index.json").read_text())
-    assert index["refiner"] == ["lab6.model", "ConditionalUNet"] and index["refiner_strength"] == 0.3
-    assert index["refiner_spacing"] == "karras"
-    again = Lab6Pipeline.from_pretrained(tmp_path / "model")
+    assert index["_class_name"] == "RefinedPipeline" and index["refiner_strength"] == 0.3
+    assert index["refiner"] == ["lab6.model", "ConditionalUNet"] and index["refiner_spacing"] == "karras"
+    again = RefinedPipeline.from_pretrained(tmp_path / "model")
     again.set_progress_bar_config(disable=True)
     assert torch.equal(images(refined, output_type="pt"), images(again, output_type="pt"))
     # load_pipeline puts both networks' weights channels-last (faster convolutions): the same images to rounding
@@ -352,7 +295,7 @@ def test_a_refined_pipeline_round_trips(refined, tmp_path):
 
 
 def test_a_refiner_is_refused_beyond_the_noise_levels_it_was_trained_on(pipe, refined):
-    from lab6.pipeline import with_refiner
+    from lab6.refiner import with_refiner
 
     refiner = build_pipeline(refined.refiner, refined.refiner_scheduler.config)
     refiner.metadata = {"recipe": {"max_timestep": 30}}
@@ -377,13 +320,35 @@ def test_refine_alone_redraws_given_images_as_the_two_stage_call_does(pipe, refi
     with pytest.raises(ValueError,
                        match=re.escape("images must be (2, 3, H, W), one per condition, got (1, 3, 64, 64)")):
         refined.refine(first[:1], CONDITIONS)
-    with pytest.raises(ValueError, match="this pipeline has no refiner: pair one with lab6.pipeline.with_refiner"):
-        pipe.refine(first, CONDITIONS)
+    assert not hasattr(pipe, "refine")  # a one-stage pipeline has no refiner step at all
 
 
 def test_a_refined_result_keeps_the_first_stage_images_that_refine_false_draws(refined):
-    both = generate(refined, CONDITIONS, steps=3, seed=2, progress=False)
-    first = generate(refined, CONDITIONS, steps=3, seed=2, progress=False, refine=False)
-    assert both.sampling.refined and not first.sampling.refined and first.first_stage is None
+    both = generate(refined, CONDITIONS, Sampling(steps=3, seed=2), progress=False)
+    first = generate(refined, CONDITIONS, Sampling(steps=3, seed=2, refine=False), progress=False)
+    assert both.sampling.refine and not first.sampling.refine and first.first_stage is None
     torch.testing.assert_close(both.first_stage, first.images, atol=1e-6, rtol=0)
     assert not torch.allclose(both.images, first.images)
+
+
+def test_a_folder_saved_with_the_refiner_inside_lab6pipeline_loads_as_a_refined_pipeline(tmp_path):
+    """Folders written before the refiner had a pipeline of its own name ``Lab6Pipeline`` (with a refiner and a
+    ``guidance_interval`` key) and a ``lab6.model.ConditionalUNet`` with a full-resolution head: they load as the
+    ``RefinedPipeline`` they are and draw the same images as the shipped folder."""
+    import shutil
+
+    from lab6.refiner import RefinerUNet
+    from lab6.run_files import SHIPPED_MODEL
+
+    old = shutil.copytree(SHIPPED_MODEL, tmp_path / "old")
+    index = json.loads((old / "model_index.json").read_text())
+    index.update(_class_name="Lab6Pipeline", guidance_interval=None, refiner=["lab6.model", "ConditionalUNet"])
+    (old / "model_index.json").write_text(json.dumps(index))
+    config = json.loads((old / "refiner" / "config.json").read_text())
+    (old / "refiner" / "config.json").write_text(json.dumps({**config, "_class_name": "ConditionalUNet"}))
+    loaded, shipped = load_pipeline(old), load_pipeline()
+    assert isinstance(loaded, RefinedPipeline) and isinstance(loaded.refiner, RefinerUNet)
+    assert torch.equal(images(loaded, output_type="pt"), images(shipped, output_type="pt"))
+    (old / "model_index.json").write_text(json.dumps({**index, "guidance_interval": [0.3, 5.0]}))
+    with pytest.raises(ModelLoadError, match="guides only in the interval"):
+        load_pipeline(old)

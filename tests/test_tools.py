@@ -11,7 +11,7 @@ import torch
 from diffusers import DDPMScheduler
 from huggingface_hub import ModelCard
 
-from lab6.pipeline import load_pipeline as load_model
+from lab6.loading import load_pipeline as load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,7 +62,8 @@ def test_model_card_lists_every_stage_and_the_shipped_guidance(tiny_run):
 def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_once(tiny_run):
     from lab6.diffusion import make_noise_scheduler
     from lab6.model import ConditionalUNet
-    from lab6.pipeline import build_pipeline, with_refiner
+    from lab6.pipeline import build_pipeline
+    from lab6.refiner import with_refiner
     from tests.test_model import TINY
 
     ship_model = load_tool("ship_model")
@@ -73,7 +74,7 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
         make_noise_scheduler(1000, "cosine", "v").config)
     refiner.metadata = {"train_step": 40, "epochs": 2.0, "train_minutes": 3.0, "parent": first,
                         "recipe": {"batch_size": 8, "lr": 2e-4, "max_timestep": 300}}
-    loaded = with_refiner(base.with_guidance_interval((0.28, 5.42)), refiner, 0.1, step_ratio=0.2)
+    loaded = with_refiner(base, refiner, 0.1, step_ratio=0.2)
     table = {"dpmsolver-20": {"resnet18": {"test": 0.5, "new_test": 0.5, "heldout": 0.5, "pooled": 0.5}}}
     card = str(ship_model.model_card(loaded, table, {"dpmsolver-20": 1.0},
                                      {"resnet18": {"heldout_accuracy": 0.9, "heldout_images": 10}},
@@ -81,7 +82,6 @@ def test_model_card_of_a_model_with_a_refiner_grown_from_it_counts_each_stage_on
     assert ("redraws the last 0.1 of its noise schedule at 64x64 in 4 steps (at 20 first-stage steps) spaced as "
             "Karras et al. down to t = 0") in card
     assert "- Command: `lab6 train y`" in card
-    assert "for noise-to-signal ratios in (0.28, 5.42] only (the conditional model alone elsewhere)" in card
     assert ("- Refiner stage 2 (fine-tuned from the first stage, its stage 1): 40 steps of 8 images (2.0 epochs), "
             "3.0 minutes of training on 1 process(es), peak lr 0.0002, timesteps below 300 only.") in card
     assert "Refiner stage 1" not in card  # the first stage's own training, listed once above
@@ -146,7 +146,7 @@ def test_packed_images_unpack_to_a_data_root_that_trains_without_its_pngs(tiny_r
 
 
 def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run, tmp_path):
-    from lab6.pipeline import load_pipeline, save_pipeline
+    from lab6.loading import load_pipeline, save_pipeline
 
     convert_model = load_tool("convert_model")
     pipe = load_model(tiny_run)
@@ -155,7 +155,7 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
     DDPMScheduler.from_config(pipe.scheduler.config).save_pretrained(flat)
     (flat / "lab6.json").write_text('{"guidance": 2.5}')
     new = convert_model.convert(flat, tmp_path / "new")
-    assert (new / "model_index.json").is_file() and load_pipeline(new).guidance == 2.5
+    assert (new / "model_index.json").is_file() and load_pipeline(new).guidance_scale == 2.5
     assert (new / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == \
         (flat / "diffusion_pytorch_model.safetensors").read_bytes()
     with pytest.raises(SystemExit, match="already in the pipeline layout"):

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from lab6.config import TrainConfig, preset
-from lab6.pipeline import load_pipeline as load_model
+from lab6.loading import load_pipeline as load_model
 from lab6.train import latest_checkpoint, lr_factor
 
 
@@ -145,8 +145,7 @@ def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patc
     in the image; with ``detail_prior`` the head starts as that detail's linear denoiser: on a clean image
     without in-patch detail its prediction's in-patch part is the target's. The gains are saved with the
     weights, so the exported model (and any sampler) has them."""
-    from lab6.diffusion import detail_gain
-    from lab6.model import patch_detail
+    from lab6.refiner import detail_gain, patch_detail
     from lab6.train import Trainer
 
     cfg = preset("tiny", steps=1, init_from=str(tiny_run), image_size=32, patch_size=2, snr_shift=0.25,
@@ -178,7 +177,7 @@ def test_a_grown_refiner_with_a_detail_prior_denoises_the_detail_inside_its_patc
 def test_a_colour_prior_gives_the_colour_part_of_the_detail_its_own_least_squares_gain(tiny_run, tiny_root, tmp_path):
     """``detail_chroma_prior``: the head's colour gain is ``detail_gain`` for that energy, the grey one is
     ``detail_prior``'s, both saved with the weights; without a ``detail_prior`` it is refused."""
-    from lab6.diffusion import detail_gain
+    from lab6.refiner import detail_gain
     from lab6.train import Trainer
 
     cfg = preset("tiny", steps=1, init_from=str(tiny_run), image_size=32, patch_size=2, snr_shift=0.25,

@@ -15,7 +15,7 @@ import argparse
 import shutil
 from pathlib import Path
 
-from lab6.pipeline import load_pipeline, save_pipeline
+from lab6.loading import load_pipeline, save_pipeline
 
 
 def convert(old: Path, new: Path) -> Path:

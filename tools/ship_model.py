@@ -9,7 +9,7 @@ the images with every shipped evaluator (two seeds), and writes ``lab6/assets/mo
 Face model card with YAML metadata; ``--fidelity`` adds ``bench/bench_fidelity.py --json``'s table to it.
 ``--guidance`` ships another guidance scale than the one the run was evaluated with; choose it on the
 held-out conditions (``bench/bench_sampling.py --guidance 2 3 4 --also heldout``), not on test.json.
-``--refiner`` ships the model followed by a 64-px refiner (``lab6.pipeline.with_refiner``); the card then
+``--refiner`` ships the model followed by a 64-px refiner (``lab6.refiner.with_refiner``); the card then
 also scores the first stage alone and states both stages' training.
 """
 
@@ -26,9 +26,11 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from lab6.data import load_split
 from lab6.diffusion import INITIAL_NOISE
 from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
-from lab6.pipeline import Lab6Pipeline, load_pipeline, save_pipeline, with_refiner
+from lab6.loading import load_pipeline, save_pipeline
+from lab6.pipeline import Lab6Pipeline
+from lab6.refiner import with_refiner
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
-from lab6.sampling import generate
+from lab6.sampling import Sampling, generate
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 FIRST_STAGE = ("dpmsolver", 20)  # scored without the refiner too, when the model has one
@@ -47,9 +49,6 @@ def main() -> None:
                         help="guidance scale w to ship with (default: the one the run was evaluated with)")
     parser.add_argument("--noise", choices=INITIAL_NOISE, default=None,
                         help="starting noise to ship with (default: the run's)")
-    parser.add_argument("--guidance-interval", type=float, nargs=2, default=None, metavar=("LOW", "HIGH"),
-                        help="guide only where the noise-to-signal ratio is in (LOW, HIGH] (default: the model's; "
-                             "Kynkaanniemi et al. 2024)")
     parser.add_argument("--refiner", type=Path, default=None, help="a 64-px refiner run to ship after the model")
     parser.add_argument("--refiner-strength", type=float, default=None, metavar="S",
                         help="the last S of the refiner's schedule it redraws (with --refiner)")
@@ -71,11 +70,11 @@ def main() -> None:
     if (args.refiner is None) != (args.refiner_strength is None):
         parser.error("--refiner and --refiner-strength go together")
     source = load_pipeline(args.model)  # a pipeline folder, a flat folder of the older layout, or a run
-    shipped = Lab6Pipeline(source.unet, source.scheduler, source.guidance if args.guidance is None else args.guidance,
-                           args.noise or source.noise,
-                           guidance_interval=args.guidance_interval or source.config.guidance_interval)
+    shipped = Lab6Pipeline(source.unet, source.scheduler,
+                           source.guidance_scale if args.guidance is None else args.guidance,
+                           args.noise or source.initial_noise)
     meta = without_machine_paths(source.metadata)
-    meta.update(guidance=shipped.guidance, noise=shipped.initial_noise)
+    meta.update(guidance=shipped.guidance_scale, noise=shipped.initial_noise)
     if args.refiner:
         refiner = load_pipeline(args.refiner)
         shipped = with_refiner(shipped, refiner, args.refiner_strength, step_ratio=args.refiner_step_ratio)
@@ -90,7 +89,7 @@ def main() -> None:
     loaded = load_pipeline(SHIPPED_MODEL)
     table, seconds = measure_accuracy(loaded, load_evaluators(shipped_evaluator_paths()), args.data_root)
     record = {"accuracy": table, "seeds": list(SEEDS), "seconds_32_images": seconds,
-              "threads": torch.get_num_threads(), "guidance": loaded.guidance, "noise": loaded.initial_noise}
+              "threads": torch.get_num_threads(), "guidance": loaded.guidance_scale, "noise": loaded.initial_noise}
     (SHIPPED_MODEL / "accuracy.json").write_text(json.dumps(record, indent=2))
     rewrite_card(args)
     print(f"shipped {source.path} -> {SHIPPED_MODEL}")
@@ -120,18 +119,19 @@ def measure_accuracy(loaded, evaluators, data_root: Path) -> tuple[dict, dict]:
     table: dict[str, dict[str, dict[str, float]]] = {}
     seconds: dict[str, float] = {}
     settings = [(sampler, steps, True) for sampler, steps in SETTINGS]
-    if loaded.refiner is not None:
+    refined = hasattr(loaded, "refiner")
+    if refined:
         settings.append((*FIRST_STAGE, False))
     for sampler, steps, refine in settings:
-        key = f"{sampler}-{steps}" + ("" if refine or loaded.refiner is None else ", first stage only")
+        key = f"{sampler}-{steps}" + ("" if refine or not refined else ", first stage only")
         hits = {e.name: {split: 0 for split in SPLITS} for e in evaluators}
         labels = dict.fromkeys(SPLITS, 0)
         for split in SPLITS:
             conditions = load_split(data_root, split)
             for seed in SEEDS:
                 start = time.perf_counter()
-                images = generate(loaded, conditions, sampler=sampler, steps=steps, seed=seed, progress=False,
-                                  refine=refine).images
+                images = generate(loaded, conditions, Sampling(sampler, steps, seed=seed, refine=refine),
+                                  progress=False).images
                 if split == "test" and seed == SEEDS[0]:
                     seconds[key] = (time.perf_counter() - start) * 32 / len(conditions)
                 labels[split] += sum(len(c) for c in conditions)
@@ -248,15 +248,15 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + (" and upsampled to 64x64." if recipe.get("image_size", 64) != 64 else ".")
         + (f" A 64-px refiner ({sum(p.numel() for p in loaded.refiner.parameters()) / 1e6:.1f}M parameters, trained "
            "on low noise levels only) then redraws the last "
-           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64 in {loaded.stage_steps(20)[1]} steps "
+           f"{loaded.config.refiner_strength:g} of its noise schedule at 64x64 in {loaded.refiner_steps(20)} steps "
            "(at 20 first-stage steps)"
            + (" spaced as Karras et al. down to t = 0" if loaded.config.refiner_spacing == "karras" else "")
-           + ": edges, shadows and texture (`refine=False` or `--no-refine` skips it)." if loaded.refiner is not None
+           + ": edges, shadows and texture (`refine=False` or `--no-refine` skips it)." if hasattr(loaded, "refiner")
            else ""),
         "",
         "```python",
-        "from lab6.pipeline import Lab6Pipeline",
-        "pipe = Lab6Pipeline.from_pretrained(\"lab6/assets/model\")",
+        "from lab6.loading import load_pipeline",
+        "pipe = load_pipeline(\"lab6/assets/model\")",
         "images = pipe([[\"red cube\", \"blue sphere\"]], num_inference_steps=20).images",
         "```",
         "",
@@ -268,13 +268,11 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         f"- Recipe: {recipe.get('beta_schedule')} schedule, {recipe.get('prediction')} prediction, min-SNR "
         f"gamma {recipe.get('min_snr_gamma')}, batch {recipe.get('batch_size')}, lr {recipe.get('lr')}, EMA "
         f"{recipe.get('ema_decay')}, label dropout {recipe.get('cond_dropout')}.",
-        f"- Sampled with classifier-free guidance w = {loaded.guidance:g}"
-        + (" for noise-to-signal ratios in ({:g}, {:g}] only (the conditional model alone elsewhere)".format(
-            *loaded.config.guidance_interval) if loaded.config.guidance_interval else "")
+        f"- Sampled with classifier-free guidance w = {loaded.guidance_scale:g}"
         + (f" (training evaluated at w = {recipe['guidance']:g}; w chosen on the held-out conditions)"
-           if recipe.get("guidance", loaded.guidance) != loaded.guidance else "")
+           if recipe.get("guidance", loaded.guidance_scale) != loaded.guidance_scale else "")
         + f", starting noise `{loaded.initial_noise}`.",
-        *refiner_lines(meta, loaded.config.refiner_strength, args.refiner_command),
+        *refiner_lines(meta, loaded.config.get("refiner_strength"), args.refiner_command),
         "",
         "## Accuracy",
         "",

@@ -13,10 +13,10 @@ import warnings
 from pathlib import Path
 
 from . import commands
-from .config import PRESETS
 from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .loading import ModelLoadError
+from .presets import PRESETS
 
 #: What ``lab6 --help`` says first (plain text: argparse prints it as it is).
 DESCRIPTION = ("train a conditional DDPM on i-CLEVR scenes, draw images for label conditions, and score them "
@@ -102,7 +102,7 @@ def _refine_option(p: argparse.ArgumentParser) -> None:
 def _train_verb(verbs) -> None:
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
-    p.add_argument("--preset", default="cpu", help=f"recipe: {', '.join(PRESETS)} (see lab6.config)")
+    p.add_argument("--preset", default="cpu", help=f"recipe: {', '.join(PRESETS)} (see lab6.presets)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples/, model/)")
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes of training")
     p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 def cmd_train(args) -> None:
     from .config import TrainConfig, preset
-    from .data import resolve_data_root
+    from .data_root import resolve_data_root
     from .train import train
 
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
@@ -68,11 +68,11 @@ def cmd_pair(args) -> None:
 
 
 def cmd_evaluate(args) -> None:
-    from .evaluator import load_evaluators, per_image_hits, score_all
     from .images import check_drawn_for, load_images
     from .labels import load_conditions
     from .proxy import score_data_root
     from .run_files import write_text_atomic
+    from .scoring import load_evaluators, per_image_hits, score_all
 
     if args.dataset is not None and (args.images or args.conditions):
         raise ValueError("give either --dataset ROOT or --images DIR with --conditions FILE, not both")
@@ -106,7 +106,7 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_evaluator_train(args) -> None:
-    from .data import resolve_data_root
+    from .data_root import resolve_data_root
     from .proxy import train_proxy
 
     train_proxy(resolve_data_root(args.data_root), args.out, arch=args.arch, epochs=args.epochs,
@@ -141,7 +141,8 @@ def cmd_data_render(args) -> None:
 
 
 def cmd_data_priors(args) -> None:
-    from .data import ICLEVRDataset, resolve_data_root
+    from .data import ICLEVRDataset
+    from .data_root import resolve_data_root
     from .refiner import detail_priors
 
     root = resolve_data_root(args.data_root)

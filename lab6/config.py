@@ -1,7 +1,5 @@
-"""Training recipes: one ``TrainConfig`` object holds every knob; named presets fill it in.
-
-A preset is a complete recipe (model shape, noise schedule, loss, optimiser, guidance), so
-``lab6 train --preset cpu`` reproduces the reference model and any field can still be overridden.
+"""Training recipes: one ``TrainConfig`` object holds every knob, each with a comment; the named presets
+(``lab6.presets``) fill it in.
 """
 
 from __future__ import annotations
@@ -120,6 +118,16 @@ class TrainConfig:
 
         return RefinerUNet.for_recipe(self) if self.full_res_channels else ConditionalUNet(**self.model_config())
 
+    def resolved_mixed_precision(self) -> str:
+        """``mixed_precision``, with ``auto`` resolved for this machine (accelerate's names)."""
+        import torch
+
+        if self.mixed_precision != "auto":
+            return self.mixed_precision
+        if torch.cuda.is_available():
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "no"  # this CPU has no hardware bf16: autocast there is 20-90x slower
+
     def noise_scheduler(self):
         """The forward (noising) process of this recipe (``diffusion.make_noise_scheduler``)."""
         from .diffusion import make_noise_scheduler
@@ -216,63 +224,12 @@ _RANGES = (
     ("guidance", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
 )
 
-_CPU64 = TrainConfig(conditioning="cross_attention", image_size=64, patch_size=2, snr_shift=0.25, lr=1e-3)
-
-PRESETS: dict[str, TrainConfig] = {
-    # The reference recipe for 2 CPU cores: 32x32, ~3.9M parameters, v prediction, per-object label tokens
-    # read by cross-attention (more accuracy per CPU-minute than additive: docs/conditioning.md#cross-attention).
-    "cpu": TrainConfig(conditioning="cross_attention"),
-    # Native 64x64 at the cost of the cpu recipe: 2x2 pixels folded into channels (patch_size 2), the SNR
-    # shifted by 1/4 so coarse structure is as noisy at each t as at 32 px, lr 1e-3 (better in short runs:
-    # docs/optimisation.md#learning-rate).
-    "cpu64": _CPU64,
-    # A refiner for a 32-px model (lab6 pair): cpu64 with a full-resolution head, trained on the low noise levels
-    # it redraws only (t < 300). It cannot draw a scene from pure noise, so training does not evaluate it alone.
-    # Its head starts as the least-squares denoiser of the detail inside each 2x2 patch, for detail of the energy
-    # real i-CLEVR images have (detail_prior), so that grown from a 32-px model (--init-from) it denoises in half
-    # the training time (docs/64px.md#detail-prior).
-    # The colour part of the detail gets a gain of its own (detail_chroma_prior), or colour grain stays.
-    "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, detail_prior=0.00094,
-                                     detail_chroma_prior=0.000087, eval_splits=()),
-    # The same UNet with the label vector added to the time embedding (~2.8M parameters).
-    "cpu-add": TrainConfig(),
-    # The seeds' 64x64 configuration (diffusers' DDPM example UNet, ~114M parameters): for a GPU.
-    "paper": TrainConfig(image_size=64, block_out_channels=(128, 128, 256, 256, 512, 512),
-                         attention_levels=(False, False, False, False, True, False), layers_per_block=2,
-                         beta_schedule="linear",
-                         prediction="epsilon",
-                         min_snr_gamma=0.0, lr=1e-4, warmup_steps=500, ema_decay=0.9999, batch_size=32,
-                         eval_every=5000),
-    # A student's single GPU at native 64x64 with what the CPU study learned (v prediction, cosine schedule,
-    # min-SNR 5, one cross-attention token per object): ~38.9M parameters, attention at 16 and 8 px only
-    # (32 px attention would cost 16x the tokens). Batch 128 because a GPU is bound by per-step overhead at
-    # small batches (docs/throughput.md#on-a-gpu); lr 2e-4 is the usual one for a UNet of this size at this
-    # batch (not tuned: docs/open-questions.md).
-    "gpu64": TrainConfig(conditioning="cross_attention", image_size=64, block_out_channels=(64, 128, 256, 256),
-                         attention_levels=(False, False, True, True), layers_per_block=2, batch_size=128, lr=2e-4,
-                         warmup_steps=1000, ema_decay=0.9995, eval_every=2000, checkpoint_minutes=15.0),
-    # For tests and a first look: trains in seconds, draws blobs.
-    "tiny": TrainConfig(image_size=16, block_out_channels=(16, 32), attention_levels=(False, True),
-                        eval_splits=("test", "new_test"), layers_per_block=1, attention_head_dim=16, norm_num_groups=8,
-                        batch_size=8, lr=1e-3,
-                        warmup_steps=5, ema_decay=0.9, log_every=5, eval_every=None, eval_steps=4,
-                        checkpoint_minutes=60.0),
-}
-
-
 def preset(name: str, **overrides) -> TrainConfig:
-    """The recipe ``name`` (one of :data:`PRESETS`) with ``overrides`` (field names and values)."""
+    """The recipe ``name`` (one of ``lab6.presets.PRESETS``) with ``overrides`` (field names and values)."""
+    from .presets import PRESETS  # the presets are TrainConfig objects: they import this module
+
     try:
         base = PRESETS[name]
     except KeyError:
         raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
     return base.replace(**overrides)
-
-
-def parameter_count(preset_name: str) -> int:
-    """Parameters of a preset's model, counted without allocating its weights (meta device)."""
-    import torch
-
-    with torch.device("meta"):
-        model = preset(preset_name).build_model()
-    return sum(p.numel() for p in model.parameters())

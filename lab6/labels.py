@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
+import torch
 
 SHAPES = ("cube", "sphere", "cylinder")
 COLOURS = ("gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow")
@@ -170,3 +171,22 @@ def clevr_hex(colour: str) -> str:
 def label_hex(label: str) -> str:
     """The CLEVR colour of a label such as ``"red cube"``."""
     return clevr_hex(label.split()[0])
+
+
+def conditions_tensor(conditions) -> torch.Tensor:
+    """Label lists (the test.json form) or a (B, 24) multi-hot tensor -> (B, 24) float, validated."""
+    if isinstance(conditions, torch.Tensor):
+        if conditions.ndim != 2 or conditions.shape[1] != 24:
+            raise ConditionError(f"a condition tensor is (B, 24) multi-hot, got shape {tuple(conditions.shape)}")
+        if not torch.all((conditions == 0) | (conditions == 1)):
+            raise ConditionError("a condition tensor must hold only 0 and 1 (multi-hot)")
+        for row in conditions:
+            validate_condition(decode(row))
+        multi_hot = conditions.float()
+    else:
+        if isinstance(conditions, (str, bytes)) or not isinstance(conditions, (list, tuple)):
+            raise ConditionError(f"conditions must be a list of label lists, like [['red cube']], got {conditions!r}")
+        multi_hot = torch.from_numpy(encode_many(conditions))
+    if len(multi_hot) == 0:
+        raise ConditionError("no conditions to draw: give at least one, like [['red cube', 'blue sphere']]")
+    return multi_hot

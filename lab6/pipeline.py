@@ -22,32 +22,13 @@ from diffusers import DiffusionPipeline, ImagePipelineOutput
 from .config import DEFAULT_GUIDANCE
 from .diffusion import DEFAULT_NOISE, INITIAL_NOISE, predicted_x0, prediction_of
 from .diffusion import initial_noise as draw_initial_noise
-from .labels import ConditionError, decode, encode_many, validate_condition
+from .labels import conditions_tensor
 from .model import ConditionalUNet
 from .samplers import DEFAULT_SAMPLER, make_sampler
 
 #: The side of every image lab6 returns: the evaluator's input size.
 OUTPUT_SIZE = 64
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-
-def conditions_tensor(conditions) -> torch.Tensor:
-    """Label lists (the test.json form) or a (B, 24) multi-hot tensor -> (B, 24) float, validated."""
-    if isinstance(conditions, torch.Tensor):
-        if conditions.ndim != 2 or conditions.shape[1] != 24:
-            raise ConditionError(f"a condition tensor is (B, 24) multi-hot, got shape {tuple(conditions.shape)}")
-        if not torch.all((conditions == 0) | (conditions == 1)):
-            raise ConditionError("a condition tensor must hold only 0 and 1 (multi-hot)")
-        for row in conditions:
-            validate_condition(decode(row))
-        multi_hot = conditions.float()
-    else:
-        if isinstance(conditions, (str, bytes)) or not isinstance(conditions, (list, tuple)):
-            raise ConditionError(f"conditions must be a list of label lists, like [['red cube']], got {conditions!r}")
-        multi_hot = torch.from_numpy(encode_many(conditions))
-    if len(multi_hot) == 0:
-        raise ConditionError("no conditions to draw: give at least one, like [['red cube', 'blue sphere']]")
-    return multi_hot
 
 
 def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tensor:

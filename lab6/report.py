@@ -23,9 +23,10 @@ from pathlib import Path
 
 import torch
 
-from .evaluator import found_by_shape, per_image_hits
+from .evaluator import found_by_shape
 from .labels import DENOISING_FIGURE_CONDITION, encode_many
 from .sampling import Sampling
+from .scoring import per_image_hits
 
 #: The folder names of a report's stages: the first stage's images (upsampled to 64 px), then the refiner's.
 STAGES = ("first_stage", "refined")
@@ -50,13 +51,13 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
         What ``accuracy.json`` holds: the settings and, per split, the accuracy per evaluator and stage, the
         labels found per shape and the hits per image.
     """
-    from .data import SPLITS, is_synthetic, resolve_data_root
-    from .evaluator import load_evaluators
+    from .data_root import SPLITS, is_synthetic, resolve_data_root
     from .figures import denoising_process
     from .images import check_output_folder
     from .loading import load_pipeline
     from .run_files import atomic_path
     from .sampling import run_denoising
+    from .scoring import load_evaluators
 
     final = Path(out)
     if final.exists() and (not final.is_dir()

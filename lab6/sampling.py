@@ -18,12 +18,12 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .data import load_split
+from .data_root import load_split
 from .diffusion import DEFAULT_NOISE, INITIAL_NOISE
-from .evaluator import score_all
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import Lab6Pipeline, to_output_size
 from .samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, check_sampler
+from .scoring import score_all
 
 
 @dataclass(frozen=True)
@@ -200,6 +200,23 @@ def run_split(pipe, data_root: str | Path, split: str, evaluators=(), sampling: 
     scores = score_all(evaluators, images, conditions)
     first_scores = {} if result.first_stage is None else score_all(evaluators, result.first_stage, conditions)
     return SplitRun(split, conditions, images, seconds, result.sampling, scores, result.first_stage, first_scores)
+
+
+def run_splits(pipe, data_root: str | Path, splits, evaluators, sampling: Sampling, grids: Path,
+               prefix: str = "") -> list[SplitRun]:
+    """``run_split`` for each of ``splits`` that the data root has (the others are skipped), each split's images
+    saved as one grid, ``grids/<prefix><split>.png``: training's evaluation."""
+    from .images import save_grid
+
+    runs = []
+    for split in splits:
+        try:
+            run = run_split(pipe, data_root, split, evaluators, sampling, progress=False)
+        except FileNotFoundError:  # a data root without this split
+            continue
+        save_grid(run.images, Path(grids) / f"{prefix}{split}.png")
+        runs.append(run)
+    return runs
 
 
 def failures(runs: Sequence[SplitRun]) -> list[dict]:

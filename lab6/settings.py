@@ -14,11 +14,11 @@ from pathlib import Path
 import torch
 
 from .config import preset
-from .data import resolve_data_root
-from .evaluator import load_evaluators
+from .data_root import resolve_data_root
 from .loading import load_pipeline
 from .run_files import SHIPPED_MODEL, ModelNotFoundError, is_model_folder, resolve_model_dir
 from .sampling import Sampling
+from .scoring import load_evaluators
 from .train import train
 
 

@@ -3,14 +3,9 @@
 Read top to bottom: set up (data, model, EMA, optimiser), maybe resume, then ``Trainer.train``'s loop of named
 steps (batch, optimiser step, clock, log, checkpoint, evaluate) until the budget (steps, epochs or minutes) is spent.
 
-Exact resume without saving random-number states: the batch order of every epoch and the noise of every
-step are drawn from generators seeded by (seed, epoch) and (seed, step, process), so a run resumed at
-step k draws exactly what the uninterrupted run drew at step k.
-
-A run directory holds ``train_config.json``, ``metrics.csv``, ``eval.csv``, ``samples/``, ``checkpoints/step-N``
-(each written to a temporary folder and renamed, so a kill at any moment never leaves a checkpoint
-that will not load), ``parent_lab6.json`` when fine-tuning (the starting model's record) and, at the end,
-``model/`` (the EMA weights, ready for ``lab6 sample``).
+Exact resume without saving random-number states: the batch order of every epoch and the noise of every step are
+drawn from generators seeded by (seed, epoch) and (seed, step, process), so a run resumed at step k draws exactly
+what the uninterrupted run drew at step k. What a run folder holds: ``lab6.run_files``.
 """
 
 from __future__ import annotations
@@ -33,30 +28,16 @@ from tqdm.auto import tqdm
 from .config import TrainConfig
 from .data import ICLEVRDataset
 from .diffusion import training_loss
-from .evaluator import load_evaluators
-from .images import save_grid
 from .init_from import pretrained_weights, run_parent
 from .loading import save_pipeline
 from .pipeline import build_pipeline
 from .run_files import CHECKPOINTS, CsvLog, commit_checkpoint, latest_checkpoint
-from .sampling import Sampling, run_split
+from .sampling import Sampling, run_splits
+from .scoring import load_evaluators
+from .train_state import LossWindow, TrainState
 
 METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
 EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]
-
-
-class TrainState:
-    """What the loop itself must remember across a resume (checkpointed through accelerate)."""
-
-    def __init__(self):
-        self.step = 0
-        self.elapsed = 0.0  # seconds of training, summed over resumes
-
-    def state_dict(self) -> dict:
-        return {"step": self.step, "elapsed": self.elapsed}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -67,31 +48,6 @@ def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
     warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
     cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
-
-
-def resolve_mixed_precision(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "no"  # this CPU has no hardware bf16: autocast there is 20-90x slower
-
-
-class _LossWindow:
-    """The loss and images since the last metrics row."""
-
-    def __init__(self):
-        self.loss_sum, self.images, self.start = 0.0, 0, time.time()
-
-    def add(self, loss: float, images: int, processes: int) -> None:
-        self.loss_sum += loss * images
-        self.images += images * processes
-
-    def mean_loss(self, processes: int) -> float:
-        return self.loss_sum / max(1, self.images / processes)
-
-    def images_per_second(self) -> float:
-        return self.images / max(1e-9, time.time() - self.start)
 
 
 class Trainer:
@@ -105,7 +61,7 @@ class Trainer:
         # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
         no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
         self.accelerator = Accelerator(cpu=no_accelerator,
-                                       mixed_precision=resolve_mixed_precision(cfg.mixed_precision))
+                                       mixed_precision=cfg.resolved_mixed_precision())
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
             raise ValueError(f"batch_size {cfg.batch_size} must divide evenly among {acc.num_processes} processes")
@@ -163,14 +119,9 @@ class Trainer:
     def progress_fraction(self) -> float:
         """How much of the budget is spent (the largest fraction over the budgets given)."""
         cfg, s = self.cfg, self.state
-        fractions = []
-        if cfg.steps:
-            fractions.append(s.step / cfg.steps)
-        if cfg.epochs:
-            fractions.append(s.step / (cfg.epochs * self.steps_per_epoch))
-        if cfg.minutes:
-            fractions.append(s.elapsed / (cfg.minutes * 60))
-        return max(fractions)
+        budgets = [(s.step, cfg.steps), (s.step, cfg.epochs and cfg.epochs * self.steps_per_epoch),
+                   (s.elapsed, cfg.minutes and cfg.minutes * 60)]
+        return max(spent / budget for spent, budget in budgets if budget)
 
     def total_steps_hint(self) -> int | None:
         cfg = self.cfg
@@ -185,7 +136,7 @@ class Trainer:
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
         self._bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
                          disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
-        self._window = _LossWindow()
+        self._window = LossWindow()
         self._checkpointed_at = state.elapsed
         try:
             while self.progress_fraction() < 1:
@@ -250,14 +201,17 @@ class Trainer:
 
     def log(self, loss: float, images: int) -> None:
         """Every ``log_every`` steps: the mean loss and images/s since the last row, to metrics.csv and the bar."""
-        processes = self.accelerator.num_processes
+        processes, s = self.accelerator.num_processes, self.state
         self._window.add(loss, images, processes)
         self._bar.update()
-        if self.state.step % self.cfg.log_every == 0:
+        if s.step % self.cfg.log_every == 0:
             mean_loss, rate = self._window.mean_loss(processes), self._window.images_per_second()
-            self._log_metrics(mean_loss, rate)
-            self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{self.state.elapsed / 60:.1f}")
-            self._window = _LossWindow()
+            if self.accelerator.is_main_process:
+                self.metrics.append(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3),
+                                    loss=round(mean_loss, 5), lr=f"{self.optimizer.param_groups[0]['lr']:.3e}",
+                                    images_per_s=round(rate, 2), elapsed_min=round(s.elapsed / 60, 2))
+            self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{s.elapsed / 60:.1f}")
+            self._window = LossWindow()
 
     def checkpoint_due(self) -> bool:
         cfg, state = self.cfg, self.state
@@ -267,25 +221,15 @@ class Trainer:
     def _on_sigterm(self, signum, frame) -> None:
         self._stop_signal = True
 
-    def _log_metrics(self, loss: float, images_per_s: float) -> None:
-        if self.accelerator.is_main_process:
-            s = self.state
-            self.metrics.append(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3), loss=round(loss, 5),
-                                lr=f"{self.optimizer.param_groups[0]['lr']:.3e}", images_per_s=round(images_per_s, 2),
-                                elapsed_min=round(s.elapsed / 60, 2))
-
     # -- checkpoints, export, evaluation --------------------------------------------------------------------
     def metadata(self) -> dict:
         """What a model folder records about its training (``lab6.json``); a fine-tuned model keeps its
         starting model's record as ``parent``, so the whole training history travels with the weights."""
-        meta = {"guidance": self.cfg.guidance, "sampler": self.cfg.eval_sampler, "steps": self.cfg.eval_steps,
-                "train_step": self.state.step, "train_minutes": round(self.state.elapsed / 60, 2),
-                "epochs": round(self.state.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
-                "processes": self.accelerator.num_processes,
-                "recipe": json.loads(self.cfg.to_json())}
-        if self.parent is not None:
-            meta["parent"] = self.parent
-        return meta
+        cfg, s = self.cfg, self.state
+        return {"guidance": cfg.guidance, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps, "train_step": s.step,
+                "train_minutes": round(s.elapsed / 60, 2), "epochs": round(s.step / self.steps_per_epoch, 3),
+                "data_root": str(self.data_root), "processes": self.accelerator.num_processes,
+                "recipe": json.loads(cfg.to_json()), **({"parent": self.parent} if self.parent is not None else {})}
 
     @contextmanager
     def ema_weights(self):
@@ -326,8 +270,8 @@ class Trainer:
         return final
 
     def evaluate(self) -> dict[str, float]:
-        """Draw each evaluation split with the EMA weights (``eval_sampling``), save its grid, and score it with
-        every evaluator found (eval.csv); returns ``{"split (evaluator)": accuracy}``."""
+        """Draw each evaluation split with the EMA weights, save its grid, and score it with every evaluator found
+        (eval.csv); returns ``{"split (evaluator)": accuracy}``."""
         acc, cfg, step = self.accelerator, self.cfg, self.state.step
         results: dict[str, float] = {}
         if acc.is_main_process:
@@ -335,22 +279,17 @@ class Trainer:
                                          device=acc.device, required=False,
                                          log=lambda message: warnings.warn(f"during training: {message}"))
             sampling = Sampling(cfg.eval_sampler, cfg.eval_steps, cfg.guidance, seed=cfg.seed)
-            (self.out / "samples").mkdir(exist_ok=True)
             with self.ema_weights() as model:
                 model.eval()
-                pipe = build_pipeline(model, self.noise_scheduler.config, cfg.guidance)
-                for split in cfg.eval_splits:
-                    try:
-                        run = run_split(pipe, self.data_root, split, evaluators, sampling, progress=False)
-                    except FileNotFoundError:  # a data root without this split
-                        continue
-                    save_grid(run.images, self.out / "samples" / f"step-{step:08d}-{split}.png")
-                    for name, score in run.scores.items():
-                        results[f"{split} ({name})"] = score.accuracy
-                        self.evals.append(step=step, elapsed_min=round(self.state.elapsed / 60, 2), split=split,
-                                          accuracy=round(score.accuracy, 4), sampler=cfg.eval_sampler,
-                                          steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=name)
+                runs = run_splits(build_pipeline(model, self.noise_scheduler.config, cfg.guidance), self.data_root,
+                                  cfg.eval_splits, evaluators, sampling, self.out / "samples", f"step-{step:08d}-")
                 model.train()
+            for run in runs:
+                for name, score in run.scores.items():
+                    results[f"{run.split} ({name})"] = score.accuracy
+                    self.evals.append(step=step, elapsed_min=round(self.state.elapsed / 60, 2), split=run.split,
+                                      accuracy=round(score.accuracy, 4), sampler=cfg.eval_sampler,
+                                      steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=name)
             if results:
                 acc.print(f"step {step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
         acc.wait_for_everyone()

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from lab6.data import ICLEVRDataset, resolve_data_root
+from lab6.data import ICLEVRDataset
+from lab6.data_root import resolve_data_root
 from tests.conftest import make_data_root
 
 

@@ -87,7 +87,7 @@ def test_course_conditions_files_load(reference_root):
 
 
 def test_shipped_heldout_set_is_the_seeded_one():
-    from lab6.data import HELDOUT_FILE
+    from lab6.data_root import HELDOUT_FILE
     from lab6.labels import heldout_conditions
 
     shipped = load_conditions(HELDOUT_FILE)

@@ -239,8 +239,8 @@ def test_guidance_two_calls_against_one_batch_agree_within_the_network_tolerance
     CPUs, twice the 1e-5 that assert_close allows float32 by default), well inside `network_tolerance`."""
     import torch
 
-    from lab6.diffusion import guided_output
-    from lab6.pipeline import conditions_tensor, load_pipeline
+    from lab6.loading import load_pipeline
+    from lab6.pipeline import conditions_tensor, guided_output
     from lab6.settings import network_tolerance
 
     unet = load_pipeline(None).unet

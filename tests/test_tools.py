@@ -1,5 +1,5 @@
-"""The maintenance scripts under tools/ that are not exercised elsewhere (ship_model, convert_model, pack_images),
-and the table that bench_fidelity prints onto the model card."""
+"""The maintenance scripts under tools/ that are not exercised elsewhere (ship_model, convert_model, pack_images).
+The benchmarks' tests are tests/test_bench_*.py."""
 
 import importlib.util
 import re
@@ -7,7 +7,6 @@ from argparse import Namespace
 from pathlib import Path
 
 import pytest
-import torch
 from diffusers import DDPMScheduler
 from huggingface_hub import ModelCard
 
@@ -16,8 +15,8 @@ from lab6.loading import load_pipeline as load_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def load_tool(name: str, folder: str = "tools"):
-    spec = importlib.util.spec_from_file_location(name, ROOT / folder / f"{name}.py")
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -164,115 +163,3 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
     with pytest.raises(SystemExit, match="exists: give a new folder"):
         convert_model.convert(flat, tmp_path / "taken")
 
-
-def test_the_fidelity_table_has_a_cell_under_every_heading():
-    bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "a model", "sharpness": 1.25, "grid": 31.7, "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45,
-           "cast_over_8": 0.0, "seconds": 19.9, "fd resnet18": 102.7, "acc resnet18": 0.896, "fd regnet": 68.5,
-           "acc regnet": 0.918}
-    header, rule, line = bench.markdown_table([row], ["resnet18", "regnet"])
-    cells = dict(zip(header.strip("|").split("|"), line.strip("|").split("|")))
-    assert header.count("|") == rule.count("|") == line.count("|")
-    assert {k.strip(): v.strip() for k, v in cells.items()} == {
-        "images": "a model", "Frechet (resnet18)": "102.7", "Frechet (regnet)": "68.5", "sharpness / real": "1.25",
-        "2x2 grid / real": "31.7", "colour grain / real": "4.6", "cast mean": "0.93", "cast p90": "1.45",
-        "cast > 8": "0.0%", "accuracy (resnet18)": "0.896", "accuracy (regnet)": "0.918", "s / 32 images": "19.9"}
-
-
-def test_the_round_trip_table_puts_each_gap_beside_its_accuracies():
-    bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "a model", "acc resnet18": 0.885, "acc32 resnet18": 0.961, "acc regnet": 0.968,
-           "acc32 regnet": 0.960}
-    blurred = {"label": "a 32-px model", "acc resnet18": 0.97, "acc regnet": 0.97}  # no round trip: left out
-    header, rule, line = bench.round_trip_table([row, blurred], ["resnet18", "regnet"])
-    assert header.count("|") == rule.count("|") == line.count("|") == 8
-    assert [c.strip() for c in line.strip("|").split("|")] == [
-        "a model", "0.885", "0.961", "+7.6 pt", "0.968", "0.960", "-0.8 pt"]
-
-
-def test_the_shape_table_gives_each_evaluator_a_share_per_shape():
-    bench = load_tool("bench_fidelity", folder="bench")
-    row = {"label": "real images", "shapes resnet18": {"cube": 0.581, "sphere": 0.994, "cylinder": 0.916},
-           "shapes regnet": {"cube": 0.969, "sphere": 0.989}}  # no cylinder among these images: no share
-    header, rule, line = bench.shape_table([row], ["resnet18", "regnet"])
-    assert header.count("|") == rule.count("|") == line.count("|") == 8
-    cells = dict(zip((c.strip() for c in header.strip("|").split("|")),
-                     (c.strip() for c in line.strip("|").split("|"))))
-    assert cells == {"images": "real images", "cube (resnet18)": "0.581", "sphere (resnet18)": "0.994",
-                     "cylinder (resnet18)": "0.916", "cube (regnet)": "0.969", "sphere (regnet)": "0.989",
-                     "cylinder (regnet)": ""}
-
-
-def test_bench_seeds_pairs_each_row_with_the_first_per_seed():
-    bench = load_tool("bench_seeds", folder="bench")
-    shapes = {"r": {"cube": 1.0, "sphere": 0.9, "cylinder": 0.8}}
-
-    def seed(base_hits, other_hits):
-        return {"base": {"hits": {"r": base_hits}, "shapes": shapes, "sharpness": 50.0, "cast": 1.0},
-                "other": {"hits": {"r": other_hits}, "shapes": shapes, "sharpness": 25.0, "cast": 0.5}}
-
-    # the base row's luck swings 10 labels between seeds; the other row is always 1 or 3 labels better
-    record = {"labels": 100, "evaluators": ["r"], "real_sharpness": 50.0, "rows": ["base", "other"],
-              "seeds": {"0": seed(80, 81), "1": seed(90, 93)}}
-    lines = bench.table(record)
-    assert lines[0].startswith("2 seeds x 100 labels")
-    other = [c.strip() for c in lines[-1].strip("|").split("|")]
-    # pooled 0.87 (sd 0.085 over seeds) yet +2.0 points paired, SE = sd(1, 3) / sqrt(2) = 1.0
-    assert other == ["other", "0.8700 (0.085)", "+2.0 pt (1.0)", "1.000", "0.900", "0.800", "0.50", "0.50"]
-    assert [c.strip() for c in lines[-2].strip("|").split("|")][2] == ""  # no difference for the baseline itself
-    assert bench.merge([{**record, "seeds": {"0": record["seeds"]["0"]}},
-                        {**record, "seeds": {"1": record["seeds"]["1"]}}]) == record
-    with pytest.raises(SystemExit, match="the same rows"):
-        bench.merge([record, {**record, "rows": ["base"]}])
-
-
-def test_bench_seeds_reads_rows_and_seeds_and_names_what_is_allowed():
-    bench = load_tool("bench_seeds", folder="bench")
-    assert bench.row_setting("weaker=strength=0.1,refiner_steps=3") == ("weaker",
-                                                                        {"strength": 0.1, "refiner_steps": 3})
-    assert bench.row_setting("first stage=refine=false,guidance=2") == ("first stage",
-                                                                        {"refine": False, "guidance": 2.0})
-    assert bench.row_setting("shipped=") == ("shipped", {})
-    assert bench.row_setting("w5=guidance=5,guidance_interval=0.28:5.42") == (
-        "w5", {"guidance": 5.0, "guidance_interval": (0.28, 5.42)})
-    assert bench.row_setting("everywhere=guidance_interval=none") == ("everywhere", {"guidance_interval": None})
-    with pytest.raises(Exception,
-                       match=r"bad guidance_interval '5:1': write LOW:HIGH or none \(guidance_interval must"):
-        bench.row_setting("x=guidance_interval=5:1")
-    with pytest.raises(Exception,
-                       match="bad option 'strenght=0.1' in row 'x': write key=value with key one of sampler"):
-        bench.row_setting("x=strenght=0.1")
-    assert bench.seed_list("0-3,7") == [0, 1, 2, 3, 7]
-    with pytest.raises(Exception, match="bad seeds 'a-b'"):
-        bench.seed_list("a-b")
-
-
-def test_bench_schedulers_reads_a_diffusers_class_its_steps_and_options_and_names_a_bad_row():
-    bench = load_tool("bench_schedulers", folder="bench")
-    assert bench.scheduler_row("UniPCMultistepScheduler-10") == ("UniPCMultistepScheduler", 10, {})
-    assert bench.scheduler_row("DDIMScheduler-50:clip_sample=false,eta=0.5") == (
-        "DDIMScheduler", 50, {"clip_sample": False, "eta": 0.5})
-    assert bench.scheduler_row("HeunDiscreteScheduler-25:timestep_spacing=leading")[2] == {
-        "timestep_spacing": "leading"}
-    for bad in ("UniPC-10", "UniPCMultistepScheduler", "DiffusionPipeline-10"):
-        with pytest.raises(Exception, match=f"bad row '{bad}': write Class-STEPS"):
-            bench.scheduler_row(bad)
-
-
-def test_bench_seeds_rows_share_the_first_stage_and_refine_from_the_same_noise(tiny_refined_model):
-    from lab6.sampling import generate
-
-    bench = load_tool("bench_seeds", folder="bench")
-    pipe = load_model(tiny_refined_model)
-    conditions = [["red cube"], ["gray sphere", "cyan cube"]]
-    rows = [("shipped", {"steps": 5}), ("same strength", {"steps": 5, "strength": 0.2, "refiner_steps": 1}),
-            ("weaker", {"steps": 5, "strength": 0.1}), ("first stage", {"steps": 5, "refine": False}),
-            ("interval", {"steps": 5, "refine": False, "guidance_interval": (0.5, 2.0)})]
-    drawn = bench.draw_rows(bench.plan_rows(pipe, rows), conditions, seed=3)
-    assert torch.equal(drawn["first stage"],
-                       generate(pipe, conditions, steps=5, seed=3, refine=False, progress=False).images)
-    assert torch.equal(drawn["shipped"], drawn["same strength"])  # the setting alone tells rows apart
-    assert not torch.equal(drawn["weaker"], drawn["shipped"]) and drawn["weaker"].shape == (2, 3, 64, 64)
-    assert torch.equal(drawn["interval"], generate(pipe.with_guidance_interval((0.5, 2.0)), conditions, steps=5,
-                                                   seed=3, refine=False, progress=False).images)
-    assert not torch.equal(drawn["interval"], drawn["first stage"])

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lab6.labels import CLEVR_RGB, LABELS, MAX_OBJECTS_TRAINED, ConditionError, validate_condition
-from lab6.pipeline import load_pipeline as load_model
-from lab6.sampling import run_denoising
+from lab6.loading import load_pipeline as load_model
+from lab6.sampling import Sampling, run_denoising
 from lab6.widgets import PICKER_STEPS, LabelPicker, denoising_slider
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -32,7 +32,7 @@ def test_grid_is_3_by_8_swatches_with_stable_classes(loaded):
     for widget, css in ((picker.generate_button, "lab6-generate"), (picker.surprise_button, "lab6-surprise"),
                         (picker.image, "lab6-image"), (picker.message_box, "lab6-message")):
         assert css in widget._dom_classes
-    assert picker.guidance_input.value == loaded.guidance  # the model's own guidance by default
+    assert picker.guidance_input.value == loaded.guidance_scale  # the model's own guidance by default
 
 
 def test_a_fourth_label_is_refused_with_a_message(loaded):
@@ -69,7 +69,7 @@ def test_surprise_me_draws_valid_conditions(loaded):
 
 
 def test_generate_gives_a_64px_image_and_probabilities_of_the_chosen_labels(loaded, evaluator_file):
-    picker = LabelPicker(loaded, evaluator=evaluator_file, steps=3, seed=5)
+    picker = LabelPicker(loaded, evaluator=evaluator_file, sampling=Sampling(steps=3, seed=5))
     picker.set_condition(CHOICE)
     result = picker.generate()
     assert tuple(result.image.shape) == (3, 64, 64) and result.pixels.shape == (64, 64, 3)
@@ -84,7 +84,7 @@ def test_generate_gives_a_64px_image_and_probabilities_of_the_chosen_labels(load
 
 
 def test_generate_without_an_evaluator_says_why(loaded, tmp_path):
-    picker = LabelPicker(loaded, evaluator=tmp_path / "missing.pth", steps=2)
+    picker = LabelPicker(loaded, evaluator=tmp_path / "missing.pth", sampling=Sampling(steps=2))
     picker.select("red cube")
     result = picker.generate()
     assert result.probabilities is None and "not found" in result.evaluator_message
@@ -92,7 +92,7 @@ def test_generate_without_an_evaluator_says_why(loaded, tmp_path):
 
 
 def test_generate_needs_a_choice_and_a_model_path_works(tiny_run):
-    picker = LabelPicker(str(tiny_run), evaluator=False, sampler="ddim", steps=2)
+    picker = LabelPicker(str(tiny_run), evaluator=False, sampling=Sampling("ddim", steps=2))
     with pytest.raises(ConditionError, match="choose 1-3 objects"):
         picker.generate()
     picker.surprise()
@@ -103,7 +103,7 @@ def test_generate_needs_a_choice_and_a_model_path_works(tiny_run):
 def test_the_picker_opens_at_its_own_steps_and_resets_them_with_the_sampler(loaded):
     """DPM-Solver++ opens at 10 steps in the picker (one image within 0.5 s), not lab6's 20; each sampler
     chosen later brings its own default, and a number given to the picker wins."""
-    from lab6.diffusion import DEFAULT_STEPS
+    from lab6.samplers import DEFAULT_STEPS
 
     picker = LabelPicker(loaded, evaluator=False)
     assert picker.steps_input.value == PICKER_STEPS["dpmsolver"] == 10 < DEFAULT_STEPS["dpmsolver"]
@@ -111,11 +111,11 @@ def test_the_picker_opens_at_its_own_steps_and_resets_them_with_the_sampler(load
     assert picker.steps_input.value == PICKER_STEPS["ddim"] == DEFAULT_STEPS["ddim"]
     picker.sampler_input.value = "dpmsolver"
     assert picker.steps_input.value == 10
-    assert LabelPicker(loaded, evaluator=False, steps=20).steps_input.value == 20
+    assert LabelPicker(loaded, evaluator=False, sampling=Sampling(steps=20)).steps_input.value == 20
 
 
 def test_denoising_slider_walks_the_recorded_steps(loaded):
-    result = run_denoising(loaded, steps=3, frames=3, progress=False)
+    result = run_denoising(loaded, sampling=Sampling(steps=3), frames=3, progress=False)
     box = denoising_slider(result)
     slider, caption, images = box.children
     assert slider.max == len(result.timesteps) == 3 and "t = " in caption.value
@@ -125,17 +125,17 @@ def test_denoising_slider_walks_the_recorded_steps(loaded):
 
 
 def test_a_refined_model_draws_both_stages_and_the_checkbox_skips_the_refiner(tiny_refined_model):
-    picker = LabelPicker(str(tiny_refined_model), evaluator=False, steps=5, seed=3)
+    picker = LabelPicker(str(tiny_refined_model), evaluator=False, sampling=Sampling(steps=5, seed=3))
     picker.set_condition(CHOICE)
     refined = picker.generate()
-    assert refined.sampling.refined and picker.progress.value == picker.progress.max == 6  # 5 + 1 refiner step
+    assert refined.sampling.refine and picker.progress.value == picker.progress.max == 6  # 5 + 1 refiner step
     # its label is shown whole: no indent, and a description box as wide as the text (the default cuts it)
     assert picker.refine_input.indent is False and picker.refine_input.style.description_width == "initial"
     picker.refine_input.value = False
     first_stage = picker.generate()
-    assert not first_stage.sampling.refined and picker.progress.max == 5
+    assert not first_stage.sampling.refine and picker.progress.max == 5
     assert not torch.equal(first_stage.image, refined.image)
-    box = denoising_slider(run_denoising(picker.loaded, steps=5, frames=5, progress=False))
+    box = denoising_slider(run_denoising(picker.loaded, sampling=Sampling(steps=5), frames=5, progress=False))
     slider, caption, _ = box.children
     slider.value = slider.max - 1  # the last recorded step: the refiner's
     assert "refiner t = " in caption.value

@@ -23,14 +23,16 @@ from pathlib import Path
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-from lab6.data import load_split
+from lab6.data_root import load_split
 from lab6.diffusion import INITIAL_NOISE
-from lab6.evaluator import Evaluator, load_evaluators, shipped_evaluator_path, shipped_evaluator_paths
+from lab6.evaluator import Evaluator
+from lab6.evaluator_files import shipped_evaluator_path, shipped_evaluator_paths
 from lab6.loading import load_pipeline, save_pipeline
 from lab6.pipeline import Lab6Pipeline
 from lab6.refiner import with_refiner
 from lab6.run_files import SHIPPED_MODEL, training_minutes, training_stages
 from lab6.sampling import Sampling, generate
+from lab6.scoring import load_evaluators
 
 SETTINGS = [("dpmsolver", 20), ("dpmsolver", 10), ("ddim", 50)]
 FIRST_STAGE = ("dpmsolver", 20)  # scored without the refiner too, when the model has one

@@ -3,7 +3,7 @@
 Every figure function draws one matplotlib ``Figure`` (object-oriented, no pyplot state), saves it as
 ``<out>/<name>.png`` and ``<out>/<name>.pdf`` under a stable name (see :data:`FIGURE_GROUPS`) and returns
 it, so a notebook shows it inline and the command line writes the very same files. The work behind a
-figure (sampling, sweeps, scoring) lives in ``lab6.sampling`` and the data's statistics in ``lab6.data``;
+figure (sampling, sweeps, scoring) lives in ``lab6.sampling`` and the data's statistics in ``lab6.data_statistics``;
 a figure takes their result, so a notebook can also look at the numbers.
 """
 
@@ -78,7 +78,8 @@ def _expand_groups(groups: Iterable[str]) -> list[str]:
 def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings: NotebookSettings | None = None,
                   run: str | Path | None = None, progress: bool = True, log=print) -> list[Path]:
     """Write the figures of the chosen groups under ``out``, the same files the notebooks write."""
-    from ..data import SPLITS, load_split, load_training_data
+    from ..data_root import SPLITS, load_split
+    from ..data_statistics import load_training_data
     from ..sampling import compare_samplers, run_denoising, run_split, sweep
 
     settings = settings or notebook_settings()

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..data import TrainingData, channel_statistics, cooccurrence_matrix
+from ..data_statistics import TrainingData, channel_statistics, cooccurrence_matrix
 from ..labels import LABELS, MAX_OBJECTS_TRAINED, NUM_LABELS, label_hex
 from .common import image_axis, new_figure, save_figure
 

@@ -17,7 +17,7 @@ def presets_html() -> str:
     """The named presets side by side (the fields that differ between them), as an HTML table."""
     import dataclasses
 
-    from ..config import PRESETS, parameter_count
+    from ..presets import PRESETS
 
     rows = []
     names = list(PRESETS)
@@ -128,3 +128,14 @@ def watch_loss_curve(run_dir: str | Path, out: str | Path, every_s: float = 15, 
         if is_model_folder(Path(run_dir) / "model") or time.time() > deadline:
             return
         time.sleep(every_s)
+
+
+def parameter_count(preset_name: str) -> int:
+    """Parameters of a preset's model, counted without allocating its weights (meta device)."""
+    import torch
+
+    from ..config import preset
+
+    with torch.device("meta"):
+        model = preset(preset_name).build_model()
+    return sum(p.numel() for p in model.parameters())

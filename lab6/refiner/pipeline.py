@@ -17,7 +17,8 @@ import torch
 from ..config import DEFAULT_GUIDANCE
 from ..diffusion import DEFAULT_NOISE
 from ..diffusion import initial_noise as draw_initial_noise
-from ..pipeline import OUTPUT_SIZE, CallSettings, Lab6Pipeline, conditions_tensor, to_output_size
+from ..labels import conditions_tensor
+from ..pipeline import OUTPUT_SIZE, CallSettings, Lab6Pipeline, to_output_size
 from ..samplers import make_sampler
 from .model import RefinerUNet
 

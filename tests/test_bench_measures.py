@@ -1,17 +1,25 @@
-"""The classifier two-sample test tells a real difference apart, stays at chance on one distribution, repeats
-itself for a seed, and leads bench_fidelity's table; edge acutance sees soft edges and not grain."""
-
-import importlib.util
-from pathlib import Path
+"""The benchmarks' measures name the defect they are for: the classifier two-sample test tells a real difference
+apart, stays at chance on one distribution and repeats itself for a seed; edge acutance sees soft edges and not
+grain; patch-grid energy a 2x2 pattern, colour grain noise in the colours, Frechet distance a shifted
+distribution."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from lab6.fidelity import edge_acutance, sharpness, two_sample_accuracy
+from bench.measures import colour_grain, edge_acutance, frechet_distance, patch_grid_energy, two_sample_accuracy
+from lab6.fidelity import sharpness
 
 #: Small and quick: 32-px images, a few dozen steps per fold (a few seconds on one core).
 QUICK = {"epochs": 1, "min_steps": 80, "batch_size": 32}
+
+
+def floors(n: int = 4, size: int = 64) -> torch.Tensor:
+    """Grey floors in [-1, 1] with a bright square each: edges, no grid, no tint."""
+    images = torch.full((n, 3, size, size), -0.1)
+    for i in range(n):
+        images[i, :, 10 + 3 * i:30 + 3 * i, 20:36] = 0.6
+    return images
 
 
 def scenes(n: int, seed: int, size: int = 32, noise: float = 0.05) -> torch.Tensor:
@@ -71,47 +79,6 @@ def test_the_sets_are_balanced_and_must_match_in_shape():
         two_sample_accuracy(scenes(3, seed=1), scenes(3, seed=2))
 
 
-def test_bench_fidelity_puts_the_two_sample_test_first_with_its_standard_error():
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_fidelity.py"
-    spec = importlib.util.spec_from_file_location("bench_fidelity", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    row = {"label": "a model", "c2st": 0.9375, "c2st_se": 0.0125, "c2st_log_loss": 0.2468, "edge": 1.7712,
-           "sharpness": 1.25, "grid": 31.7,
-           "colour_grain": 4.6, "cast": 0.93, "cast_p90": 1.45, "cast_over_8": 0.0, "seconds": 19.9,
-           "fd r": 102.7, "acc r": 0.896}
-    header, rule, line = bench.markdown_table([row], ["r"])
-    assert header.count("|") == rule.count("|") == line.count("|")
-    headings = [c.strip() for c in header.strip("|").split("|")]
-    cells = [c.strip() for c in line.strip("|").split("|")]
-    assert headings[:5] == ["images", "two-sample test (0.5 = real)", "its log-loss (real: >= 0.69)", "edge acutance",
-                            "Frechet (r)"]
-    assert cells[:5] == ["a model", "0.938 ± 0.013", "0.247", "1.771", "102.7"]
-    # pooled over seeds: every fold of every seed counts once, the log-loss is the seeds' mean
-    real, generated = scenes(40, seed=1), blurred(scenes(40, seed=2))
-    pooled = bench.two_sample_row(real, generated, seeds=2, **QUICK)
-    assert len(pooled["c2st_folds"]) == 10
-    assert pooled["c2st"] == pytest.approx(sum(pooled["c2st_folds"]) / 10)
-    each = [two_sample_accuracy(real, generated, seed=seed, **QUICK) for seed in range(2)]
-    assert pooled["c2st_folds"] == [*each[0].folds, *each[1].folds]
-    assert pooled["c2st_log_loss"] == pytest.approx((each[0].log_loss + each[1].log_loss) / 2)
-    assert bench.two_sample_row(scenes(40, seed=1), scenes(40, seed=2), seeds=0) == {}
-    pooled_row = {**row, "pooled 2": {"c2st": 0.71, "c2st_se": 0.1}, "pooled 4": {"c2st": 0.645, "c2st_se": 0.058}}
-    assert bench.pooled_two_sample_table([pooled_row], [2, 4]) == [
-        "| images | 64 px | 32 px | 16 px |", "| --- | --- | --- | --- |",
-        "| a model | 0.938 ± 0.013 | 0.710 ± 0.100 | 0.645 ± 0.058 |"]
-    noisy_row = {**pooled_row, "noise 8": {"c2st": 0.94, "c2st_se": 0.009}}
-    assert bench.pooled_two_sample_table([noisy_row], [2], [8]) == [
-        "| images | 64 px | 32 px | 64 px + noise of 8 levels |", "| --- | --- | --- | --- |",
-        "| a model | 0.938 ± 0.013 | 0.710 ± 0.100 | 0.940 ± 0.009 |"]
-    # the noise is drawn afresh for each set (other seeds), at the standard deviation asked, in grey levels
-    flat = torch.zeros(2, 3, 64, 64)
-    noisy = bench.with_noise(flat, 8, seed=1)
-    assert (noisy * 127.5).std().item() == pytest.approx(8, rel=0.02)
-    assert torch.equal(noisy, bench.with_noise(flat, 8, seed=1))
-    assert not torch.equal(noisy, bench.with_noise(flat, 8, seed=2))
-
-
 def test_edge_acutance_reads_the_width_of_edges_not_their_contrast_or_grain():
     step = torch.full((1, 3, 64, 64), -0.5)
     step[..., 32:] = 0.5
@@ -127,3 +94,39 @@ def test_edge_acutance_reads_the_width_of_edges_not_their_contrast_or_grain():
     # grain that doubles the sharpness (a Laplacian's variance) moves acutance by little
     assert sharpness(grainy).mean() > 2 * sharpness(images).mean()
     assert abs(edge_acutance(grainy).mean() - edge_acutance(images).mean()) < 0.06
+
+
+def test_patch_grid_energy_is_the_power_of_a_2x2_pattern_and_nothing_else():
+    images = floors()
+    checkerboard = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 * 2 - 1.0  # +-1 every other pixel
+    amplitude = 4 / 127.5  # +-4 grey levels
+    with_grid = images + amplitude * checkerboard
+    # a +-4 checkerboard adds 16 (grey levels squared) of power per pixel; squares with an even size and
+    # position put (almost) nothing on the grid's frequencies
+    torch.testing.assert_close(patch_grid_energy(with_grid) - patch_grid_energy(images), torch.full((4,), 16.0),
+                               atol=0.5, rtol=0)
+    assert (patch_grid_energy(images) < 1).all()
+    with pytest.raises(ValueError, match="period 3 must divide the image size 64x64"):
+        patch_grid_energy(images, period=3)
+
+
+def test_colour_grain_sees_fine_noise_in_the_colours_and_not_in_the_brightness_or_the_layout():
+    images = floors()
+    generator = torch.Generator().manual_seed(0)
+    grey_grain = images + 0.05 * torch.randn(4, 1, 64, 64, generator=generator)  # the same on every channel
+    colour_noise = images + 0.05 * torch.randn(4, 3, 64, 64, generator=generator)
+    tinted = images + torch.tensor([0.2, 0.0, -0.2]).view(1, 3, 1, 1)  # colour, but at no fine scale
+    assert colour_grain(grey_grain).max() < 1e-6 and colour_grain(tinted).max() < 1e-6
+    # white noise of 0.05 * 127.5 levels per channel, its grey part removed (2/3 of the power left), summed
+    # over 3 channels, 3/4 of it at the finest frequencies
+    torch.testing.assert_close(colour_grain(colour_noise).mean(), torch.tensor((0.05 * 127.5) ** 2 * 2 * 0.75),
+                               rtol=0.05, atol=0)
+    assert (colour_grain(images) < 1).all()
+
+
+def test_frechet_distance_is_zero_for_one_set_and_the_squared_shift_for_a_moved_one():
+    features = torch.randn(500, 8, generator=torch.Generator().manual_seed(0))
+    assert abs(frechet_distance(features, features)) < 1e-6
+    assert frechet_distance(features, features + 3.0) == pytest.approx(8 * 9.0, rel=1e-6)
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance(features, features[:, :4])

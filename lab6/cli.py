@@ -6,13 +6,11 @@ Verb names, options and output files are a contract that scripts and the noteboo
 from __future__ import annotations
 
 import argparse
-import difflib
-import os
 import sys
-import warnings
 from pathlib import Path
 
 from . import commands
+from .cli_runner import run_verb
 from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .loading import ModelLoadError
@@ -60,6 +58,10 @@ def _device(text: str) -> str:
     return text
 
 
+def _device_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -90,7 +92,17 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
                    help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
                         "carries no colour cast; lab6's default) or gaussian (plain, as most DDPMs sample); "
                         "default: the model's")
-    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    _device_option(p)
+
+
+def _model_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
+
+
+def _evaluators_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--evaluator", type=Path, action="append",
+                   help="checkpoint.pth or .safetensors; repeat for several (default: the data root's checkpoint.pth, "
+                        "else the shipped ResNet18 proxy, and the shipped proxies of other architectures)")
 
 
 def _refine_option(p: argparse.ArgumentParser) -> None:
@@ -131,7 +143,7 @@ def _train_verb(verbs) -> None:
 
 def _sample_verb(verbs) -> None:
     p = verbs.add_parser("sample", help="draw one 64x64 image per condition of a conditions file")
-    p.add_argument("--model", type=Path, default=None, help="model folder or run folder (default: the shipped model)")
+    _model_option(p)
     p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
     p.add_argument("--out", type=Path, required=True,
                    help="writes <out>/<i>.png, <out>/grid.png and <out>/conditions.json (the conditions drawn)")
@@ -169,13 +181,11 @@ def _evaluate_verb(verbs) -> None:
     p.add_argument("--dataset", type=Path, help="a data root in the course layout to score instead of --images")
     p.add_argument("--limit", type=_positive_int, help="with --dataset: score this many random images")
     p.add_argument("--seed", type=int, default=0, help="with --dataset --limit: which random images")
-    p.add_argument("--evaluator", type=Path, action="append",
-                   help="checkpoint.pth or .safetensors; repeat for several (default: the data root's checkpoint.pth, "
-                        "else the shipped ResNet18 proxy, and the shipped proxies of other architectures)")
+    _evaluators_option(p)
     p.add_argument("--data-root", type=Path, default=None, help="where to look for checkpoint.pth")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON result (default: <images>/accuracy.json; with --dataset, only when given)")
-    p.add_argument("--device", type=_device, default="cpu", help="torch device: cpu (default), cuda, cuda:1, mps")
+    _device_option(p)
     p.set_defaults(func=commands.cmd_evaluate)
 
 
@@ -206,10 +216,8 @@ def _evaluator_train_verb(verbs) -> None:
 def _report_verb(verbs) -> None:
     p = verbs.add_parser("report", help="grids, per-image PNGs, denoising figure and accuracy for test and new_test")
     _add_data_root(p)
-    p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
-    p.add_argument("--evaluator", type=Path, action="append",
-                   help="evaluator file; repeat for several (default: the data root's checkpoint.pth, else the "
-                        "shipped ResNet18 proxy, and the shipped proxies of other architectures)")
+    _model_option(p)
+    _evaluators_option(p)
     p.add_argument("--out", type=Path, required=True,
                    help="report folder: per stage (first_stage, refined) grids and per-image PNGs; the denoising "
                         "figure, accuracy.json and summary.md (its first line says which images to submit)")
@@ -222,7 +230,7 @@ def _figures_verb(verbs) -> None:
     p = verbs.add_parser("figures", help="the notebooks' figures as PNG + PDF: data, training, denoising, samplers, "
                                          "guidance, accuracy")
     _add_data_root(p)
-    p.add_argument("--model", type=Path, default=None, help="model or run folder (default: the shipped model)")
+    _model_option(p)
     p.add_argument("--evaluator", type=Path, default=None, help="default: data root's checkpoint.pth, else shipped")
     p.add_argument("--run", type=Path, default=None,
                    help="training run for the loss curve (default: --model when it is a run folder)")
@@ -262,74 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_debug_flag(parser: argparse.ArgumentParser) -> None:
-    """``--debug`` on every verb (and sub-verb): show the traceback of a failure instead of one line."""
-    parser.add_argument("--debug", action="store_true", help="on failure, show the Python traceback (or LAB6_DEBUG=1)")
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                _add_debug_flag(sub)
-
-
-def _verb_parser(parser: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
-    """The parser of the verb (and sub-verb, as ``data render``) that ``args`` was read by."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return _verb_parser(action.choices[getattr(args, action.dest)], args)
-    return parser
-
-
-def _refuse_unknown(parser: argparse.ArgumentParser, unknown: list[str]) -> None:
-    """Exit with the verb's usage, naming the unknown arguments and the verb's nearest options."""
-    options = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-    near = dict.fromkeys(m for u in unknown if u.startswith("-")  # best match first
-                         for m in difflib.get_close_matches(u.split("=")[0], options, n=2, cutoff=0.75))
-    suggestion = f" (did you mean {', '.join(near)}?)" if near else ""
-    parser.error(f"unrecognized arguments: {' '.join(unknown)}{suggestion}")
-
-
-def _warn_in_one_line(verb: str) -> None:
-    """lab6's own warnings (a condition beyond the training scenes, ...) as ``lab6 VERB: warning: ...``, each
-    message once, instead of Python's file:line form that reads like a traceback (``--debug`` keeps that form)."""
-    package, python_form = Path(__file__).parent, warnings.showwarning
-
-    def show(message, category, filename, lineno, file=None, line=None):
-        if Path(filename).resolve().is_relative_to(package):
-            print(f"lab6 {verb}: warning: {message}", file=sys.stderr)
-        else:
-            python_form(message, category, filename, lineno, file, line)
-
-    warnings.filterwarnings("once", module=r"lab6\.")
-    warnings.showwarning = show
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run one verb. A failure ends in one line, ``lab6 VERB: error: ...``, and exit status 2 (130 when
-    interrupted); ``--debug`` or ``LAB6_DEBUG=1`` shows the traceback instead."""
-    parser = build_parser()
-    _add_debug_flag(parser)
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # argparse would blame "lab6" and show its usage; the verb's own usage says what it takes
-        _refuse_unknown(_verb_parser(parser, args), unknown)
-    debug = getattr(args, "debug", False) or os.environ.get("LAB6_DEBUG", "").strip() not in ("", "0")
-    try:
-        with warnings.catch_warnings():
-            if not debug:
-                _warn_in_one_line(args.verb)
-            args.func(args)
-    except KeyboardInterrupt:
-        print(f"lab6 {args.verb}: interrupted", file=sys.stderr)
-        return 130
-    except Exception as err:  # every failure, expected or not, is one line unless --debug
-        if debug:
-            raise
-        lines = str(err).strip().splitlines()
-        message = lines[0] if lines else "no details"
-        if not isinstance(err, EXPECTED_ERRORS):  # a bug or an unforeseen input: name its kind, point to --debug
-            message = f"{type(err).__name__}: {message} (run again with --debug for the traceback)"
-        print(f"lab6 {args.verb}: error: {message}", file=sys.stderr)
-        return 2
-    return 0
+    interrupted); ``--debug`` or ``LAB6_DEBUG=1`` shows the traceback instead (``lab6.cli_runner``)."""
+    return run_verb(build_parser(), argv, EXPECTED_ERRORS)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from pathlib import Path
 
 
 def cmd_train(args) -> None:
-    from .config import TrainConfig, preset
+    from .config import TrainConfig
     from .data_root import resolve_data_root
+    from .presets import preset
     from .train import train
 
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}

@@ -9,8 +9,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-#: The classifier-free guidance scale w a recipe evaluates and ships its model with, unless it says otherwise.
-DEFAULT_GUIDANCE = 2.0
+from .diffusion import DEFAULT_GUIDANCE
 
 
 @dataclass
@@ -223,13 +222,3 @@ _RANGES = (
     ("eval_steps", _at_least(1), "an integer >= 1"),
     ("guidance", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
 )
-
-def preset(name: str, **overrides) -> TrainConfig:
-    """The recipe ``name`` (one of ``lab6.presets.PRESETS``) with ``overrides`` (field names and values)."""
-    from .presets import PRESETS  # the presets are TrainConfig objects: they import this module
-
-    try:
-        base = PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
-    return base.replace(**overrides)

@@ -19,6 +19,8 @@ INITIAL_NOISE = ("gaussian", "grey-mean")
 #: The starting noise of every model lab6 builds: grey-mean noise keeps the floors grey
 #: (docs/colour-casts.md#grey-mean-noise).
 DEFAULT_NOISE = "grey-mean"
+#: The classifier-free guidance scale w a recipe evaluates and ships its model with, unless it says otherwise.
+DEFAULT_GUIDANCE = 2.0
 
 
 def make_noise_scheduler(num_train_timesteps: int = 1000, beta_schedule: str = "cosine",

@@ -14,8 +14,7 @@ from pathlib import Path
 import torch
 from diffusers import DDPMScheduler
 
-from .config import DEFAULT_GUIDANCE
-from .diffusion import DEFAULT_NOISE
+from .diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE
 from .model import ConditionalUNet
 from .pipeline import Lab6Pipeline, build_pipeline
 from .refiner import RefinedPipeline, RefinerUNet

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 
-from .config import DEFAULT_GUIDANCE
-from .diffusion import DEFAULT_NOISE, INITIAL_NOISE, predicted_x0, prediction_of
+from .diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE, INITIAL_NOISE, predicted_x0, prediction_of
 from .diffusion import initial_noise as draw_initial_noise
 from .labels import conditions_tensor
 from .model import ConditionalUNet

@@ -1,5 +1,5 @@
 """The named recipes: complete ``TrainConfig`` objects, so ``lab6 train --preset cpu`` reproduces the reference model
-and any field can still be overridden (``lab6.config.preset``)."""
+and any field can still be overridden (:func:`preset`)."""
 
 from __future__ import annotations
 
@@ -49,3 +49,12 @@ PRESETS: dict[str, TrainConfig] = {
                         warmup_steps=5, ema_decay=0.9, log_every=5, eval_every=None, eval_steps=4,
                         checkpoint_minutes=60.0),
 }
+
+
+def preset(name: str, **overrides) -> TrainConfig:
+    """The recipe ``name`` (one of :data:`PRESETS`) with ``overrides`` (field names and values)."""
+    try:
+        base = PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None
+    return base.replace(**overrides)

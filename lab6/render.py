@@ -12,20 +12,9 @@ from typing import Sequence
 
 import numpy as np
 
+from .geometry import CAMERA_LOCATION, SUPERSAMPLE, bounding_corners, camera_rays, direction, pixel_box, solid_interval
 from .labels import validate_condition
-from .scene import (
-    CAMERA_LOCATION,
-    COLOUR_RGB,
-    SUPERSAMPLE,
-    SceneObject,
-    bounding_corners,
-    camera_rays,
-    check_positive_int,
-    direction,
-    pixel_box,
-    sample_layout,
-    solid_interval,
-)
+from .scene import COLOUR_RGB, SceneObject, check_positive_int, sample_layout
 
 # ---------------------------------------------------------------------------------------------- lighting
 # Linear-light model of the floor (fitted by eye and least squares to the look of the course renders):

@@ -13,18 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-# lab6.render reads the camera and the ray casting from here too
-from .geometry import (  # noqa: F401
-    CAMERA_AZIMUTH,
-    CAMERA_LOCATION,
-    SUPERSAMPLE,
-    bounding_corners,
-    camera_rays,
-    direction,
-    pixel_box,
-    project,
-    solid_interval,
-)
+from .geometry import CAMERA_AZIMUTH, bounding_corners, project
 from .labels import CLEVR_RGB, ConditionError, validate_condition
 
 #: Objects per scene, as in the course's training set.

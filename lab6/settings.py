@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .config import preset
 from .data_root import resolve_data_root
 from .loading import load_pipeline
+from .presets import preset
 from .run_files import SHIPPED_MODEL, ModelNotFoundError, is_model_folder, resolve_model_dir
 from .sampling import Sampling
 from .scoring import load_evaluators

@@ -6,7 +6,7 @@ button (progress bar, then the 64x64 image enlarged, its denoising strip and the
 for each chosen label) and a "surprise me" button. The rules and the generation are plain methods
 (:meth:`LabelPicker.select`, :meth:`LabelPicker.surprise`, :meth:`LabelPicker.generate`), so they are
 tested without a browser; each widget carries a stable CSS class for browser tests (``lab6-generate``,
-``lab6-label-<colour>-<shape>``, ...). What the boxes show, as HTML and CSS, is ``lab6.picker_view``'s.
+``lab6-label-<colour>-<shape>``, ...). The image it draws and the boxes' HTML are ``lab6.picker_view``'s.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import picker_view
-from .config import DEFAULT_GUIDANCE
+from .diffusion import DEFAULT_GUIDANCE
 from .images import png_bytes
 from .labels import COLOURS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, label_index, random_condition
 from .picker_view import PickerResult
@@ -241,7 +241,9 @@ class LabelPicker:
     @cached_property
     def evaluator(self):
         """The evaluator, or None (the reason in ``evaluator_error``)."""
-        from .evaluator import Evaluator, EvaluatorLoadError, load_evaluators
+        from .evaluator import Evaluator
+        from .evaluator_files import EvaluatorLoadError
+        from .scoring import load_evaluators
 
         if self._evaluator_arg is False:
             return None

@@ -259,12 +259,11 @@ def test_evaluate_warns_when_images_were_drawn_for_other_conditions(tiny_run, ti
 
 def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tiny_refined_model, tiny_root, tmp_path,
                                                                     capsys):
-    from lab6.pipeline import load_pipeline, save_pipeline
+    from lab6.loading import load_pipeline, save_pipeline
+    from lab6.pipeline import Lab6Pipeline
 
     refiner = load_pipeline(tiny_refined_model)
     alone = tmp_path / "refiner"
-    from lab6.pipeline import Lab6Pipeline
-
     save_pipeline(Lab6Pipeline(refiner.refiner, refiner.refiner_scheduler), alone, {"recipe": {"max_timestep": 300}})
     assert main(["pair", "--model", str(tiny_run), "--refiner", str(alone), "--strength", "0.25",
                  "--out", str(tmp_path / "pair")]) == 0
@@ -285,7 +284,7 @@ def test_pair_makes_a_two_stage_model_folder_that_samples_at_64_px(tiny_run, tin
 
 def test_data_priors_prints_the_detail_priors_of_a_data_roots_images(tiny_root, capsys):
     from lab6.data import ICLEVRDataset
-    from lab6.diffusion import detail_priors
+    from lab6.refiner import detail_priors
 
     assert main(["data", "priors", "--data-root", str(tiny_root)]) == 0
     out = capsys.readouterr().out

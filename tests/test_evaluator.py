@@ -8,15 +8,14 @@ from lab6.evaluator import (
     EvaluatorLoadError,
     build_classifier,
     build_resnet18,
-    default_evaluator_paths,
     found_by_shape,
-    load_evaluators,
     save_evaluator,
-    shipped_evaluator_paths,
     topk_accuracy,
     topk_found,
     topk_hits,
 )
+from lab6.evaluator_files import shipped_evaluator_paths
+from lab6.scoring import default_evaluator_paths, load_evaluators
 
 
 def official_compute_acc(out, onehot_labels):
@@ -177,11 +176,11 @@ def test_not_a_checkpoint_is_named(tmp_path):
 
 
 def test_the_official_checkpoint_replaces_only_the_resnet18_proxy(tmp_path, evaluator_file, monkeypatch):
-    from lab6 import evaluator as evaluator_module
+    from lab6 import evaluator_files
 
     shipped = tmp_path / "assets"
     shipped.mkdir()
-    monkeypatch.setattr(evaluator_module, "SHIPPED_DIR", shipped)
+    monkeypatch.setattr(evaluator_files, "SHIPPED_DIR", shipped)
     save_evaluator(build_resnet18(), shipped / "proxy_resnet18.safetensors")
     save_evaluator(build_classifier("mobilenet_v3_small"), shipped / "proxy_mobilenet_v3_small.safetensors",
                    arch="mobilenet_v3_small")

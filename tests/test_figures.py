@@ -9,6 +9,7 @@ import pytest
 
 from lab6.cli import main
 from lab6.figures import FIGURE_GROUPS, figure_files
+from lab6.sampling import Sampling
 from lab6.settings import notebook_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,10 +22,10 @@ def test_settings_come_from_the_environment(tiny_root, tmp_path):
            "LAB6_FIGURES": str(tmp_path / "f"), "LAB6_DEVICE": "cpu"}
     quick = notebook_settings(env)
     assert quick.quick and quick.data_root == tiny_root and quick.model == tmp_path / "m"
-    assert quick.figures == tmp_path / "f" and quick.preset == "tiny" and quick.steps <= 4
+    assert quick.figures == tmp_path / "f" and quick.preset == "tiny" and quick.sampling.steps <= 4
     assert max(steps for _, steps in quick.sampler_specs) <= 10 and len(quick.guidance_scales) <= 3
-    full = notebook_settings({**env, "LAB6_QUICK": "0"}, steps=7)
-    assert not full.quick and full.preset == "cpu" and full.steps == 7
+    full = notebook_settings({**env, "LAB6_QUICK": "0"}, sampling=Sampling(steps=7))
+    assert not full.quick and full.preset == "cpu" and full.sampling.steps == 7
     assert dict(full.sampler_specs) == {"ddpm": 1000, "ddim": 50, "dpmsolver": 20}
     assert str(tiny_root) in full.describe()
 

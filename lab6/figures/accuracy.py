@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..diffusion import SAMPLER_NAMES
+from ..samplers import SAMPLER_NAMES
 from ..sampling import SplitRun, Sweep, failures
 from .common import image_axis, new_figure, save_figure, uint8_pixels
 

@@ -134,7 +134,7 @@ def parameter_count(preset_name: str) -> int:
     """Parameters of a preset's model, counted without allocating its weights (meta device)."""
     import torch
 
-    from ..config import preset
+    from ..presets import preset
 
     with torch.device("meta"):
         model = preset(preset_name).build_model()

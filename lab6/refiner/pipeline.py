@@ -14,8 +14,7 @@ from typing import Sequence
 
 import torch
 
-from ..config import DEFAULT_GUIDANCE
-from ..diffusion import DEFAULT_NOISE
+from ..diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE
 from ..diffusion import initial_noise as draw_initial_noise
 from ..labels import conditions_tensor
 from ..pipeline import OUTPUT_SIZE, CallSettings, Lab6Pipeline, to_output_size

@@ -20,10 +20,11 @@ env:
 demo: env
 	$(BIN)/lab6 report --out $(DEMO_OUT) $(if $(DATA),--data-root "$(DATA)")
 
-# ruff, then the tests on every core: one pytest worker per core, one torch thread per worker (two threads
+# ruff, the import layers (lint-imports: pyproject's [tool.importlinter]), then the tests on every core: one pytest worker per core, one torch thread per worker (two threads
 # per worker would fight over the cores); the notebooks' kernels run at torch's default thread count.
 test: env
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n auto
 
 bench: env

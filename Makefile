@@ -28,8 +28,8 @@ test: env
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -rs -n auto
 
 bench: env
-	$(BIN)/python bench/bench_training.py
-	$(BIN)/python bench/bench_sampling.py
+	$(BIN)/python -m bench.bench_training
+	$(BIN)/python -m bench.bench_sampling
 
 clean:
 	rm -rf reports/demo .pytest_cache lab6.egg-info

@@ -4,7 +4,7 @@ Prints, per preset: parameters, FLOPs per training image (forward + backward, Py
 images/s, achieved GFLOP/s, and that as a fraction of this machine's peak, where "peak" is the measured
 rate of a large fp32 matrix multiply (the best this BLAS does on these cores).
 
-    python bench/bench_training.py [--batch 32] [--seconds 20]
+    python -m bench.bench_training [--batch 32] [--seconds 20]
 """
 
 from __future__ import annotations
@@ -15,12 +15,33 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab6.config import preset
+from bench import harness
 from lab6.diffusion import training_loss
 from lab6.model import ConditionalUNet
+from lab6.presets import preset
+
+PRESETS = ("cpu", "cpu-add", "paper")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = harness.parser(__doc__, data=False)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--paper-batch", type=int, default=4, help="the paper preset is ~50x slower: a small batch")
+    parser.add_argument("--seconds", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    rows = run(args)
+    harness.report(rows, args, tables(rows, args))
+
+
+def run(args: argparse.Namespace) -> list[dict]:
+    """One row per preset, each with this machine's matmul rate to compare against."""
+    peak = matmul_peak_gflops()
+    return [{**measure(name, args.paper_batch if name == "paper" else args.batch, args.seconds), "peak_gflop_s": peak}
+            for name in PRESETS]
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
+    """GFLOP/s of an n x n fp32 matrix multiply, after one untimed."""
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     start = time.perf_counter()
@@ -30,6 +51,7 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 10) -> float:
 
 
 def measure(name: str, batch: int, seconds: float) -> dict:
+    """Train preset ``name``'s network on random images for ``seconds`` (at least 2 steps, after one untimed)."""
     cfg = preset(name)
     torch.manual_seed(0)
     model = ConditionalUNet(**cfg.model_config())
@@ -60,23 +82,17 @@ def measure(name: str, batch: int, seconds: float) -> dict:
             "gflop_per_img": flops_per_image / 1e9, "img_per_s": rate, "gflop_s": rate * flops_per_image / 1e9}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--paper-batch", type=int, default=4, help="the paper preset is ~50x slower: a small batch")
-    parser.add_argument("--seconds", type=float, default=20.0)
-    args = parser.parse_args()
-    peak = matmul_peak_gflops()
-    rows = [measure("cpu", args.batch, args.seconds), measure("cpu-add", args.batch, args.seconds),
-            measure("paper", args.paper_batch, args.seconds)]
-    paper = rows[-1]
-    print(f"threads: {torch.get_num_threads()}, fp32 matmul peak: {peak:.1f} GFLOP/s\n")
-    print("| preset | size | params (M) | GFLOP / train image | images/s | GFLOP/s | % of peak | speed vs paper |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['preset']} | {r['size']} | {r['params_M']:.1f} | {r['gflop_per_img']:.2f} "
-              f"| {r['img_per_s']:.2f} | {r['gflop_s']:.1f} | {100 * r['gflop_s'] / peak:.0f}% "
-              f"| {r['img_per_s'] / paper['img_per_s']:.1f}x |")
+def tables(rows: list[dict], args: argparse.Namespace) -> dict[str, harness.Table]:
+    """Each preset's cost and rate, against the matmul rate and against the paper preset."""
+    paper = next(row for row in rows if row["preset"] == "paper")
+    columns = {"preset": lambda row: row["preset"], "size": lambda row: str(row["size"]),
+               "params (M)": lambda row: f"{row['params_M']:.1f}",
+               "GFLOP / train image": lambda row: f"{row['gflop_per_img']:.2f}",
+               "images/s": lambda row: f"{row['img_per_s']:.2f}", "GFLOP/s": lambda row: f"{row['gflop_s']:.1f}",
+               "% of peak": lambda row: f"{100 * row['gflop_s'] / row['peak_gflop_s']:.0f}%",
+               "speed vs paper": lambda row: f"{row['img_per_s'] / paper['img_per_s']:.1f}x"}
+    caption = f"threads: {torch.get_num_threads()}, fp32 matmul peak: {rows[0]['peak_gflop_s']:.1f} GFLOP/s"
+    return {"table": harness.Table(caption, harness.markdown_table(rows, columns))}
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ PRESETS: dict[str, TrainConfig] = {
     # it redraws only (t < 300). It cannot draw a scene from pure noise, so training does not evaluate it alone.
     # Its head starts as the least-squares denoiser of the detail inside each 2x2 patch, for detail of the energy
     # real i-CLEVR images have (detail_prior), so that grown from a 32-px model (--init-from) it denoises in half
-    # the training time (docs/64px.md#detail-prior).
+    # the training time (docs/64px.md#detail-priors).
     # The colour part of the detail gets a gain of its own (detail_chroma_prior), or colour grain stays.
     "refiner64": dataclasses.replace(_CPU64, full_res_channels=32, max_timestep=300, detail_prior=0.00094,
                                      detail_chroma_prior=0.000087, eval_splits=()),

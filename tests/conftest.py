@@ -69,7 +69,7 @@ def tiny_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tiny_root, tmp_path_factory) -> Path:
     """A run of the tiny preset, trained for a few steps: a real model folder to sample from."""
-    from lab6.config import preset
+    from lab6.presets import preset
     from lab6.train import train
 
     out = tmp_path_factory.mktemp("runs") / "tiny"

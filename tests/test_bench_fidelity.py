@@ -2,6 +2,7 @@
 (the two-sample test first, as the model card shows it), and the two-sample entries pool every seed's folds."""
 
 import argparse
+import json
 
 import pytest
 import torch
@@ -25,7 +26,7 @@ def cells(header: str, line: str) -> dict[str, str]:
     return dict(zip(*([c.strip() for c in text.strip("|").split("|")] for text in (header, line))))
 
 
-def test_a_row_names_a_model_as_before_or_as_a_key():
+def test_a_row_names_its_model_first_or_as_a_key():
     read = bench.ROW_KEYS
     assert harness.parse_row("cpu64=runs/cpu64:sampler=dpmsolver,steps=20", read, head="model") == (
         "cpu64", {"model": "runs/cpu64", "sampler": "dpmsolver", "steps": 20})
@@ -91,3 +92,14 @@ def test_the_two_sample_entries_pool_every_seed_and_the_noise_is_drawn_per_set()
     assert not torch.equal(noisy, bench.with_noise(flat, 8, seed=2))
     with pytest.raises(argparse.ArgumentTypeError, match=r"noise level 80: give grey levels in \(0, 64\]"):
         bench.noise_level("80")
+
+
+def test_main_draws_scores_and_writes_what_the_model_card_reads(tiny_root, tiny_run, evaluator_file, tmp_path, capsys):
+    out = tmp_path / "fidelity.json"
+    bench.main(["--data-root", str(tiny_root), "--evaluator", str(evaluator_file), "--n", "2", "--c2st-seeds", "0",
+                "--row", f"tiny={tiny_run}:steps=2", "--json", str(out)])
+    record = json.loads(out.read_text())
+    assert record["n"] == 2 and record["table"][0].startswith("| images | edge acutance |")
+    assert [row["label"] for row in record["rows"]] == ["real images (the floor: N other real images)",
+                                                        "real images through 32 px", "tiny"]
+    assert "| tiny |" in capsys.readouterr().out and record["round_trip_table"] and record["shape_table"]

@@ -36,6 +36,6 @@ def test_the_table_has_a_cell_under_every_heading():
              "accuracy": {"r": 0.875}}]
     args = argparse.Namespace(model=None, split="test", seed=0)
     header, rule, _, line = bench.tables(rows, args)["table"].lines
-    assert header.count("|") == rule.count("|") == line.count("|") == 8
+    assert header.count("|") == rule.count("|") == line.count("|") == 9
     assert [c.strip() for c in line.strip("|").split("|")] == [
-        "DDIMScheduler", "clip_sample=False", "50", "100", "6.0", "0.0123 / 0.500", "0.8750"]
+        "x", "DDIMScheduler", "clip_sample=False", "50", "100", "6.0", "0.0123 / 0.500", "0.8750"]

@@ -4,9 +4,9 @@ import json
 
 import torch
 
-from lab6.config import preset
 from lab6.data import ICLEVRDataset
 from lab6.data_root import is_synthetic, load_split, resolve_data_root, synthetic_conditions_root
+from lab6.presets import preset
 from lab6.synthetic import condition_sets, render_dataset
 from lab6.train import train
 

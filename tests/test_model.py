@@ -51,7 +51,7 @@ def test_bad_config_is_refused():
 
 @pytest.mark.parametrize("name, millions", [("paper", 113.9), ("cpu", 3.9), ("cpu-add", 2.8)])
 def test_presets_build_the_documented_model_sizes(name, millions):
-    from lab6.config import preset
+    from lab6.presets import preset
 
     with torch.device("meta"):  # the shapes alone: no memory for the paper preset's weights
         model = ConditionalUNet(**preset(name).model_config())

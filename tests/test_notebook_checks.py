@@ -55,9 +55,9 @@ def test_gpu64_preset_builds_and_trains_two_steps_on_the_cpu(tiny_root, tmp_path
     take optimiser steps with finite losses, and export a model folder that loads back at 64x64."""
     import csv
 
-    from lab6.config import preset
     from lab6.figures.training import parameter_count
     from lab6.loading import load_pipeline
+    from lab6.presets import preset
     from lab6.train import train
 
     recipe = preset("gpu64", steps=2, batch_size=2, log_every=1, eval_splits=())

@@ -56,7 +56,7 @@ RUNS = [("tiny", {}),
 def weight_digests(workdir: Path) -> dict[str, str]:
     from safetensors.torch import load_file
 
-    from lab6.config import preset
+    from lab6.presets import preset
     from lab6.train import train
 
     sys.path.insert(0, str(Path(__file__).parent))

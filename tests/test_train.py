@@ -10,8 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from lab6.config import TrainConfig, preset
+from lab6.config import TrainConfig
 from lab6.loading import load_pipeline as load_model
+from lab6.presets import preset
 from lab6.train import latest_checkpoint, lr_factor
 
 

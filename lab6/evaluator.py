@@ -23,6 +23,7 @@ from .evaluator_files import (
 )
 from .labels import LABELS, NUM_LABELS, SHAPES, encode_many
 
+#: The side of the evaluator's input images, and so of every image lab6 returns.
 EVAL_SIZE = 64
 
 
@@ -31,6 +32,14 @@ def classifier_architectures() -> list[str]:
     import torchvision
 
     return torchvision.models.list_models(module=torchvision.models)
+
+
+def to_output_size(images: torch.Tensor, size: int = EVAL_SIZE) -> torch.Tensor:
+    """Images in [-1, 1] at the lab's 64x64, the evaluator's input (a 32-px model's are upsampled bilinearly, as
+    the course's evaluator saw its 32 -> 64 px training images): the one resize in lab6."""
+    if images.shape[-2:] == (size, size):
+        return images
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 
 def build_resnet18() -> nn.Module:
@@ -176,9 +185,7 @@ class Evaluator:
             raise ValueError(f"images must be (B, 3, H, W), got {tuple(images.shape)}")
         for chunk in images.split(batch_size):
             chunk = chunk.to(self.device, torch.float32)
-            if chunk.shape[-2:] != (EVAL_SIZE, EVAL_SIZE):
-                chunk = F.interpolate(chunk, size=(EVAL_SIZE, EVAL_SIZE), mode="bilinear", align_corners=False)
-            yield chunk
+            yield to_output_size(chunk)
 
     def score(self, images: torch.Tensor, conditions: list[list[str]]) -> Score:
         multi_hot = torch.from_numpy(encode_many(conditions))

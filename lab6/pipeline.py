@@ -16,25 +16,16 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 
 from .diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE, INITIAL_NOISE, predicted_x0, prediction_of
 from .diffusion import initial_noise as draw_initial_noise
+from .evaluator import to_output_size
 from .labels import conditions_tensor
 from .model import ConditionalUNet
 from .samplers import DEFAULT_SAMPLER, make_sampler
 
-#: The side of every image lab6 returns: the evaluator's input size.
-OUTPUT_SIZE = 64
 OUTPUT_TYPES = ("pil", "np", "pt", "latent")
-
-
-def to_output_size(images: torch.Tensor, size: int = OUTPUT_SIZE) -> torch.Tensor:
-    """Images in [-1, 1] at the lab's 64x64 (a 32-px model's are upsampled the way the evaluator was trained)."""
-    if images.shape[-1] == size:
-        return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False).clamp(-1, 1)
 
 
 def guided_output(model, x: torch.Tensor, t: torch.Tensor, condition: torch.Tensor, guidance: float) -> torch.Tensor:

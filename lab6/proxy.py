@@ -16,7 +16,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .evaluator import EVAL_SIZE, OFFICIAL_ARCH, Evaluator, Score, build_classifier, save_evaluator, topk_accuracy
+from .evaluator import (
+    EVAL_SIZE,
+    OFFICIAL_ARCH,
+    Evaluator,
+    Score,
+    build_classifier,
+    save_evaluator,
+    to_output_size,
+    topk_accuracy,
+)
 from .run_files import write_text_atomic
 
 
@@ -25,7 +34,7 @@ def upsample_like_official(images: torch.Tensor, train_size: int) -> torch.Tenso
     if images.shape[-1] != train_size:
         images = F.interpolate(images, size=(train_size, train_size), mode="bilinear", antialias=True,
                                align_corners=False)
-    return F.interpolate(images, size=(EVAL_SIZE, EVAL_SIZE), mode="bilinear", align_corners=False)
+    return to_output_size(images)
 
 
 def split_holdout(n: int, holdout: float = 0.1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from .data_root import load_split
 from .diffusion import DEFAULT_NOISE, INITIAL_NOISE
+from .evaluator import to_output_size
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
-from .pipeline import Lab6Pipeline, to_output_size
+from .pipeline import Lab6Pipeline
 from .samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, check_sampler
 from .scoring import score_all
 

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
+from ..evaluator import to_output_size
 from ..labels import DENOISING_FIGURE_CONDITION
-from ..pipeline import to_output_size
 from ..sampling import SamplerRun
 from .common import image_axis, new_figure, save_figure, uint8_pixels
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from ..pipeline import to_output_size
+from ..evaluator import to_output_size
 from .common import image_axis, new_figure, save_figure, uint8_pixels
 
 

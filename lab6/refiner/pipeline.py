@@ -16,8 +16,9 @@ import torch
 
 from ..diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE
 from ..diffusion import initial_noise as draw_initial_noise
+from ..evaluator import EVAL_SIZE, to_output_size
 from ..labels import conditions_tensor
-from ..pipeline import OUTPUT_SIZE, CallSettings, Lab6Pipeline, to_output_size
+from ..pipeline import CallSettings, Lab6Pipeline
 from ..samplers import make_sampler
 from .model import RefinerUNet
 
@@ -133,8 +134,8 @@ def with_refiner(base: Lab6Pipeline, refiner: Lab6Pipeline, strength: float, gui
     steps (default: ``strength`` x as many). The refiner's ``lab6.json`` records the noise levels it was
     trained on; a strength that reaches past them is refused."""
     size = refiner.unet.config.sample_size
-    if size != OUTPUT_SIZE:
-        raise ValueError(f"a refiner draws {OUTPUT_SIZE}x{OUTPUT_SIZE} images; this one draws {size}x{size}")
+    if size != EVAL_SIZE:
+        raise ValueError(f"a refiner draws {EVAL_SIZE}x{EVAL_SIZE} images; this one draws {size}x{size}")
     T = refiner.scheduler.config.num_train_timesteps
     trained_below = refiner.metadata.get("recipe", {}).get("max_timestep") or T
     if not 0 < strength <= 1 or round(strength * T) > trained_below:

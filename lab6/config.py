@@ -67,7 +67,7 @@ class TrainConfig:
     eval_sampler: str = "dpmsolver"
     eval_steps: int = 20
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
-    guidance: float = DEFAULT_GUIDANCE  # the guidance scale the model is evaluated and shipped with
+    guidance_scale: float = DEFAULT_GUIDANCE  # the classifier-free guidance w the model is evaluated and shipped with
     seed: int = 0
     # A saved model to start from: the same architecture, or patch_size 1 at 1/patch_size the size (it grows:
     # model.grow_to_patches), or the same without the full-resolution head (the head starts at zero).
@@ -180,6 +180,8 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path) -> "TrainConfig":
         values = json.loads(Path(path).read_text())
+        if "guidance" in values:  # a run folder written before the field took diffusers' name
+            values["guidance_scale"] = values.pop("guidance")
         for key in ("block_out_channels", "attention_levels", "eval_splits"):
             if key in values:  # eval_splits can be absent: older runs' config.json lacks it
                 values[key] = tuple(values[key])
@@ -220,5 +222,5 @@ _RANGES = (
     ("keep_checkpoints", _at_least(1), "an integer >= 1"),
     ("eval_every", _at_least(1, optional=True), "null (only at the end) or an integer >= 1"),
     ("eval_steps", _at_least(1), "an integer >= 1"),
-    ("guidance", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
+    ("guidance_scale", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
 )

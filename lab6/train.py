@@ -123,18 +123,14 @@ class Trainer:
                    (s.elapsed, cfg.minutes and cfg.minutes * 60)]
         return max(spent / budget for spent, budget in budgets if budget)
 
-    def total_steps_hint(self) -> int | None:
-        cfg = self.cfg
-        known = [n for n in (cfg.steps, cfg.epochs and int(cfg.epochs * self.steps_per_epoch)) if n]
-        return min(known) if known else None
-
     # -- the loop -----------------------------------------------------------------------------------------------
     def train(self) -> Path | None:
         """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM: the
         checkpoint it saved holds everything, and ``--resume`` continues exactly)."""
         acc, cfg, state = self.accelerator, self.cfg, self.state
         previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
-        self._bar = tqdm(total=self.total_steps_hint(), initial=state.step, desc="training", unit="step",
+        known = [n for n in (cfg.steps, cfg.epochs and int(cfg.epochs * self.steps_per_epoch)) if n]  # steps, if known
+        self._bar = tqdm(total=min(known, default=None), initial=state.step, desc="training", unit="step",
                          disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
         self._window = LossWindow()
         self._checkpointed_at = state.elapsed
@@ -226,8 +222,9 @@ class Trainer:
         """What a model folder records about its training (``lab6.json``); a fine-tuned model keeps its
         starting model's record as ``parent``, so the whole training history travels with the weights."""
         cfg, s = self.cfg, self.state
-        return {"guidance": cfg.guidance, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps, "train_step": s.step,
-                "train_minutes": round(s.elapsed / 60, 2), "epochs": round(s.step / self.steps_per_epoch, 3),
+        return {"guidance": cfg.guidance_scale, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps,
+                "train_step": s.step, "train_minutes": round(s.elapsed / 60, 2),
+                "epochs": round(s.step / self.steps_per_epoch, 3),
                 "data_root": str(self.data_root), "processes": self.accelerator.num_processes,
                 "recipe": json.loads(cfg.to_json()), **({"parent": self.parent} if self.parent is not None else {})}
 
@@ -247,7 +244,7 @@ class Trainer:
         acc = self.accelerator
         if acc.is_main_process:
             with self.ema_weights() as model:
-                save_pipeline(build_pipeline(model, self.noise_scheduler.config, self.cfg.guidance), path,
+                save_pipeline(build_pipeline(model, self.noise_scheduler.config, self.cfg.guidance_scale), path,
                               self.metadata())
         acc.wait_for_everyone()
         return path
@@ -278,18 +275,19 @@ class Trainer:
             evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
                                          device=acc.device, required=False,
                                          log=lambda message: warnings.warn(f"during training: {message}"))
-            sampling = Sampling(cfg.eval_sampler, cfg.eval_steps, cfg.guidance, seed=cfg.seed)
+            sampling = Sampling(cfg.eval_sampler, cfg.eval_steps, cfg.guidance_scale, seed=cfg.seed)
             with self.ema_weights() as model:
                 model.eval()
-                runs = run_splits(build_pipeline(model, self.noise_scheduler.config, cfg.guidance), self.data_root,
-                                  cfg.eval_splits, evaluators, sampling, self.out / "samples", f"step-{step:08d}-")
+                pipe = build_pipeline(model, self.noise_scheduler.config, cfg.guidance_scale)
+                runs = run_splits(pipe, self.data_root, cfg.eval_splits, evaluators, sampling, self.out / "samples",
+                                  f"step-{step:08d}-")
                 model.train()
             for run in runs:
                 for name, score in run.scores.items():
                     results[f"{run.split} ({name})"] = score.accuracy
                     self.evals.append(step=step, elapsed_min=round(self.state.elapsed / 60, 2), split=run.split,
                                       accuracy=round(score.accuracy, 4), sampler=cfg.eval_sampler,
-                                      steps=cfg.eval_steps, guidance=cfg.guidance, evaluator=name)
+                                      steps=cfg.eval_steps, guidance=cfg.guidance_scale, evaluator=name)
             if results:
                 acc.print(f"step {step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
         acc.wait_for_everyone()

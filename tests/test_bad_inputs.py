@@ -195,7 +195,7 @@ def test_set_names_the_field_and_what_it_takes(item, message):
     ("lr=-1", "lr must be > 0, got -1"),
     ("eval_every=0", "eval_every must be null (only at the end) or an integer >= 1, got 0"),
     ("block_out_channels=[]", "block_out_channels must be one or more positive widths, got ()"),
-    ("guidance=-1", "guidance must be >= 0 (0: unconditional, 1: conditional, > 1: guided), got -1"),
+    ("guidance_scale=-1", "guidance_scale must be >= 0 (0: unconditional, 1: conditional, > 1: guided), got -1"),
 ])
 def test_a_value_out_of_its_range_is_refused_before_any_data_is_read(capsys, tmp_path, item, message):
     """A value of the right type but outside its field's range fails at once (no data root is given: the

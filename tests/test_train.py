@@ -1,4 +1,5 @@
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -267,3 +268,11 @@ def test_two_process_accelerate_launch(tiny_root, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     metadata = load_model(out).metadata
     assert metadata["processes"] == 2 and metadata["train_step"] == 6
+
+
+def test_a_run_config_written_with_the_old_guidance_field_reads_back_as_guidance_scale(tmp_path):
+    """``--resume`` of a run folder written before the field took diffusers' name keeps its guidance scale."""
+    values = json.loads(preset("tiny").to_json())
+    values["guidance"] = values.pop("guidance_scale") + 1.5
+    (tmp_path / "train_config.json").write_text(json.dumps(values))
+    assert TrainConfig.from_json(tmp_path / "train_config.json") == preset("tiny", guidance_scale=3.5)

@@ -232,6 +232,8 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
     with (recorded in accuracy.json: a card rewritten later by a process with other threads must not relabel them)."""
     meta = loaded.metadata
     recipe = meta.get("recipe", {})
+    # the recipe's guidance scale (named "guidance" in records written before it took diffusers' name)
+    trained_w = recipe.get("guidance_scale", recipe.get("guidance", loaded.guidance_scale))
     params = sum(p.numel() for p in loaded.unet.parameters()) / 1e6
     headline = table.get("dpmsolver-20", next(iter(table.values())))
     data = ModelCardData(
@@ -271,8 +273,8 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         f"gamma {recipe.get('min_snr_gamma')}, batch {recipe.get('batch_size')}, lr {recipe.get('lr')}, EMA "
         f"{recipe.get('ema_decay')}, label dropout {recipe.get('cond_dropout')}.",
         f"- Sampled with classifier-free guidance w = {loaded.guidance_scale:g}"
-        + (f" (training evaluated at w = {recipe['guidance']:g}; w chosen on the held-out conditions)"
-           if recipe.get("guidance", loaded.guidance_scale) != loaded.guidance_scale else "")
+        + (f" (training evaluated at w = {trained_w:g}; w chosen on the held-out conditions)"
+           if trained_w != loaded.guidance_scale else "")
         + f", starting noise `{loaded.initial_noise}`.",
         *refiner_lines(meta, loaded.config.get("refiner_strength"), args.refiner_command),
         "",

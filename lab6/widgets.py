@@ -58,7 +58,7 @@ class LabelPicker:
 
         self._model_arg = model
         if isinstance(model, Lab6Pipeline):
-            self.loaded = model
+            self.pipe = model
         self._evaluator_arg = evaluator
         self.evaluator_error: str | None = "evaluator turned off" if evaluator is False else None
         self.data_root = data_root
@@ -232,7 +232,7 @@ class LabelPicker:
 
     # -- the model and the evaluator, loaded when first needed ------------------------------------------------
     @cached_property
-    def loaded(self):
+    def pipe(self):
         """The model: the pipeline given, else the folder given (or the shipped model) loaded at the first use."""
         from .loading import load_pipeline
 
@@ -269,7 +269,7 @@ class LabelPicker:
         def advance(done: int, total: int) -> None:
             self.progress.max, self.progress.value = total, done  # total: both stages' steps
 
-        picked = PickerResult.draw(self.loaded, list(self.selected), sampling, self.strip_frames, callback=advance)
+        picked = PickerResult.draw(self.pipe, list(self.selected), sampling, self.strip_frames, callback=advance)
         picked.score(self.evaluator, self.evaluator_error)
         self.last = picked
         self._show_result(picked)

@@ -97,7 +97,7 @@ def test_generate_needs_a_choice_and_a_model_path_works(tiny_run):
         picker.generate()
     picker.surprise()
     assert picker.generate().pixels.shape == (64, 64, 3)
-    assert picker.loaded.path == tiny_run / "model"
+    assert picker.pipe.path == tiny_run / "model"
 
 
 def test_the_picker_opens_at_its_own_steps_and_resets_them_with_the_sampler(loaded):
@@ -135,7 +135,7 @@ def test_a_refined_model_draws_both_stages_and_the_checkbox_skips_the_refiner(ti
     first_stage = picker.generate()
     assert not first_stage.sampling.refine and picker.progress.max == 5
     assert not torch.equal(first_stage.image, refined.image)
-    box = denoising_slider(run_denoising(picker.loaded, sampling=Sampling(steps=5), frames=5, progress=False))
+    box = denoising_slider(run_denoising(picker.pipe, sampling=Sampling(steps=5), frames=5, progress=False))
     slider, caption, _ = box.children
     slider.value = slider.max - 1  # the last recorded step: the refiner's
     assert "refiner t = " in caption.value

@@ -53,7 +53,7 @@ FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
     "guidance": ("guidance_images", "guidance_accuracy"),
     "accuracy": ("accuracy_grid_test", "accuracy_grid_new_test", "accuracy_hits", "accuracy_failures"),
 }
-#: Figures that need an evaluator (skipped, with a message, when none can be loaded).
+#: Figures that need an evaluator (skipped, with a message, when none can be pipe).
 NEEDS_EVALUATOR = ("samplers_accuracy_vs_steps", "guidance_accuracy", "accuracy_hits", "accuracy_failures")
 
 
@@ -86,9 +86,9 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
     groups = _expand_groups(which)
     out = Path(out)
     written: list[str] = []
-    loaded, evaluators = None, []
+    pipe, evaluators = None, []
     if any(g != "data" and g != "training" for g in groups):
-        loaded = notebook_model(settings, log=log, train_fallback=False)
+        pipe = notebook_model(settings, log=log, train_fallback=False)
     if any(g in ("samplers", "guidance", "accuracy") for g in groups):
         evaluators = notebook_evaluators(settings, log=log)
     evaluator = evaluators[0] if evaluators else None  # the sweeps' and failure figures' evaluator
@@ -115,22 +115,22 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
             loss_curve(run_dir, out)
             written.append("training_loss")
     if "denoising" in groups:
-        result = run_denoising(loaded, DENOISING_FIGURE_CONDITION, sampling, frames=settings.denoising_frames,
+        result = run_denoising(pipe, DENOISING_FIGURE_CONDITION, sampling, frames=settings.denoising_frames,
                                progress=progress)
         denoising_process(result, out)
         written.append("denoising_process")
     conditions = load_split(settings.data_root, "test") if "test" in splits else [list(DENOISING_FIGURE_CONDITION)]
     if "samplers" in groups:
-        runs = compare_samplers(loaded, DENOISING_FIGURE_CONDITION, settings.sampler_specs, sampling,
+        runs = compare_samplers(pipe, DENOISING_FIGURE_CONDITION, settings.sampler_specs, sampling,
                                 progress=progress)
         sampler_comparison(runs, out)
         written.append("samplers_comparison")
         if evaluator is not None:
-            steps_accuracy(sweep(loaded, conditions, evaluator, "steps", settings.step_counts, sampling,
+            steps_accuracy(sweep(pipe, conditions, evaluator, "steps", settings.step_counts, sampling,
                                  progress=progress), out)
             written.append("samplers_accuracy_vs_steps")
     if "guidance" in groups:
-        by_guidance = sweep(loaded, conditions, evaluator, "guidance_scale", settings.guidance_scales, sampling,
+        by_guidance = sweep(pipe, conditions, evaluator, "guidance_scale", settings.guidance_scales, sampling,
                             progress=progress)
         guidance_images(by_guidance, out)
         written.append("guidance_images")
@@ -138,7 +138,7 @@ def write_figures(out: str | Path, which: Iterable[str] = ("all",), *, settings:
             guidance_accuracy(by_guidance, out)
             written.append("guidance_accuracy")
     if "accuracy" in groups:
-        runs = [run_split(loaded, settings.data_root, s, evaluators, sampling, progress=progress) for s in splits]
+        runs = [run_split(pipe, settings.data_root, s, evaluators, sampling, progress=progress) for s in splits]
         for r in runs:
             accuracy_grid(r, out)
             written.append(f"accuracy_grid_{r.split}")

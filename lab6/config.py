@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .diffusion import DEFAULT_GUIDANCE
+from .samplers import DEFAULT_SAMPLER
 
 
 @dataclass
@@ -64,7 +65,7 @@ class TrainConfig:
     checkpoint_steps: int | None = None
     keep_checkpoints: int = 3
     eval_every: int | None = 2000  # steps between sample grids + evaluator accuracy (None: only at the end)
-    eval_sampler: str = "dpmsolver"
+    eval_sampler: str = DEFAULT_SAMPLER
     eval_steps: int = 20
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
     guidance_scale: float = DEFAULT_GUIDANCE  # the classifier-free guidance w the model is evaluated and shipped with

@@ -58,7 +58,8 @@ class RefinerUNet(ConditionalUNet):
         """A fresh refiner of a ``TrainConfig`` whose head starts as the least-squares denoiser of its data's
         detail (``detail_prior``, ``detail_chroma_prior``; a starting model that has gains overwrites them)."""
         model = cls(**cfg.model_config())
-        schedule = cfg.noise_scheduler()
+        with torch.device("cpu"):  # the gains are numbers, even when the model is built on the meta device
+            schedule = cfg.noise_scheduler()
         if cfg.detail_prior:
             model.full_res_head.detail_gain.copy_(detail_gain(schedule, cfg.detail_prior))
         if cfg.detail_chroma_prior is not None:

@@ -10,12 +10,27 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .scene import SceneObject
+
+@dataclass(frozen=True)
+class SceneObject:
+    """One object on the floor: its label, where it stands (x, y on the floor) and, for cubes, its yaw."""
+
+    label: str
+    x: float
+    y: float
+    yaw: float = 0.0
+
+    @property
+    def colour(self) -> str:
+        return self.label.split()[0]
+
+    @property
+    def shape(self) -> str:
+        return self.label.split()[1]
+
 
 #: Supersampling factor per axis (3 -> 9 rays per output pixel, box-filtered).
 SUPERSAMPLE = 3

@@ -12,9 +12,18 @@ from typing import Sequence
 
 import numpy as np
 
-from .geometry import CAMERA_LOCATION, SUPERSAMPLE, bounding_corners, camera_rays, direction, pixel_box, solid_interval
+from .geometry import (
+    CAMERA_LOCATION,
+    SUPERSAMPLE,
+    SceneObject,
+    bounding_corners,
+    camera_rays,
+    direction,
+    pixel_box,
+    solid_interval,
+)
 from .labels import validate_condition
-from .scene import COLOUR_RGB, SceneObject, check_positive_int, sample_layout
+from .scene import COLOUR_RGB, check_positive_int, sample_layout
 
 # ---------------------------------------------------------------------------------------------- lighting
 # Linear-light model of the floor (fitted by eye and least squares to the look of the course renders):

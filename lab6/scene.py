@@ -8,12 +8,11 @@ scene into pixels; ``lab6.synthetic`` renders a whole data root.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .geometry import CAMERA_AZIMUTH, bounding_corners, project
+from .geometry import CAMERA_AZIMUTH, SceneObject, bounding_corners, project
 from .labels import CLEVR_RGB, ConditionError, validate_condition
 
 #: Objects per scene, as in the course's training set.
@@ -36,24 +35,6 @@ MAX_SCREEN_OVERLAP = 0.4
 
 class SyntheticDataError(ValueError):
     """Bad arguments to the synthetic renderer, or a folder it cannot write."""
-
-
-@dataclass(frozen=True)
-class SceneObject:
-    """One object on the floor: its label, where it stands (x, y on the floor) and, for cubes, its yaw."""
-
-    label: str
-    x: float
-    y: float
-    yaw: float = 0.0
-
-    @property
-    def colour(self) -> str:
-        return self.label.split()[0]
-
-    @property
-    def shape(self) -> str:
-        return self.label.split()[1]
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -53,7 +53,7 @@ FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
     "guidance": ("guidance_images", "guidance_accuracy"),
     "accuracy": ("accuracy_grid_test", "accuracy_grid_new_test", "accuracy_hits", "accuracy_failures"),
 }
-#: Figures that need an evaluator (skipped, with a message, when none can be pipe).
+#: Figures that need an evaluator (skipped, with a message, when none can be loaded).
 NEEDS_EVALUATOR = ("samplers_accuracy_vs_steps", "guidance_accuracy", "accuracy_hits", "accuracy_failures")
 
 

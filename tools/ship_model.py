@@ -284,7 +284,7 @@ def model_card(loaded, table, seconds, proxy_reports, args, fidelity: dict | Non
         + "; ".join(f"{name}: {r['heldout_accuracy']:.4f} on {r['heldout_images']} held-out real images"
                     for name, r in proxy_reports.items())
         + "). `heldout` is 128 random valid conditions (`lab6.labels.heldout_conditions()`). Seeds "
-        + ", ".join(map(str, SEEDS)) + " pooled; `pooled`: every split and seed together. No evaluator guidance.",
+        + ", ".join(map(str, SEEDS)) + " pooled; `pooled`: every split and seed together.",
         "",
         "| sampler | evaluator | " + " | ".join(SPLITS) + " | pooled | seconds for 32 images"
         + (f" ({threads} CPU thread(s))" if threads else "") + " |",

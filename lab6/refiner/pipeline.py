@@ -18,9 +18,9 @@ from ..diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE
 from ..diffusion import initial_noise as draw_initial_noise
 from ..evaluator import EVAL_SIZE, to_output_size
 from ..labels import conditions_tensor
+from ..model import ConditionalUNet
 from ..pipeline import CallSettings, Lab6Pipeline
 from ..samplers import make_sampler
-from .model import RefinerUNet
 
 #: How a refiner spaces its steps: "karras" (:func:`karras_timesteps`) or "uniform" (the last of a
 #: trailing-spaced schedule, as every first stage).
@@ -32,7 +32,8 @@ class RefinedPipeline(Lab6Pipeline):
 
     Args:
         unet, scheduler, guidance_scale, initial_noise: the first stage, as ``Lab6Pipeline``'s.
-        refiner, refiner_scheduler, refiner_strength: the second stage and how far back it noises, in (0, 1].
+        refiner, refiner_scheduler, refiner_strength: the second stage (a 64-px model: a ``RefinerUNet`` for the
+            shipped pair) and how far back it noises, in (0, 1].
         refiner_guidance_scale: the refiner's w; 1 (unguided) by default, as guidance at low noise levels only
             pulls images away from real ones (docs/guidance.md#refiner-guidance).
         refiner_spacing: ``"karras"`` (dense near t = 0, where the texture is drawn: docs/64px.md#karras-steps)
@@ -43,7 +44,7 @@ class RefinedPipeline(Lab6Pipeline):
 
     model_cpu_offload_seq = "unet->refiner"
 
-    def __init__(self, unet, scheduler, refiner: RefinerUNet, refiner_scheduler,
+    def __init__(self, unet: ConditionalUNet, scheduler, refiner: ConditionalUNet, refiner_scheduler,
                  guidance_scale: float = DEFAULT_GUIDANCE, initial_noise: str = DEFAULT_NOISE,
                  refiner_strength: float = 0.2, refiner_guidance_scale: float = 1.0, refiner_spacing: str = "uniform",
                  refiner_step_ratio: float | None = None):

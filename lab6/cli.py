@@ -15,6 +15,7 @@ from .evaluator import EvaluatorLoadError
 from .labels import ConditionError
 from .loading import ModelLoadError
 from .presets import PRESETS
+from .trackers import LOG_WITH
 
 #: What ``lab6 --help`` says first (plain text: argparse prints it as it is).
 DESCRIPTION = ("train a conditional DDPM on i-CLEVR scenes, draw images for label conditions, and score them "
@@ -137,6 +138,8 @@ def _train_verb(verbs) -> None:
                    help="evaluator for accuracy during training (default: data root's, else shipped)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE",
                    help="override any TrainConfig field, e.g. --set prediction=v")
+    p.add_argument("--log-with", choices=LOG_WITH, help="training curves besides metrics.csv: tensorboard (in "
+                   "<out>/logs/), wandb, trackio, all installed, or none (default: tensorboard where installed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.cmd_train)
 
@@ -149,6 +152,12 @@ def _sample_verb(verbs) -> None:
                    help="writes <out>/<i>.png, <out>/grid.png and <out>/conditions.json (the conditions drawn)")
     _sampling_options(p)
     _refine_option(p)
+    p.add_argument("--chunk-size", type=_positive_int, default=None,
+                   help="conditions drawn together through every step, each chunk's PNGs written as it finishes "
+                        "(default 32)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the job in --out: draw only the chunks not yet written, the same images")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=commands.cmd_sample)
 
 

@@ -18,7 +18,7 @@ def cmd_train(args) -> None:
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
                                    ("eval_every", args.eval_every), ("checkpoint_minutes", args.checkpoint_minutes),
-                                   ("checkpoint_steps", args.checkpoint_steps),
+                                   ("checkpoint_steps", args.checkpoint_steps), ("log_with", args.log_with),
                                    ("conditioning", args.conditioning),
                                    ("init_from", args.init_from and str(args.init_from))) if v is not None}
     overrides.update(TrainConfig.parse_override(item) for item in args.set or [])
@@ -42,16 +42,16 @@ def sampling_of(args):
 
 
 def cmd_sample(args) -> None:
-    from .images import check_output_folder, save_images
+    from .images import check_output_folder
     from .labels import load_conditions
     from .loading import load_pipeline
-    from .sampling import generate
+    from .sample_job import run_sample_job
 
     check_output_folder(args.out)
     conditions = load_conditions(args.conditions)
     pipe = load_pipeline(args.model, device=args.device)
-    result = generate(pipe, conditions, sampling_of(args))
-    save_images(result.images, args.out, conditions=conditions)
+    run_sample_job(pipe, conditions, args.out, sampling_of(args), chunk_size=args.chunk_size, resume=args.resume,
+                   progress=not args.quiet)
     print(f"{len(conditions)} images, grid.png and conditions.json written to {args.out}")
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .diffusion import DEFAULT_GUIDANCE
 from .samplers import DEFAULT_SAMPLER
+from .trackers import LOG_WITH
 
 
 @dataclass
@@ -69,6 +70,9 @@ class TrainConfig:
     eval_steps: int = 20
     eval_splits: tuple[str, ...] = ("test", "new_test", "heldout")  # heldout: 128 fixed random conditions
     guidance_scale: float = DEFAULT_GUIDANCE  # the classifier-free guidance w the model is evaluated and shipped with
+    # The training curves besides metrics.csv, through accelerate's trackers: tensorboard (RUN/logs/), wandb,
+    # trackio, all (every one installed) or none; auto: TensorBoard where it is installed, else none
+    log_with: str = "auto"
     seed: int = 0
     # A saved model to start from: the same architecture, or patch_size 1 at 1/patch_size the size (it grows:
     # model.grow_to_patches), or the same without the full-resolution head (the head starts at zero).
@@ -224,4 +228,5 @@ _RANGES = (
     ("eval_every", _at_least(1, optional=True), "null (only at the end) or an integer >= 1"),
     ("eval_steps", _at_least(1), "an integer >= 1"),
     ("guidance_scale", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
+    ("log_with", LOG_WITH.__contains__, f"one of {', '.join(LOG_WITH)}"),
 )

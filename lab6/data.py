@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from .labels import ConditionError, check_objects, encode
-from .run_files import cache_dir
+from .run_files import atomic_path, cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +103,8 @@ def cached_images(root: str | Path, files: list[str], size: int, *, progress: bo
         except (OSError, ValueError):
             pass  # a damaged cache file is simply rebuilt
     images = decode_images(root, files, size, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, images)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:  # whole or not at all, as every save
+        np.save(f, images)
     return images
 
 

@@ -48,6 +48,14 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 8, title: str 
     return path
 
 
+def save_png(pixels: np.ndarray, path: str | Path) -> Path:
+    """One uint8 (H, W, 3) image as a PNG, whole or not at all: a job killed mid-write leaves no half image.
+    The bytes are those :func:`save_images` writes for the same pixels."""
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels).save(tmp, format="png")
+    return Path(path)
+
+
 def check_output_folder(out_dir: str | Path) -> Path:
     """Fail early, before minutes of sampling, when ``out_dir`` cannot become a folder of images."""
     out_dir = Path(out_dir)
@@ -65,8 +73,9 @@ def save_images(images: torch.Tensor, out_dir: str | Path, *, conditions: list[l
                 grid_name: str | None = "grid.png", nrow: int = 8) -> Path:
     """Writes ``<out_dir>/<i>.png`` for each image, in order, and a grid of them.
 
-    Everything is written into a temporary folder first: a new ``out_dir`` appears complete (one rename),
-    and in an existing one each file is replaced by one rename, so no reader ever sees half an image.
+    The folder is written whole or not at all (``run_files.atomic_path``): the new files go into a temporary
+    folder, the files of an existing ``out_dir`` that they do not replace are linked in beside them, and the two
+    folders change places in one step, so no reader, and no process killed mid-save, sees old and new images mixed.
 
     Args:
         images: (B, 3, H, W) in [-1, 1].
@@ -80,25 +89,37 @@ def save_images(images: torch.Tensor, out_dir: str | Path, *, conditions: list[l
         ``out_dir``.
     """
     out_dir = check_output_folder(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
         for i, array in enumerate(to_uint8(images).numpy()):
             Image.fromarray(array).save(tmp / f"{i}.png")
         if grid_name:
             save_grid(images, tmp / grid_name, nrow=nrow)
         if conditions is not None:
             (tmp / CONDITIONS_FILE).write_text(json.dumps(conditions))
-        if out_dir.exists():
-            for file in sorted(tmp.iterdir()):
-                os.replace(file, out_dir / file.name)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if out_dir.is_dir():
+            _link_the_rest(out_dir, tmp)
     return out_dir
+
+
+def _link_the_rest(old: Path, new: Path) -> None:
+    """Hard-link (or copy) into ``new`` what ``old`` holds that ``new`` does not: files a save does not write
+    (``accuracy.json``, a user's notes) survive it. Temporaries of a killed write are left behind."""
+    for entry in old.iterdir():
+        target = new / entry.name
+        if target.exists() or target.is_symlink() or (entry.name.startswith(".") and ".tmp-" in entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.copytree(entry, target, symlinks=True, copy_function=_link)
+        else:
+            _link(entry, target)
+
+
+def _link(source: Path | str, target: Path | str) -> None:
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except OSError:  # another file system, or one without hard links
+        shutil.copy2(source, target, follow_symlinks=False)
 
 
 def load_images(folder: str | Path, count: int) -> torch.Tensor:

@@ -31,13 +31,11 @@ from .diffusion import training_loss
 from .init_from import pretrained_weights, run_parent
 from .loading import save_pipeline
 from .pipeline import build_pipeline
-from .run_files import CHECKPOINTS, CsvLog, commit_checkpoint, latest_checkpoint
+from .run_files import CHECKPOINTS, commit_checkpoint, latest_checkpoint, room_named
 from .sampling import Sampling, run_splits
 from .scoring import load_evaluators
+from .trackers import RunLog
 from .train_state import LossWindow, TrainState
-
-METRICS_FIELDS = ["step", "epoch", "loss", "lr", "images_per_s", "elapsed_min"]
-EVAL_FIELDS = ["step", "elapsed_min", "split", "accuracy", "sampler", "steps", "guidance", "evaluator"]
 
 
 def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
@@ -60,8 +58,8 @@ class Trainer:
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
         # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
         no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-        self.accelerator = Accelerator(cpu=no_accelerator,
-                                       mixed_precision=cfg.resolved_mixed_precision())
+        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=cfg.resolved_mixed_precision(),
+                                       **RunLog.accelerate_kwargs(cfg.log_with, self.out))
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
             raise ValueError(f"batch_size {cfg.batch_size} must divide evenly among {acc.num_processes} processes")
@@ -95,11 +93,9 @@ class Trainer:
             acc.load_state(str(checkpoint))
             resume_step = self.state.step
             acc.print(f"resumed from {checkpoint} (step {self.state.step}, {self.state.elapsed / 60:.1f} min trained)")
-        if acc.is_main_process:
-            self.metrics = CsvLog(self.out / "metrics.csv", METRICS_FIELDS, resume_step)
-            self.evals = CsvLog(self.out / "eval.csv", EVAL_FIELDS, resume_step)
+        self.records = RunLog(acc, self.out, json.loads(cfg.to_json()), resume_step)  # CSVs and trackers
         self._epoch_order: tuple[int, torch.Tensor] | None = None
-        self._stop_signal = False
+        self._stop_signal = 0  # the signal that asked to stop (SIGTERM, SIGINT), 0 for none
 
     # -- the data and randomness of one step, derived from (seed, step) only ---------------------------------
     def batch_indices(self, step: int) -> torch.Tensor:
@@ -128,7 +124,8 @@ class Trainer:
         """Run to the end of the budget; returns the exported model folder (None when stopped by SIGTERM: the
         checkpoint it saved holds everything, and ``--resume`` continues exactly)."""
         acc, cfg, state = self.accelerator, self.cfg, self.state
-        previous_handler = signal.signal(signal.SIGTERM, self._on_sigterm) if acc.is_main_process else None
+        stops = (signal.SIGTERM, signal.SIGINT)
+        previous_handlers = {s: signal.signal(s, self._on_stop) for s in stops} if acc.is_main_process else {}
         known = [n for n in (cfg.steps, cfg.epochs and int(cfg.epochs * self.steps_per_epoch)) if n]  # steps, if known
         self._bar = tqdm(total=min(known, default=None), initial=state.step, desc="training", unit="step",
                          disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
@@ -141,24 +138,25 @@ class Trainer:
                 loss = self.optimiser_step(images, labels, generator)  # step: loss, backward, AdamW, EMA
                 stop = self.advance_clock(started)                 # clock: one for every process
                 self.log(loss, len(images))                        # log: metrics.csv and the progress bar
-                if stop or self.checkpoint_due():                  # checkpoint: by steps, minutes or SIGTERM
+                if stop or self.checkpoint_due():                  # checkpoint: by steps, minutes, SIGTERM, Ctrl-C
                     self.save_checkpoint()
                 if stop:
+                    self.records.end()
+                    if self._stop_signal == signal.SIGINT:  # Ctrl-C: the same clean stop, then the usual exit
+                        acc.print(f"\ninterrupted at step {state.step}: checkpoint saved, resume with --resume")
+                        raise KeyboardInterrupt
                     acc.print(f"stopped by SIGTERM at step {state.step}; resume with --resume")
                     return None
                 if cfg.eval_every and state.step % cfg.eval_every == 0:  # evaluate: grids and accuracy
                     self.evaluate()
-        except KeyboardInterrupt:
-            acc.print(f"\ninterrupted at step {state.step}: saving a checkpoint, resume with --resume")
-            self.save_checkpoint()
-            raise
         finally:
             self._bar.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGTERM, previous_handler)
+            for stop_signal, handler in previous_handlers.items():
+                signal.signal(stop_signal, handler)
         self.save_checkpoint()
         self.export(self.out / "model")
         self.evaluate()
+        self.records.end()
         return self.out / "model"
 
     def next_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Generator]:
@@ -202,10 +200,9 @@ class Trainer:
         self._bar.update()
         if s.step % self.cfg.log_every == 0:
             mean_loss, rate = self._window.mean_loss(processes), self._window.images_per_second()
-            if self.accelerator.is_main_process:
-                self.metrics.append(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3),
-                                    loss=round(mean_loss, 5), lr=f"{self.optimizer.param_groups[0]['lr']:.3e}",
-                                    images_per_s=round(rate, 2), elapsed_min=round(s.elapsed / 60, 2))
+            self.records.metrics_row(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3),
+                                     loss=round(mean_loss, 5), lr=f"{self.optimizer.param_groups[0]['lr']:.3e}",
+                                     images_per_s=round(rate, 2), elapsed_min=round(s.elapsed / 60, 2))
             self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{s.elapsed / 60:.1f}")
             self._window = LossWindow()
 
@@ -214,8 +211,12 @@ class Trainer:
         due_by_steps = bool(cfg.checkpoint_steps) and state.step % cfg.checkpoint_steps == 0
         return due_by_steps or state.elapsed - self._checkpointed_at >= cfg.checkpoint_minutes * 60
 
-    def _on_sigterm(self, signum, frame) -> None:
-        self._stop_signal = True
+    def _on_stop(self, signum, frame) -> None:
+        """SIGTERM or Ctrl-C: stop after this step, with a checkpoint (a checkpoint taken inside a step would hold
+        weights one update ahead of its step). A second Ctrl-C stops at once; the last checkpoint stands."""
+        if signum == signal.SIGINT and self._stop_signal == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._stop_signal = signum
 
     # -- checkpoints, export, evaluation --------------------------------------------------------------------
     def metadata(self) -> dict:
@@ -259,7 +260,8 @@ class Trainer:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         acc.wait_for_everyone()
-        acc.save_state(str(tmp))
+        with room_named(final, tmp):  # a full disk: one error naming the checkpoint, the last good one intact
+            acc.save_state(str(tmp))
         self.export(tmp / "ema")
         if acc.is_main_process:
             commit_checkpoint(tmp, final, self.cfg.keep_checkpoints)
@@ -282,12 +284,9 @@ class Trainer:
                 runs = run_splits(pipe, self.data_root, cfg.eval_splits, evaluators, sampling, self.out / "samples",
                                   f"step-{step:08d}-")
                 model.train()
-            for run in runs:
-                for name, score in run.scores.items():
-                    results[f"{run.split} ({name})"] = score.accuracy
-                    self.evals.append(step=step, elapsed_min=round(self.state.elapsed / 60, 2), split=run.split,
-                                      accuracy=round(score.accuracy, 4), sampler=cfg.eval_sampler,
-                                      steps=cfg.eval_steps, guidance=cfg.guidance_scale, evaluator=name)
+            results = self.records.evaluation(runs, step, elapsed_min=round(self.state.elapsed / 60, 2),
+                                              sampler=cfg.eval_sampler, steps=cfg.eval_steps,
+                                              guidance=cfg.guidance_scale)
             if results:
                 acc.print(f"step {step}: accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in results.items()))
         acc.wait_for_everyone()

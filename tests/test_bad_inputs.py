@@ -5,19 +5,45 @@ import re
 
 import pytest
 
-from lab6.cli import main
-from lab6.evaluator import build_classifier, save_evaluator
+from lab6.cli import EXPECTED_ERRORS, main
+from lab6.evaluator import EvaluatorLoadError, build_classifier, save_evaluator
+from lab6.labels import ConditionError
+from lab6.loading import ModelLoadError
+from lab6.run_files import ModelNotFoundError
 
 
-def fails_with(capsys, argv, *fragments):
-    assert main(argv) == 2
-    printed = capsys.readouterr().err.strip()
-    assert "Traceback" not in printed, printed
-    err = printed.splitlines()[-1]  # progress bars may come first; the failure is one closing line
-    assert err.startswith(f"lab6 {argv[0]}: error: "), printed
-    for fragment in fragments:
-        assert fragment in err, err
-    return err
+@pytest.fixture
+def fails_with(capsys, monkeypatch):
+    """``fails_with(argv, error, *fragments)``: ``lab6 ARGV`` ends in one line, ``lab6 VERB: error: ...``, with exit
+    status 2; the verb raised ``error`` itself (its exact class, one the CLI expects), not an unforeseen error that
+    the CLI's catch-all turned into a line; and the line holds each fragment."""
+    from lab6 import commands
+
+    raised = []
+    for name in [n for n in vars(commands) if n.startswith("cmd_")]:
+        def recording(args, verb=getattr(commands, name)):
+            try:
+                return verb(args)
+            except Exception as err:
+                raised.append(err)
+                raise
+        monkeypatch.setattr(commands, name, recording)
+
+    def check(argv, error, *fragments):
+        raised.clear()
+        assert main(argv) == 2
+        printed = capsys.readouterr().err.strip()
+        assert "Traceback" not in printed, printed
+        err = printed.splitlines()[-1]  # progress bars may come first; the failure is one closing line
+        assert err.startswith(f"lab6 {argv[0]}: error: "), printed
+        assert len(raised) == 1, raised
+        assert type(raised[0]) is error and isinstance(raised[0], EXPECTED_ERRORS), \
+            f"expected {error.__name__}, got {type(raised[0]).__name__}: {raised[0]}"
+        assert "(run again with --debug for the traceback)" not in err, err  # the catch-all's mark
+        for fragment in fragments:
+            assert fragment in err, err
+        return err
+    return check
 
 
 @pytest.mark.parametrize("conditions, fragment", [
@@ -29,110 +55,124 @@ def fails_with(capsys, argv, *fragments):
     ({"a": ["red cube"]}, "must hold a JSON list of lists of label names"),
     ([["red cube", 3]], "must hold a JSON list of lists of label names"),
 ])
-def test_bad_conditions(tiny_run, tmp_path, capsys, conditions, fragment):
+def test_bad_conditions(tiny_run, tmp_path, fails_with, conditions, fragment):
     path = tmp_path / "conditions.json"
     path.write_text(json.dumps(conditions))
-    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
-               fragment)
+    fails_with(["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
+               ConditionError, fragment)
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 
-def test_conditions_that_are_not_json(tiny_run, tmp_path, capsys):
+def test_conditions_that_are_not_json(tiny_run, tmp_path, fails_with):
     path = tmp_path / "conditions.json"
     path.write_text("[['red cube']")
-    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
-               "is not valid JSON")
+    fails_with(["sample", "--model", str(tiny_run), "--conditions", str(path), "--out", str(tmp_path / "o")],
+               ConditionError, "is not valid JSON")
 
 
-def test_missing_and_truncated_models(tiny_run, tiny_root, tmp_path, capsys):
+def test_missing_and_truncated_models(tiny_run, tiny_root, tmp_path, fails_with):
     conditions = str(tiny_root / "test.json")
-    fails_with(capsys, ["sample", "--model", str(tmp_path / "nothing"), "--conditions", conditions, "--out",
-                        str(tmp_path / "o")], "neither a model folder")
+    fails_with(["sample", "--model", str(tmp_path / "nothing"), "--conditions", conditions, "--out",
+                        str(tmp_path / "o")], ModelNotFoundError, "neither a model folder")
     import shutil
 
     model = tmp_path / "model"
     shutil.copytree(tiny_run / "model", model)
     weights = model / "unet" / "diffusion_pytorch_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:500])
-    fails_with(capsys, ["sample", "--model", str(model), "--conditions", conditions, "--out", str(tmp_path / "o")],
-               f"could not load the model in {model}")
+    fails_with(["sample", "--model", str(model), "--conditions", conditions, "--out", str(tmp_path / "o")],
+               ModelLoadError, f"could not load the model in {model}")
 
 
-def test_bad_evaluators(tiny_run, tiny_root, tmp_path, capsys):
+def test_bad_evaluators(tiny_run, tiny_root, tmp_path, capsys, fails_with):
     images = tmp_path / "images"
     assert main(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
                  str(images), "--steps", "2"]) == 0
     capsys.readouterr()
     evaluate = ["evaluate", "--images", str(images), "--conditions", str(tiny_root / "test.json"), "--evaluator"]
-    fails_with(capsys, evaluate + [str(tmp_path / "missing.pth")], "evaluator checkpoint not found")
+    fails_with(evaluate + [str(tmp_path / "missing.pth")], EvaluatorLoadError, "evaluator checkpoint not found")
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
-    fails_with(capsys, evaluate + [str(text)], "could not read", "as a torch checkpoint")
+    fails_with(evaluate + [str(text)], EvaluatorLoadError, "could not read", "as a torch checkpoint")
     wrong = tmp_path / "checkpoint.pth"
     import torch
 
     torch.save({"model": build_classifier("mobilenet_v3_small").state_dict()}, wrong)
-    fails_with(capsys, evaluate + [str(wrong)], "does not hold resnet18", "expected tensors missing")
+    fails_with(evaluate + [str(wrong)], EvaluatorLoadError, "does not hold resnet18", "expected tensors missing")
     truncated = tmp_path / "proxy.safetensors"
     save_evaluator(build_classifier("resnet18"), truncated)
     truncated.write_bytes(truncated.read_bytes()[:4000])
-    fails_with(capsys, evaluate + [str(truncated)], "could not read", "as safetensors")
+    fails_with(evaluate + [str(truncated)], EvaluatorLoadError, "could not read", "as safetensors")
 
 
-def test_image_folders_that_are_missing_short_or_mixed(tiny_root, tmp_path, capsys):
+def test_image_folders_that_are_missing_short_or_mixed(tiny_root, tmp_path, fails_with):
     from PIL import Image
 
     evaluate = ["evaluate", "--conditions", str(tiny_root / "test.json"), "--images"]
-    fails_with(capsys, evaluate + [str(tmp_path / "nowhere")], "no image folder", "lab6 sample --out")
+    fails_with(evaluate + [str(tmp_path / "nowhere")], FileNotFoundError, "no image folder", "lab6 sample --out")
     folder = tmp_path / "images"
     folder.mkdir()
     Image.new("RGB", (64, 64)).save(folder / "0.png")
-    fails_with(capsys, evaluate + [str(folder)], "of 6 images missing in", "1.png")
+    fails_with(evaluate + [str(folder)], FileNotFoundError, "of 6 images missing in", "1.png")
     for i in range(1, 6):
         Image.new("RGB", (32, 32) if i == 3 else (64, 64)).save(folder / f"{i}.png")
-    fails_with(capsys, evaluate + [str(folder)], "3.png is 32x32 px, 0.png 64x64", "must share a size")
+    fails_with(evaluate + [str(folder)], ValueError, "3.png is 32x32 px, 0.png 64x64", "must share a size")
 
 
-def test_output_paths_of_the_wrong_kind(tiny_run, tiny_root, tmp_path, capsys):
+def test_output_paths_of_the_wrong_kind(tiny_run, tiny_root, tmp_path, fails_with):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
-    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
-                        str(a_file), "--steps", "2"], "it is a file, not a folder")
-    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
-                        str(a_file / "inside"), "--steps", "2"], str(a_file))
+    fails_with(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                        str(a_file), "--steps", "2"], NotADirectoryError, "it is a file, not a folder")
+    fails_with(["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+                        str(a_file / "inside"), "--steps", "2"], NotADirectoryError, str(a_file))
 
 
-def test_an_unwritable_folder_is_named(tiny_run, tiny_root, tmp_path, capsys):
+def test_an_unwritable_folder_is_named(tiny_run, tiny_root, tmp_path, fails_with):
+    """As an ordinary user, in this process; as root (CI), in a child process that keeps uid 0 but drops every
+    capability (``setpriv``), so root's override of folder permissions is gone and the check meets a real refusal."""
     import os
+    import shutil
+    import subprocess
+    import sys
 
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders: this check needs an ordinary user")
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    fails_with(capsys, ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
-                        str(locked / "o"), "--steps", "2"], "is not writable")
+    argv = ["sample", "--model", str(tiny_run), "--conditions", str(tiny_root / "test.json"), "--out",
+            str(locked / "o"), "--steps", "2"]
+    message = f"cannot write images into {locked / 'o'}: {locked} is not writable"
+    if os.geteuid() != 0:
+        fails_with(argv, PermissionError, message)
+        return
+    setpriv = shutil.which("setpriv")
+    assert setpriv, "as root this check needs setpriv (util-linux) to drop root's capabilities"
+    child = subprocess.run([setpriv, "--bounding-set=-all", "--inh-caps=-all", sys.executable, "-m", "lab6.cli",
+                            *argv, "--debug"], capture_output=True, text=True, timeout=300)
+    assert child.returncode == 1 and child.stderr.strip().splitlines()[-1] == f"PermissionError: {message}", \
+        child.stderr
+    assert not (locked / "o").exists()
 
 
-def test_data_roots_with_missing_or_corrupt_files(tiny_root, tmp_path, capsys):
+def test_data_roots_with_missing_or_corrupt_files(tiny_root, tmp_path, fails_with):
     import shutil
 
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root)
-    fails_with(capsys, ["train", "--data-root", str(tmp_path / "missing"), "--preset", "tiny", "--steps", "1", "--out",
-                        str(tmp_path / "run")], "missing does not exist: point --data-root")
+    fails_with(["train", "--data-root", str(tmp_path / "missing"), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], FileNotFoundError, "missing does not exist: point --data-root")
     (tmp_path / "empty").mkdir()
-    fails_with(capsys, ["train", "--data-root", str(tmp_path / "empty"), "--preset", "tiny", "--steps", "1", "--out",
-                        str(tmp_path / "run")], "holds neither train.json nor test.json")
+    fails_with(["train", "--data-root", str(tmp_path / "empty"), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], FileNotFoundError, "holds neither train.json nor test.json")
     first = sorted((root / "iclevr").iterdir())[0]
     first.write_bytes(b"not a png")
-    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
-                        str(tmp_path / "run")], "could not be read", first.name)
+    fails_with(["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], OSError, "could not be read", first.name)
     first.unlink()
-    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
-                        str(tmp_path / "run")], "missing from", first.name)
+    fails_with(["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], FileNotFoundError, "missing from", first.name)
 
 
-def test_objects_json_that_disagrees_with_the_label_order(tiny_root, tmp_path, capsys):
+def test_objects_json_that_disagrees_with_the_label_order(tiny_root, tmp_path, fails_with):
     import shutil
 
     root = tmp_path / "root"
@@ -140,14 +180,15 @@ def test_objects_json_that_disagrees_with_the_label_order(tiny_root, tmp_path, c
     mapping = json.loads((root / "objects.json").read_text())
     mapping["gray cube"], mapping["red cube"] = 1, 0
     (root / "objects.json").write_text(json.dumps(mapping))
-    fails_with(capsys, ["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
-                        str(tmp_path / "run")], "gives 'gray cube' the index 1", "use 0")
+    fails_with(["train", "--data-root", str(root), "--preset", "tiny", "--steps", "1", "--out",
+                        str(tmp_path / "run")], ConditionError, "gives 'gray cube' the index 1", "use 0")
 
 
-def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, capsys):
+def test_a_word_given_to_a_number_field_is_named(tiny_root, tmp_path, fails_with):
     """``--set eval_every=None`` (Python's spelling) once reached the training loop and failed there."""
-    fails_with(capsys, ["train", "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "1", "--out",
+    fails_with(["train", "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "1", "--out",
                         str(tmp_path / "run"), "--set", "eval_every=None"],
+               ValueError,
                "--set eval_every=None: eval_every takes a whole number (or null for none, as in JSON), got 'None'")
     assert not (tmp_path / "run").exists()
 
@@ -197,12 +238,12 @@ def test_set_names_the_field_and_what_it_takes(item, message):
     ("block_out_channels=[]", "block_out_channels must be one or more positive widths, got ()"),
     ("guidance_scale=-1", "guidance_scale must be >= 0 (0: unconditional, 1: conditional, > 1: guided), got -1"),
 ])
-def test_a_value_out_of_its_range_is_refused_before_any_data_is_read(capsys, tmp_path, item, message):
+def test_a_value_out_of_its_range_is_refused_before_any_data_is_read(fails_with, tmp_path, item, message):
     """A value of the right type but outside its field's range fails at once (no data root is given: the
     built-in data set would be rendered first if the check came later), naming the field, the value and the range,
     rather than a batch of 0 ending in ZeroDivisionError or an EMA decay of 2 training a diverging model silently."""
-    fails_with(capsys, ["train", "--preset", "tiny", "--set", item, "--steps", "1", "--out", str(tmp_path / "run")],
-               message)
+    fails_with(["train", "--preset", "tiny", "--set", item, "--steps", "1", "--out", str(tmp_path / "run")],
+               ValueError, message)
     assert not (tmp_path / "run").exists()
 
 

@@ -96,15 +96,40 @@ def test_save_and_load_formats(tmp_path, suffix):
 
 
 class _RunsCode:
+    """Unpickled, it creates the file ``marker``: a stand-in for any code a checkpoint could run."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
+        return (os.mknod, (self.marker,))
 
 
-def test_a_pickle_that_runs_code_is_refused(tmp_path):
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_a_pickle_that_runs_code_is_refused_and_runs_nothing(tmp_path, zip_format, tiny_root, capsys):
+    """Both torch.save formats, through ``Evaluator.load`` and ``lab6 evaluate --evaluator``: refused by name, and
+    the marker the payload would create is absent. A plain ``torch.load`` creates it: the payload is live."""
+    from lab6.cli import main
+    from lab6.images import save_images
+
+    marker = tmp_path / "ran"
     path = tmp_path / "checkpoint.pth"
-    torch.save({"model": _RunsCode()}, path)
+    torch.save({"model": _RunsCode(marker)}, path, _use_new_zipfile_serialization=zip_format)
+    torch.load(path, weights_only=False)
+    assert marker.exists(), "the payload did not run even when allowed to: the test would prove nothing"
+    marker.unlink()
+
     with pytest.raises(EvaluatorLoadError, match="refused to load"):
         Evaluator.load(path)
+    assert not marker.exists()
+
+    save_images(torch.zeros(6, 3, 16, 16), tmp_path / "images")
+    status = main(["evaluate", "--images", str(tmp_path / "images"), "--conditions", str(tiny_root / "test.json"),
+                   "--evaluator", str(path)])
+    err = capsys.readouterr().err.strip()
+    assert status == 2, err
+    assert err.startswith(f"lab6 evaluate: error: refused to load {path}: it holds pickled objects"), err
+    assert not marker.exists()
 
 
 def test_wrong_weights_are_named(tmp_path):

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from lab6.config import TrainConfig
 from lab6.loading import load_pipeline as load_model
 from lab6.presets import preset
-from lab6.train import latest_checkpoint, lr_factor
+from lab6.train import Trainer, latest_checkpoint, lr_factor
 
 
 def lab6(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -276,3 +276,13 @@ def test_a_run_config_written_with_the_old_guidance_field_reads_back_as_guidance
     values["guidance"] = values.pop("guidance_scale") + 1.5
     (tmp_path / "train_config.json").write_text(json.dumps(values))
     assert TrainConfig.from_json(tmp_path / "train_config.json") == preset("tiny", guidance_scale=3.5)
+
+
+def test_ctrl_c_stops_after_the_step_and_a_second_ctrl_c_at_once(tiny_root, tmp_path):
+    """The first Ctrl-C (or SIGTERM) only asks the loop to stop after the step it is in, so the checkpoint it takes
+    holds whole steps; a second Ctrl-C raises at once (the last checkpoint stands)."""
+    trainer = Trainer(preset("tiny", steps=1, log_with="none"), tiny_root, tmp_path / "run", progress=False)
+    trainer._on_stop(signal.SIGINT, None)
+    assert trainer._stop_signal == signal.SIGINT
+    with pytest.raises(KeyboardInterrupt):
+        trainer._on_stop(signal.SIGINT, None)

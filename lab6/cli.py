@@ -115,7 +115,8 @@ def _refine_option(p: argparse.ArgumentParser) -> None:
 def _train_verb(verbs) -> None:
     p = verbs.add_parser("train", help="train a conditional DDPM (accelerate; CPU, GPU or several processes)")
     _add_data_root(p)
-    p.add_argument("--preset", default="cpu", help=f"recipe: {', '.join(PRESETS)} (see lab6.presets)")
+    p.add_argument("--preset", default=None, metavar="NAME",
+                   help=f"recipe: {', '.join(PRESETS)} (default: gpu on a CUDA GPU, else cpu; see lab6.presets)")
     p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, samples/, model/)")
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes of training")
     p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")

@@ -12,7 +12,7 @@ from pathlib import Path
 def cmd_train(args) -> None:
     from .config import TrainConfig
     from .data_root import resolve_data_root
-    from .presets import preset
+    from .presets import default_preset, preset
     from .train import train
 
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
@@ -26,7 +26,7 @@ def cmd_train(args) -> None:
     if args.resume and saved.is_file():
         cfg = TrainConfig.from_json(saved).replace(**budget, **overrides)
     else:
-        cfg = preset(args.preset, **budget, **overrides)
+        cfg = preset(args.preset or default_preset(), **budget, **overrides)
     root = resolve_data_root(args.data_root)
     model_dir = train(cfg, root, args.out, resume=args.resume, evaluator=args.evaluator, progress=not args.quiet)
     if model_dir is not None:

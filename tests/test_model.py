@@ -3,6 +3,7 @@ import torch
 
 from lab6.labels import encode_many
 from lab6.model import ConditionalUNet
+from lab6.presets import preset
 
 TINY = dict(sample_size=16, block_out_channels=(16, 32), attention_levels=(False, True), layers_per_block=1,
             attention_head_dim=16, norm_num_groups=8, cross_attention_dim=32)
@@ -51,8 +52,20 @@ def test_bad_config_is_refused():
 
 @pytest.mark.parametrize("name, millions", [("paper", 113.9), ("cpu", 3.9), ("cpu-add", 2.8)])
 def test_presets_build_the_documented_model_sizes(name, millions):
-    from lab6.presets import preset
+
 
     with torch.device("meta"):  # the shapes alone: no memory for the paper preset's weights
         model = ConditionalUNet(**preset(name).model_config())
     assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(millions, abs=0.05)
+
+
+def test_a_gpu_trains_the_measured_cpu_recipe_at_a_gpu_batch_by_default(monkeypatch):
+    """``gpu64`` has no measured accuracy; the ``cpu`` recipe at batch 256 has (docs/throughput.md#on-a-gpu), so a
+    GPU takes it unless told otherwise."""
+    from lab6.presets import default_preset
+
+    assert preset("gpu") == preset("cpu", batch_size=256, lr=1e-3)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_preset() == "gpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_preset() == "cpu"

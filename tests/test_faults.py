@@ -97,9 +97,11 @@ def test_training_killed_inside_every_save_and_stopped_by_signals_resumes_bit_id
 
 
 @pytest.mark.slow
-def test_a_pair_killed_mid_save_leaves_no_folder_and_the_rerun_writes_it(tiny_run, tiny_refiner, tmp_path, capsys):
+@pytest.mark.parametrize("stage", ["unet", "refiner"])  # the first and the last weights the pair's save writes
+def test_a_pair_killed_mid_save_leaves_no_folder_and_the_rerun_writes_it(tiny_run, tiny_refiner, tmp_path, capsys,
+                                                                          stage):
     pair = ["pair", "--model", tiny_run, "--refiner", tiny_refiner, "--out", tmp_path / "pair"]
-    killed = lab6_with_fault(*pair, at="save_file", path="*/refiner/*.safetensors", torn=True)
+    killed = lab6_with_fault(*pair, at="save_file", path=f"*/{stage}/*.safetensors", torn=True)
     assert killed.returncode == KILLED, killed.stderr
     assert not (tmp_path / "pair").exists() and leftovers(tmp_path)
     assert main([str(a) for a in pair]) == 0  # the rerun: no "exists" refusal, the leftover gone
@@ -131,13 +133,14 @@ def test_a_sample_killed_mid_chunk_resumes_to_the_bytes_another_process_draws_wi
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("image", ["*/.test.tmp-*/3.png", "*/.new_test.tmp-*/1.png"])  # in its first and last split
 def test_a_report_killed_mid_save_keeps_the_previous_report_whole(tiny_run, tiny_root, evaluator_file, tmp_path,
-                                                                   capsys):
+                                                                   capsys, image):
     report = ["report", "--data-root", tiny_root, "--model", tiny_run, "--evaluator", evaluator_file, "--steps", 2,
               "--out", tmp_path / "report"]
     assert main([str(a) for a in report]) == 0
     before = tree(tmp_path / "report")
-    killed = lab6_with_fault(*report, "--seed", 1, at="png", path="*/.test.tmp-*/3.png", torn=True)
+    killed = lab6_with_fault(*report, "--seed", 1, at="png", path=image, torn=True)
     assert killed.returncode == KILLED, killed.stderr
     assert tree(tmp_path / "report") == before and leftovers(tmp_path)
     assert main([str(a) for a in report] + ["--seed", "1"]) == 0

@@ -1,4 +1,4 @@
-"""The ``lab6`` command: train, sample, pair, evaluate, evaluator-train, report, figures, data render|priors.
+"""The ``lab6`` command: train, distill, sample, pair, evaluate, evaluator-train, report, figures, data render|priors.
 
 Verb names, options and output files are a contract that scripts and the notebooks rely on.
 """
@@ -145,6 +145,17 @@ def _train_verb(verbs) -> None:
     p.set_defaults(func=commands.cmd_train)
 
 
+def _distill_verb(verbs) -> None:
+    p = verbs.add_parser("distill", help="a model whose first stage draws its guided images in one call per step")
+    _add_data_root(p)
+    p.add_argument("--model", type=Path, required=True, help="the guided model (or run) to distil: the teacher")
+    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, model/)")
+    p.add_argument("--minutes", type=_positive_float, required=True, help="wall-clock budget in minutes")
+    p.add_argument("--guidance-scale", type=_positive_float, help="the teacher's w to distil (default: its own)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.set_defaults(func=commands.cmd_distill)
+
+
 def _sample_verb(verbs) -> None:
     p = verbs.add_parser("sample", help="draw one 64x64 image per condition of a conditions file")
     _model_option(p)
@@ -242,8 +253,7 @@ def _figures_verb(verbs) -> None:
     _add_data_root(p)
     _model_option(p)
     p.add_argument("--evaluator", type=Path, default=None, help="default: data root's checkpoint.pth, else shipped")
-    p.add_argument("--run", type=Path, default=None,
-                   help="training run for the loss curve (default: --model when it is a run folder)")
+    p.add_argument("--run", type=Path, help="run for the loss curve (default: --model when it is a run folder)")
     p.add_argument("--out", type=Path, default=Path("reports/figures"), help="folder (default reports/figures)")
     p.add_argument("--which", nargs="+", default=["all"],
                    choices=["data", "training", "denoising", "samplers", "guidance", "accuracy", "all"],
@@ -275,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab6", description=DESCRIPTION)
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add_verb in (_train_verb, _sample_verb, _pair_verb, _evaluate_verb, _evaluator_train_verb, _report_verb,
-                     _figures_verb, _data_verb):
+                     _figures_verb, _data_verb, _distill_verb):
         add_verb(verbs)
     return parser
 

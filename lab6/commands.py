@@ -33,6 +33,16 @@ def cmd_train(args) -> None:
         print(f"model written to {model_dir}")
 
 
+def cmd_distill(args) -> None:
+    from .data_root import resolve_data_root
+    from .distill import distill
+
+    model_dir = distill(args.model, resolve_data_root(args.data_root), args.out, guidance_scale=args.guidance_scale,
+                        resume=args.resume, minutes=args.minutes)
+    if model_dir is not None:
+        print(f"model written to {model_dir}: its first stage draws at guidance_scale 1")
+
+
 def sampling_of(args):
     """The ``sampling.Sampling`` that a verb's sampling options (``cli._sampling_options``) describe."""
     from .sampling import Sampling

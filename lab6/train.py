@@ -129,8 +129,7 @@ class Trainer:
         known = [n for n in (cfg.steps, cfg.epochs and int(cfg.epochs * self.steps_per_epoch)) if n]  # steps, if known
         self._bar = tqdm(total=min(known, default=None), initial=state.step, desc="training", unit="step",
                          disable=not (self.progress and acc.is_main_process), dynamic_ncols=True)
-        self._window = LossWindow()
-        self._checkpointed_at = state.elapsed
+        self._window, self._checkpointed_at = LossWindow(), state.elapsed
         try:
             while self.progress_fraction() < 1:
                 started = time.time()
@@ -171,9 +170,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(self.state.step, self.progress_fraction(), cfg)
         with acc.autocast():
-            loss = training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
-                                 cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None,
-                                 offset_noise=cfg.offset_noise, max_timestep=cfg.max_timestep)
+            loss = self.loss(images, labels, generator)
         acc.backward(loss)
         if cfg.grad_clip:
             acc.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
@@ -182,6 +179,12 @@ class Trainer:
         self.ema.step(acc.unwrap_model(self.model).parameters())
         self.state.step += 1
         return loss.item()
+
+    def loss(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The loss one step minimises: the recipe's denoising loss (a distillation overrides it, lab6.distill)."""
+        return training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
+                             cond_dropout=self.cfg.cond_dropout, min_snr_gamma=self.cfg.min_snr_gamma or None,
+                             offset_noise=self.cfg.offset_noise, max_timestep=self.cfg.max_timestep)
 
     def advance_clock(self, started: float) -> bool:
         """Add this step's seconds to the run's clock; returns whether SIGTERM asked to stop. One clock for every
@@ -254,8 +257,7 @@ class Trainer:
         acc = self.accelerator
         self._checkpointed_at = self.state.elapsed
         folder = self.out / CHECKPOINTS
-        final = folder / f"step-{self.state.step:08d}"
-        tmp = folder / f".tmp-step-{self.state.step:08d}"
+        final, tmp = folder / f"step-{self.state.step:08d}", folder / f".tmp-step-{self.state.step:08d}"
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)

@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_every_verb_has_help_in_plain_text(capsys):
     for verb in ([], ["train"], ["sample"], ["pair"], ["evaluate"], ["evaluator-train"], ["report"], ["figures"],
-                 ["data", "render"], ["data", "priors"]):
+                 ["distill"], ["data", "render"], ["data", "priors"]):
         with pytest.raises(SystemExit) as exit_info:
             main([*verb, "--help"])
         assert exit_info.value.code == 0

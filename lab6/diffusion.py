@@ -127,8 +127,13 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
     output = model(noisy, timesteps, condition)
     loss = F.mse_loss(output.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if min_snr_gamma:
-        # Min-SNR weighting (Hang et al., 2023): stops the easy, low-noise steps from dominating.
-        snr = compute_snr(noise_scheduler, timesteps)
-        clipped = torch.clamp(snr, max=min_snr_gamma)
-        loss = loss * (clipped / snr if prediction == "epsilon" else clipped / (snr + 1))
+        loss = loss * min_snr_weight(noise_scheduler, timesteps, min_snr_gamma)
     return loss.mean()
+
+
+def min_snr_weight(noise_scheduler: DDPMScheduler, timesteps: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Min-SNR weighting (Hang et al., 2023) per timestep, for the scheduler's prediction type: stops the easy,
+    low-noise steps from dominating the loss."""
+    snr = compute_snr(noise_scheduler, timesteps)
+    clipped = torch.clamp(snr, max=gamma)
+    return clipped / snr if noise_scheduler.config.prediction_type == "epsilon" else clipped / (snr + 1)

@@ -17,10 +17,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from diffusers import DDPMScheduler
-from diffusers.training_utils import compute_snr
 
 from .config import TrainConfig
+from .diffusion import min_snr_weight
 from .loading import load_pipeline, save_pipeline
+from .pipeline import guided_output
 from .train import Trainer
 
 #: The fine-tune's own knobs: the student starts at its teacher's weights, so a small learning rate and a short
@@ -52,16 +53,12 @@ def distillation_loss(student, teacher, images: torch.Tensor, condition: torch.T
     noise = torch.randn(images.shape, generator=generator).to(device)
     timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (b,), generator=generator).to(device)
     noisy = noise_scheduler.add_noise(images, noise, timesteps)
-    with torch.no_grad():  # both of the teacher's calls in one batch, as the sampler's guided_output makes them
-        both = teacher(torch.cat([noisy, noisy]), timesteps.repeat(2), torch.cat([condition, condition * 0]))
-        cond, uncond = both.chunk(2)
-        target = uncond + guidance_scale * (cond - uncond)
+    with torch.no_grad():  # the teacher's guided output, as the sampler computes it
+        target = guided_output(teacher, noisy, timesteps, condition, guidance_scale)
     output = student(noisy, timesteps, condition)
     loss = F.mse_loss(output.float(), target.float(), reduction="none").mean(dim=(1, 2, 3))
     if min_snr_gamma:
-        snr = compute_snr(noise_scheduler, timesteps)
-        clipped = torch.clamp(snr, max=min_snr_gamma)
-        loss = loss * (clipped / snr if noise_scheduler.config.prediction_type == "epsilon" else clipped / (snr + 1))
+        loss = loss * min_snr_weight(noise_scheduler, timesteps, min_snr_gamma)
     return loss.mean()
 
 

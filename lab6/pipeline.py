@@ -33,9 +33,10 @@ def guided_output(model, x: torch.Tensor, t: torch.Tensor, condition: torch.Tens
 
     ``w = 1`` is the plain conditional model, ``w = 0`` the unconditional one (the all-zero condition, which
     training shows the model 10% of the time), ``w > 1`` trades variety for fidelity to the labels."""
+    t = t.expand(len(x))  # one timestep for all (sampling) or one per image (distillation)
     if guidance == 1:
-        return model(x, t.expand(len(x)), condition)
-    both = model(torch.cat([x, x]), t.expand(2 * len(x)), torch.cat([condition, torch.zeros_like(condition)]))
+        return model(x, t, condition)
+    both = model(torch.cat([x, x]), t.repeat(2), torch.cat([condition, torch.zeros_like(condition)]))
     cond, uncond = both.chunk(2)
     return uncond + guidance * (cond - uncond)
 

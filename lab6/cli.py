@@ -80,12 +80,13 @@ def _positive_int(text: str) -> int:
 def _sampling_options(p: argparse.ArgumentParser) -> None:
     """The options of a ``sampling.Sampling`` (``commands.sampling_of`` reads them back into one)."""
     from .diffusion import INITIAL_NOISE
-    from .samplers import DEFAULT_SAMPLER, SAMPLERS
+    from .samplers import SAMPLERS
 
-    p.add_argument("--sampler", choices=SAMPLERS, default=DEFAULT_SAMPLER,
-                   help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), "
-                        "ddim or dpmsolver (DPM-Solver++, lab6's default)")
-    p.add_argument("--steps", type=_positive_int, default=None, help="sampler steps (default: 1000/50/20)")
+    p.add_argument("--sampler", choices=SAMPLERS, default=None,
+                   help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), ddim or dpmsolver "
+                        "(DPM-Solver++); default: the model's own (dpmsolver, or a few-step distilled model's ddim)")
+    p.add_argument("--steps", type=_positive_int, default=None,
+                   help="sampler steps (default: the model's own, else 1000/50/20)")
     p.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float, default=None,
                    help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
@@ -146,13 +147,20 @@ def _train_verb(verbs) -> None:
 
 
 def _distill_verb(verbs) -> None:
-    p = verbs.add_parser("distill", help="a model whose first stage draws its guided images in one call per step")
+    p = verbs.add_parser("distill", help="a model whose first stage draws its guided images in one call per step, "
+                                         "and in a few steps with --to-steps")
     _add_data_root(p)
     p.add_argument("--model", type=Path, required=True, help="the guided model (or run) to distil: the teacher")
-    p.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, metrics.csv, model/)")
-    p.add_argument("--minutes", type=_positive_float, required=True, help="wall-clock budget in minutes")
+    p.add_argument("--out", type=Path, required=True,
+                   help="folder of the runs (guidance/, steps-8/, ...: checkpoints, metrics.csv, model/) and model/")
+    p.add_argument("--minutes", type=_positive_float, required=True,
+                   help="wall-clock budget in minutes, shared equally by the runs")
+    p.add_argument("--to-steps", type=int, choices=(8, 4, 2, 1), default=None,
+                   help="progressive distillation after the guidance's, halving DDIM 16 down to this many steps "
+                        "(default: guidance distillation alone)")
     p.add_argument("--guidance-scale", type=_positive_float, help="the teacher's w to distil (default: its own)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the finished runs in --out and continue the stopped one from its newest checkpoint")
     p.set_defaults(func=commands.cmd_distill)
 
 

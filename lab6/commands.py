@@ -35,12 +35,13 @@ def cmd_train(args) -> None:
 
 def cmd_distill(args) -> None:
     from .data_root import resolve_data_root
-    from .distill import distill
+    from .progressive import distill
 
-    model_dir = distill(args.model, resolve_data_root(args.data_root), args.out, guidance_scale=args.guidance_scale,
-                        resume=args.resume, minutes=args.minutes)
+    model_dir = distill(args.model, resolve_data_root(args.data_root), args.out, sampling_steps=args.to_steps,
+                        guidance_scale=args.guidance_scale, resume=args.resume, minutes=args.minutes)
     if model_dir is not None:
-        print(f"model written to {model_dir}: its first stage draws at guidance_scale 1")
+        how = f"in {args.to_steps} DDIM steps" if args.to_steps else "at guidance_scale 1"
+        print(f"model written to {model_dir}: its first stage draws {how}, one network call per step")
 
 
 def sampling_of(args):

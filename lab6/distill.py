@@ -7,6 +7,7 @@ for half the first stage's calls. It starts from the teacher's own weights, so a
 
 The loop is ``lab6.train.Trainer``'s with another loss (checkpoints, exact resume, EMA, SIGTERM and budgets as
 any run); the exported model folder is the teacher's, refiner included, with the student as its first stage.
+``lab6 distill`` runs it, then (asked for fewer steps) ``lab6.progressive``'s rounds: ``progressive.distill``.
 Measured against its teacher: docs/samplers.md#guidance-distillation.
 """
 
@@ -123,9 +124,3 @@ class DistillTrainer(Trainer):
                 save_pipeline(self.teacher.replaced(unet=student, guidance_scale=1.0), path, self.metadata())
         acc.wait_for_everyone()
         return path
-
-
-def distill(model: str | Path, data_root: str | Path, out: str | Path, **kwargs) -> Path | None:
-    """Distil (or with ``resume=True`` continue distilling) ``model``'s guidance; returns the exported model
-    folder (None when stopped by SIGTERM)."""
-    return DistillTrainer(model, data_root, out, **kwargs).train()

@@ -9,6 +9,7 @@ refiner had a pipeline of its own (a ``Lab6Pipeline`` holding a refiner) load as
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import torch
@@ -50,6 +51,8 @@ def load_pipeline(path: str | Path | None = None, device: str | torch.device = "
     except (OSError, ValueError, RuntimeError, KeyError) as err:
         raise ModelLoadError(f"could not load the model in {directory} (truncated or incomplete files?): "
                              f"{str(err).splitlines()[0][:300]}") from None
+    if metadata.get("first_stage_of"):  # a first stage alone, drawn with another folder's refiner
+        pipe = _with_later_stages(pipe, (directory / metadata["first_stage_of"]).resolve(), device)
     pipe.metadata, pipe.path = metadata, directory
     pipe.set_progress_bar_config(disable=True)
     for network in (pipe.unet, getattr(pipe, "refiner", None)):
@@ -84,6 +87,24 @@ def _from_model_index(directory: Path) -> Lab6Pipeline:
         if index.get(component) == ["lab6.diffusion", "GreyMeanDDPMScheduler"]:
             components[component] = GreyMeanDDPMScheduler.from_pretrained(directory / component)
     return pipeline_class.from_pretrained(directory, **components)
+
+
+def _with_later_stages(first: Lab6Pipeline, folder: Path, device) -> Lab6Pipeline:
+    """The model in ``folder`` with ``first``'s first stage, sampler and guidance scale: a folder that records
+    ``"first_stage_of": ".."`` (a distilled first stage kept beside the pair it was distilled from) holds no copy
+    of that pair's refiner."""
+    pair = load_pipeline(folder, device)
+    return pair.replaced(unet=first.unet, scheduler=first.scheduler, guidance_scale=first.guidance_scale,
+                         initial_noise=first.initial_noise)
+
+
+def save_first_stage(pipe: Lab6Pipeline, path: str | Path, metadata: dict, stages_of: str | Path) -> Path:
+    """Write ``pipe``'s first stage alone as a folder that draws with the later stages of the model in
+    ``stages_of`` (a folder, written relative to ``path``): what :func:`load_pipeline` reads back as the whole
+    model, without a second copy of its refiner."""
+    first = pipe.first_stage() if isinstance(pipe, RefinedPipeline) else pipe
+    relative = os.path.relpath(Path(stages_of).resolve(), Path(path).resolve())
+    return save_pipeline(first, path, {**metadata, "first_stage_of": relative})
 
 
 def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:

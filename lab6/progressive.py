@@ -15,6 +15,7 @@ records its steps, so ``Sampling`` draws it on its own grid. Measured: docs/samp
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import torch
@@ -22,8 +23,9 @@ import torch.nn.functional as F
 
 from .diffusion import initial_noise
 from .distill import DistillTrainer
-from .loading import save_pipeline
+from .loading import load_pipeline, save_pipeline
 from .pipeline import guided_output
+from .run_files import atomic_path, is_model_folder
 from .samplers import make_sampler
 
 
@@ -69,37 +71,45 @@ def progressive_loss(student, teacher, images: torch.Tensor, condition: torch.Te
     """
     b, device = images.shape[0], images.device
     grid = torch.tensor(step_grid(2 * student_steps, len(alphas_cumprod)), device=device)
-    alpha = torch.cat([alphas_cumprod.to(device).float(), torch.ones(1, device=device)])  # alpha[-1] = 1: clean
     step = torch.randint(0, student_steps, (b,), generator=generator).to(device)
-    t, t_mid, t_next = grid[2 * step], grid[2 * step + 1], grid[2 * step + 2]
     noise = initial_noise(images.shape, generator, noise_kind).to(device)
+    t = grid[2 * step]
+    a_t = alphas_cumprod.to(device)[t].float().view(b, 1, 1, 1)
+    z_t = a_t.sqrt() * images + (1 - a_t).sqrt() * noise
+    with torch.no_grad():
+        target = two_step_target(teacher, z_t, grid[2 * step], grid[2 * step + 1], grid[2 * step + 2], condition,
+                                 alphas_cumprod, teacher_guidance)
+    return F.mse_loss(student(z_t, t, condition).float(), target.float())
+
+
+def two_step_target(teacher, z_t: torch.Tensor, t: torch.Tensor, t_mid: torch.Tensor, t_next: torch.Tensor,
+                    condition: torch.Tensor, alphas_cumprod: torch.Tensor, guidance: float = 1.0) -> torch.Tensor:
+    """The v whose one DDIM step (eta = 0) from ``z_t`` at ``t`` reaches where the teacher's two DDIM steps,
+    t -> t_mid -> t_next, do. Timesteps are per image; -1 is the clean image (alpha_bar = 1)."""
+    alpha = torch.cat([alphas_cumprod.to(z_t.device).float(), z_t.new_ones(1)])
 
     def coefficients(timesteps):
-        a = alpha[timesteps].view(b, 1, 1, 1)
+        a = alpha[timesteps].view(-1, 1, 1, 1)
         return a.sqrt(), (1 - a).sqrt()
 
     (a_t, s_t), (a_mid, s_mid), (a_next, s_next) = coefficients(t), coefficients(t_mid), coefficients(t_next)
-    z_t = a_t * images + s_t * noise
-    with torch.no_grad():  # the teacher's two DDIM steps (eta = 0; v -> x_0 and epsilon)
-        v = guided_output(teacher, z_t, t, condition, teacher_guidance)
-        x0, eps = a_t * z_t - s_t * v, s_t * z_t + a_t * v
-        z_mid = a_mid * x0 + s_mid * eps
-        v = guided_output(teacher, z_mid, t_mid, condition, teacher_guidance)
-        x0, eps = a_mid * z_mid - s_mid * v, s_mid * z_mid + a_mid * v
-        z_next = a_next * x0 + s_next * eps
-        # The x_0 whose one DDIM step from z_t reaches z_next, then the v that says it
-        ratio = s_next / s_t
-        x0_target = (z_next - ratio * z_t) / (a_next - ratio * a_t)
-        eps_target = (z_t - a_t * x0_target) / s_t
-        v_target = a_t * eps_target - s_t * x0_target
-    output = student(z_t, t, condition)
-    return F.mse_loss(output.float(), v_target.float())
+    v = guided_output(teacher, z_t, t, condition, guidance)  # v -> x_0 and epsilon, then DDIM's step
+    x0, eps = a_t * z_t - s_t * v, s_t * z_t + a_t * v
+    z_mid = a_mid * x0 + s_mid * eps
+    v = guided_output(teacher, z_mid, t_mid, condition, guidance)
+    x0, eps = a_mid * z_mid - s_mid * v, s_mid * z_mid + a_mid * v
+    z_next = a_next * x0 + s_next * eps
+    # The x_0 whose one DDIM step from z_t reaches z_next, then the v that says it
+    ratio = s_next / s_t
+    x0_target = (z_next - ratio * z_t) / (a_next - ratio * a_t)
+    eps_target = (z_t - a_t * x0_target) / s_t
+    return a_t * eps_target - s_t * x0_target
 
 
 class ProgressiveTrainer(DistillTrainer):
-    """``DistillTrainer`` whose loss is :func:`progressive_loss`: a student of ``sampling_steps`` DDIM steps from a teacher
-    drawn at twice as many. The exported folder is the teacher's (its refiner and starting noise) with the student
-    as first stage, DDIM as its sampler, its steps recorded, at ``guidance_scale=1``.
+    """``DistillTrainer`` whose loss is :func:`progressive_loss`: a student of ``sampling_steps`` DDIM steps from a
+    teacher drawn at twice as many. The exported folder is the teacher's (its refiner and starting noise) with the
+    student as first stage, DDIM as its sampler, its steps recorded, at ``guidance_scale=1``.
 
     Args:
         model: the teacher's model folder (or run): a guidance-distilled one, a previous round's, or any.
@@ -140,3 +150,49 @@ class ProgressiveTrainer(DistillTrainer):
                               self.metadata())
         acc.wait_for_everyone()
         return path
+
+
+def distill_stages(guided: bool, sampling_steps: int | None,
+                   first_teacher_steps: int = 16) -> list[tuple[str, int | None]]:
+    """The runs of a few-step distillation, in order, as (folder name, student steps): guidance distillation
+    (steps None) when the teacher guides, then halvings from ``first_teacher_steps`` down to ``sampling_steps``:
+    ``distill_stages(True, 4) == [("guidance", None), ("steps-8", 8), ("steps-4", 4)]``."""
+    stages = [("guidance", None)] if guided else []
+    if sampling_steps is not None:
+        halvings = [first_teacher_steps >> k for k in range(1, first_teacher_steps.bit_length())]
+        if sampling_steps not in halvings:
+            raise ValueError(f"the student's steps must be the first teacher's {first_teacher_steps} halved one or "
+                             f"more times ({', '.join(map(str, halvings))}), got {sampling_steps}")
+        stages += [(f"steps-{n}", check_student_steps(n)) for n in halvings if n >= sampling_steps]
+    if not stages:
+        raise ValueError("nothing to distil: the model draws at guidance_scale 1 already; ask for fewer steps "
+                         "(sampling_steps, e.g. 4)")
+    return stages
+
+
+def distill(model: str | Path, data_root: str | Path, out: str | Path, *, sampling_steps: int | None = None,
+            guidance_scale: float | None = None, resume: bool = False, evaluator: str | Path | None = None,
+            progress: bool = True, minutes: float | None = None, **changes) -> Path | None:
+    """One command from a guided model to one that draws in ``sampling_steps`` unguided DDIM steps (None: the
+    guidance distillation alone, at the model's sampler): the runs of :func:`distill_stages`, each in its own
+    folder of ``out`` and each the next one's teacher. ``minutes`` is shared equally among them; ``changes`` (a
+    budget of ``steps``, any recipe field) apply to each. ``out/model`` is the last run's model. With ``resume``,
+    finished runs are kept and a stopped one continues exactly. Returns ``out/model`` (None when a run was
+    stopped by SIGTERM or Ctrl-C)."""
+    scale = float(load_pipeline(model).guidance_scale if guidance_scale is None else guidance_scale)
+    stages = distill_stages(scale != 1, sampling_steps)
+    if minutes is not None:
+        changes["minutes"] = minutes / len(stages)
+    out, teacher = Path(out), model
+    for name, steps in stages:
+        run = out / name
+        if not (resume and is_model_folder(run / "model")):
+            common = dict(resume=resume, evaluator=evaluator, progress=progress, **changes)
+            trainer = (DistillTrainer(teacher, data_root, run, guidance_scale=scale, **common) if steps is None
+                       else ProgressiveTrainer(teacher, data_root, run, sampling_steps=steps, **common))
+            if trainer.train() is None:
+                return None
+        teacher = run / "model"
+    with atomic_path(out / "model") as tmp:
+        shutil.copytree(teacher, tmp)
+    return out / "model"

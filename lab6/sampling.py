@@ -9,6 +9,7 @@ draws.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .diffusion import DEFAULT_NOISE, INITIAL_NOISE
 from .evaluator import to_output_size
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
 from .pipeline import Lab6Pipeline
+from .run_files import METADATA_FILE, ModelNotFoundError, resolve_model_dir
 from .samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, check_sampler
 from .scoring import score_all
 
@@ -33,15 +35,16 @@ class Sampling:
     evaluation pass to :func:`generate`, and what every result carries, so a figure or table can always say how.
     ``None`` is the model's own value (``resolved`` fills it in)."""
 
-    sampler: str = DEFAULT_SAMPLER  # one of lab6.samplers.SAMPLERS
-    steps: int | None = None  # the sampler's steps (None: samplers.DEFAULT_STEPS)
+    sampler: str | None = None  # one of lab6.samplers.SAMPLERS (None: the model's own, see own_sampler)
+    steps: int | None = None  # the sampler's steps (None: the model's own, else samplers.DEFAULT_STEPS)
     guidance_scale: float | None = None  # classifier-free guidance w (None: the model's)
     noise: str | None = None  # the starting noise, and DDPM's at every step (None: the model's)
     seed: int = 0  # the generator's seed: the same settings and seed draw the same images
     refine: bool = True  # a two-stage model's refiner redraws the image at 64 px
 
     def __post_init__(self):
-        check_sampler(self.sampler)
+        if self.sampler is not None:
+            check_sampler(self.sampler)
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.noise is not None and self.noise not in INITIAL_NOISE:
@@ -53,15 +56,19 @@ class Sampling:
     def resolved(self, pipe: Lab6Pipeline) -> "Sampling":
         """Every unset value filled in: the sampler's default steps, the model's guidance scale and starting noise;
         ``refine`` only where the model has a refiner."""
-        return self.replace(steps=self.steps or DEFAULT_STEPS[self.sampler],
+        own, own_steps = own_sampler(pipe)
+        sampler = self.sampler or own
+        steps = self.steps or (own_steps if sampler == own and own_steps else DEFAULT_STEPS[sampler])
+        return self.replace(sampler=sampler, steps=steps,
                             guidance_scale=pipe.guidance_scale if self.guidance_scale is None
                             else float(self.guidance_scale),
                             noise=self.noise or pipe.initial_noise, refine=self.refine and hasattr(pipe, "refiner"))
 
     @property
     def name(self) -> str:
-        """The sampler and its steps, as tables name them: ``DPM-Solver++-20``."""
-        return f"{SAMPLER_NAMES[self.sampler]}-{self.steps or DEFAULT_STEPS[self.sampler]}"
+        """The sampler and its steps, as tables name them: ``DPM-Solver++-20`` (unresolved: the default's)."""
+        sampler = self.sampler or DEFAULT_SAMPLER
+        return f"{SAMPLER_NAMES[sampler]}-{self.steps or DEFAULT_STEPS[sampler]}"
 
     def describe(self) -> str:
         """One line for a figure's title: ``DPM-Solver++-20, w = 3``, plus what is not the default."""
@@ -71,6 +78,25 @@ class Sampling:
         if self.refine:
             parts.append("refined at 64 px")
         return ", ".join(parts)
+
+
+def own_sampler(model) -> tuple[str, int | None]:
+    """The sampler and steps a model draws with unless told: a progressively distilled model's DDIM on the grid
+    it was distilled for (``lab6.progressive``), else lab6's default sampler (steps None: the caller's default).
+
+    ``model``: a pipeline, or a model folder or run, whose ``lab6.json`` is read without loading its weights (a
+    folder that cannot be read counts as a plain model: loading it fails later, by name)."""
+    if isinstance(model, Lab6Pipeline):
+        record = model.metadata
+    else:
+        try:
+            record = json.loads((resolve_model_dir(model) / METADATA_FILE).read_text())
+        except (ModelNotFoundError, OSError, ValueError):
+            record = {}
+    distilled = record.get("distilled") or {}
+    if distilled.get("kind") == "progressive":
+        return "ddim", int(distilled["steps"])
+    return DEFAULT_SAMPLER, None
 
 
 @dataclass
@@ -134,8 +160,8 @@ def run_denoising(pipe, condition: Sequence[str] = DENOISING_FIGURE_CONDITION, s
                   frames: int = 10, progress: bool = True) -> SampleResult:
     """Sample one image for ``condition`` and keep x_t and the predicted x_0 at about ``frames`` steps of the
     first stage, and at the refiner's first and last."""
-    sampling = sampling or Sampling()
-    steps = sampling.steps or DEFAULT_STEPS[sampling.sampler]
+    sampling = (sampling or Sampling()).resolved(pipe)
+    steps = sampling.steps
     return generate(pipe, [list(condition)], sampling, record_every=max(1, math.ceil(steps / frames)),
                     progress=progress)
 

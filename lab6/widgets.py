@@ -21,8 +21,9 @@ from .diffusion import DEFAULT_GUIDANCE
 from .images import png_bytes
 from .labels import COLOURS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, label_index, random_condition
 from .picker_view import PickerResult
+from .run_files import SHIPPED_FEW_STEP, is_model_folder
 from .samplers import DEFAULT_STEPS, SAMPLER_NAMES, SAMPLERS
-from .sampling import Sampling
+from .sampling import Sampling, own_sampler
 from .slider import denoising_slider  # noqa: F401  (notebook 03 imports it from here)
 
 #: Steps per sampler when the picker opens or its sampler changes: DPM-Solver++ at 10 steps instead of lab6's 20,
@@ -44,7 +45,8 @@ class LabelPicker:
     ``model``: a model or run folder, a ``Lab6Pipeline``, or None for the shipped model (loaded at the first
     Generate). ``evaluator``: an ``evaluator.Evaluator``, a checkpoint path, None for the default (the data
     root's ``checkpoint.pth``, else the shipped proxy), or False for none. ``sampling``: the controls' first
-    values (None fields: the model's guidance scale and ``PICKER_STEPS``).
+    values (None fields: the model's guidance scale, its own sampler and :meth:`steps_for` its steps). With no
+    model, the shipped model's few-step distilled first stage (``run_files.SHIPPED_FEW_STEP``) when present.
     """
 
     MAX_CHOSEN = MAX_OBJECTS_TRAINED
@@ -56,9 +58,12 @@ class LabelPicker:
 
         from .pipeline import Lab6Pipeline
 
+        if model is None and is_model_folder(SHIPPED_FEW_STEP):
+            model = SHIPPED_FEW_STEP  # the shipped model in a few steps: an image before the button is let go
         self._model_arg = model
         if isinstance(model, Lab6Pipeline):
             self.pipe = model
+        self.own_sampler = own_sampler(model)
         self._evaluator_arg = evaluator
         self.evaluator_error: str | None = "evaluator turned off" if evaluator is False else None
         self.data_root = data_root
@@ -109,13 +114,13 @@ class LabelPicker:
 
     def _build_controls(self, w, sampling: Sampling) -> None:
         """The sampling controls, the buttons, and the boxes a result is shown in."""
-        sampler = sampling.sampler
+        sampler = sampling.sampler or self.own_sampler[0]
         self.guidance_input = _classed(w.FloatSlider(value=sampling.guidance_scale, min=0.0, max=8.0, step=0.25,
                                                      description="guidance w", continuous_update=False),
                                        "lab6-guidance")
         self.sampler_input = _classed(w.Dropdown(options=[(SAMPLER_NAMES[s], s) for s in SAMPLERS], value=sampler,
                                                  description="sampler"), "lab6-sampler")
-        self.steps_input = _classed(w.BoundedIntText(value=sampling.steps or PICKER_STEPS[sampler], min=1, max=1000,
+        self.steps_input = _classed(w.BoundedIntText(value=sampling.steps or self.steps_for(sampler), min=1, max=1000,
                                                      description="steps"), "lab6-steps")
         self.seed_input = _classed(w.IntText(value=sampling.seed, description="seed"), "lab6-seed")
         # no indent and the label's own width: the default description box cuts a long label off
@@ -216,8 +221,14 @@ class LabelPicker:
         else:
             self.deselect(label)
 
+    def steps_for(self, sampler: str) -> int:
+        """The steps the picker offers for ``sampler``: a distilled model's own with its own sampler, else
+        :data:`PICKER_STEPS`."""
+        own, own_steps = self.own_sampler
+        return own_steps if sampler == own and own_steps else PICKER_STEPS[sampler]
+
     def _on_sampler(self, change) -> None:
-        self.steps_input.value = PICKER_STEPS[change["new"]]
+        self.steps_input.value = self.steps_for(change["new"])
 
     def _say(self, text: str, refused: bool = False) -> None:
         self.message = text

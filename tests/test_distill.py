@@ -9,8 +9,9 @@ import shutil
 import pytest
 import torch
 
-from lab6.distill import DistillTrainer, distill, distillation_loss
+from lab6.distill import DistillTrainer, distillation_loss
 from lab6.loading import load_pipeline
+from lab6.progressive import distill
 from lab6.refiner import RefinedPipeline
 
 

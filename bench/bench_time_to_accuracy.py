@@ -22,12 +22,9 @@ import math
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from bench import harness
-from bench.measures import _gaussian_blur, two_sample_test
-from lab6.data_root import load_split
-from lab6.labels import heldout_conditions
+from bench.measures import person_scale_controls, person_scale_test
 from lab6.loading import load_pipeline
 from lab6.presets import preset
 from lab6.run_files import CHECKPOINTS
@@ -69,18 +66,6 @@ def train_run(args: argparse.Namespace) -> Path:
     return out
 
 
-def condition_sets(root: Path, heldout_labels: int) -> dict[str, list[list[str]]]:
-    """test, new_test and the first held-out conditions that hold ``heldout_labels`` labels (drawn in the order of
-    ``labels.heldout_conditions``, so the shipped 128 come first)."""
-    heldout, labels = [], 0
-    for condition in heldout_conditions(4 * heldout_labels):
-        if labels >= heldout_labels:
-            break
-        heldout.append(condition)
-        labels += len(condition)
-    return {"test": load_split(root, "test"), "new_test": load_split(root, "new_test"), "heldout": heldout}
-
-
 def score_checkpoint(folder: Path, sets: dict, evaluators, seeds: list[int], steps: int) -> tuple[dict, torch.Tensor]:
     """Hits per evaluator, split and seed of one model folder's images, and the images of the first seed."""
     pipe = load_pipeline(folder)
@@ -99,7 +84,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     root = harness.data_root(args)
     folder = args.run or train_run(args)
     evaluators = harness.evaluators(args)
-    sets = condition_sets(root, args.heldout_labels)
+    sets = harness.scoring_sets(root, args.heldout_labels)
     labels = {split: sum(map(len, conditions)) for split, conditions in sets.items()}
     rows, last_images = [], None
     for checkpoint in sorted((folder / CHECKPOINTS).glob("step-*")):
@@ -122,31 +107,12 @@ def run(args: argparse.Namespace) -> list[dict]:
     return rows
 
 
-def person_view(images: torch.Tensor, seed: int) -> torch.Tensor:
-    """Images as a person sees them: average-pooled to 32 px, plus Gaussian noise of 2 grey levels (rounded to 8 bits
-    inside the test): grain finer than that is invisible at a viewing scale, so it must not decide the test."""
-    noise = torch.randn(images.shape[0], 3, 32, 32, generator=torch.Generator().manual_seed(seed))
-    return F.avg_pool2d(images, 2) + noise * (2 / 127.5)
-
-
 def person_scale_tests(root: Path, images: torch.Tensor, n: int) -> dict[str, float]:
-    """The two-sample test after ``person_view`` for the model's images and the controls, each against the same
-    held-out real images: {row: accuracy}."""
+    """The person-scale two-sample test for the model's images and the controls, each against the same held-out
+    real images: {row: accuracy}."""
     reference = harness.reference_set(root, n)
-    real, others = reference.images, reference.others
-    grey = others.mean(dim=1, keepdim=True)
-    controls = {
-        "other real images (about 0.50)": others,
-        "real + 1 grey level of noise (must stay about 0.50)": others + torch.randn(
-            others.shape, generator=torch.Generator().manual_seed(1)) / 127.5,
-        "real blurred by sigma 1 px (must stay above 0.85)": _gaussian_blur(
-            others.reshape(-1, 1, *others.shape[-2:]), 1.0).reshape(others.shape),
-        "real with saturation cut by 20% (must stay above 0.85)": grey + 0.8 * (others - grey),
-        "the model's images": images[:n],
-    }
-    seen = person_view(real, 0)
-    return {name: two_sample_test(seen, person_view(other.clamp(-1, 1), 2), seeds=1).accuracy
-            for name, other in controls.items()}
+    sets = {**person_scale_controls(reference.others), "the model's images": images[:n]}
+    return {name: person_scale_test(reference.images, other).accuracy for name, other in sets.items()}
 
 
 def tables(rows: list[dict], args: argparse.Namespace) -> dict[str, harness.Table]:

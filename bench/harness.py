@@ -27,9 +27,9 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 import torch
 
 from lab6.data import ICLEVRDataset
-from lab6.data_root import resolve_data_root
+from lab6.data_root import load_split, resolve_data_root
 from lab6.diffusion import INITIAL_NOISE
-from lab6.labels import decode
+from lab6.labels import decode, heldout_conditions
 from lab6.loading import load_pipeline
 from lab6.proxy import split_holdout
 from lab6.refiner import RefinedPipeline, refiner_of, with_refiner
@@ -167,7 +167,7 @@ PAIRING_KEYS = {"refiner": str, "strength": float, "refiner_steps": int, "refine
 
 def sampling(settings: Mapping, seed: int = 0) -> Sampling:
     """How a row's first stage draws (``SAMPLING_KEYS``; ``seed`` unless the row gives its own)."""
-    return Sampling(sampler=settings.get("sampler", DEFAULT_SAMPLER), steps=settings.get("steps"),
+    return Sampling(sampler=settings.get("sampler"), steps=settings.get("steps"),
                     guidance_scale=settings.get("guidance"), noise=settings.get("noise"),
                     seed=settings.get("seed", seed), refine=settings.get("refine", True))
 
@@ -195,6 +195,18 @@ def paired(pipe, settings: Mapping):
                "spacing": settings.get("refiner_spacing", config.get("refiner_spacing")), "step_ratio": ratio}
     strength = settings.get("strength", config.get("refiner_strength"))
     return with_refiner(pipe, refiner, strength, **{k: v for k, v in options.items() if v is not None})
+
+
+def scoring_sets(root: str | Path, heldout_labels: int) -> dict[str, list[list[str]]]:
+    """The conditions accuracy is pooled over: test, new_test and the first held-out conditions that hold
+    ``heldout_labels`` labels (in the order of ``labels.heldout_conditions``, so the shipped 128 come first)."""
+    heldout, labels = [], 0
+    for condition in heldout_conditions(4 * heldout_labels):
+        if labels >= heldout_labels:
+            break
+        heldout.append(condition)
+        labels += len(condition)
+    return {"test": load_split(root, "test"), "new_test": load_split(root, "new_test"), "heldout": heldout}
 
 
 class ReferenceSet(NamedTuple):

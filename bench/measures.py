@@ -13,6 +13,9 @@
 - **Colour grain**: the power of the colour part of the image (the image minus its grey) at the finest
   scales, per pixel. A renderer's grain is brightness: real i-CLEVR images have almost none in their colours,
   and sharpness (of the grey image) cannot see colour noise that a denoiser left behind.
+- **Person-scale two-sample test**: the two-sample test after one viewing transform of both sets (average-pooled
+  to 32 px, Gaussian noise of 2 grey levels, 8 bits): what a person at a viewing distance can tell apart, where
+  grain finer than that cannot decide; with its controls (``person_scale_controls``).
 - **Edge acutance**: how abrupt the strongest edges (object outlines) are, as the ratio of the gradient at a
   fine scale to the gradient at a coarse one there. Width, not contrast: a 32-px round trip lowers it, and grain
   on the floor does not raise it (unlike sharpness).
@@ -236,3 +239,30 @@ def _fit_critic(images: torch.Tensor, targets: torch.Tensor, generator: torch.Ge
             loss.backward()
             optimizer.step()
     return critic.eval()
+
+
+def person_view(images: torch.Tensor, seed: int) -> torch.Tensor:
+    """Images as a person sees them: average-pooled to 32 px, plus Gaussian noise of 2 grey levels (rounded to 8 bits
+    inside the test): grain finer than that is invisible at a viewing scale, so it must not decide the test."""
+    noise = torch.randn(images.shape[0], 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+    return F.avg_pool2d(images, 2) + noise * (2 / 127.5)
+
+
+def person_scale_test(real: torch.Tensor, images: torch.Tensor, seeds: int = 1) -> TwoSampleResult:
+    """The two-sample test of ``images`` against ``real`` after :func:`person_view` (each set its own noise)."""
+    return two_sample_test(person_view(real, 0), person_view(images.clamp(-1, 1), 2), seeds=seeds)
+
+
+def person_scale_controls(others: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What the person-scale test must and must not see, made from real images ``others`` (not the reference):
+    themselves (about 0.50), 1 grey level of noise (must stay about 0.50: invisible grain), a blur of sigma 1 px
+    and a 20% saturation cut (each must stay above 0.85: what a person sees)."""
+    grey = others.mean(dim=1, keepdim=True)
+    return {
+        "other real images (about 0.50)": others,
+        "real + 1 grey level of noise (must stay about 0.50)": others + torch.randn(
+            others.shape, generator=torch.Generator().manual_seed(1)) / 127.5,
+        "real blurred by sigma 1 px (must stay above 0.85)": _gaussian_blur(
+            others.reshape(-1, 1, *others.shape[-2:]), 1.0).reshape(others.shape),
+        "real with saturation cut by 20% (must stay above 0.85)": grey + 0.8 * (others - grey),
+    }

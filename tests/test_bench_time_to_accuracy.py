@@ -6,11 +6,12 @@ import argparse
 import torch
 
 from bench import bench_time_to_accuracy as bench
+from bench import harness, measures
 from lab6.labels import heldout_conditions
 
 
 def test_the_held_out_conditions_hold_about_the_asked_labels_the_shipped_set_first(tiny_root):
-    sets = bench.condition_sets(tiny_root, 300)
+    sets = harness.scoring_sets(tiny_root, 300)
     labels = sum(map(len, sets["heldout"]))
     assert 300 <= labels < 303 and sets["heldout"][:128] == heldout_conditions(128)
     assert set(sets) == {"test", "new_test", "heldout"}
@@ -32,7 +33,8 @@ def test_every_checkpoint_is_scored_by_every_evaluator_for_every_seed(tiny_run, 
 
 def test_the_person_view_pools_to_32_px_and_adds_two_grey_levels_of_noise():
     flat = torch.zeros(50, 3, 64, 64)
-    seen = bench.person_view(flat, seed=0)
+    seen = measures.person_view(flat, seed=0)
     assert seen.shape == (50, 3, 32, 32)
     assert abs(seen.std().item() * 127.5 - 2.0) < 0.05  # 2 grey levels, in 0-255 units
-    assert torch.equal(seen, bench.person_view(flat, seed=0)) and not torch.equal(seen, bench.person_view(flat, 1))
+    assert torch.equal(seen, measures.person_view(flat, seed=0))
+    assert not torch.equal(seen, measures.person_view(flat, 1))

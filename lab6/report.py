@@ -74,6 +74,7 @@ def write_report(out: str | Path, *, data_root: str | Path | None = None, model:
     settings = {"model": str(pipe.path), "data_root": str(root), "sampler": sampling.sampler, "steps": sampling.steps,
                 "guidance_scale": sampling.guidance_scale, "seed": sampling.seed, "noise": sampling.noise,
                 "refined": sampling.refine, "synthetic": is_synthetic(root),
+                "distilled": pipe.metadata.get("distilled"),
                 "evaluators": {e.name: e.source for e in scorers}}
     results: dict = {"settings": settings, "splits": {}}
     with atomic_path(final) as out:  # the report appears whole (replacing an older one) or not at all
@@ -129,6 +130,15 @@ def grid_name(split: str, stage: str, synthetic: bool = False) -> str:
     return f"{'synthetic_' if synthetic else ''}{split}_grid_{stage}.png"
 
 
+def distilled_note(distilled: dict | None) -> str:
+    """What the summary says of a distilled first stage: how it was distilled, and from which model."""
+    if not distilled:
+        return ""
+    how = (f"progressive distillation to {distilled['steps']} DDIM steps" if distilled["kind"] == "progressive"
+           else f"guidance distillation of w = {distilled['guidance_scale']:g}")
+    return f" Its first stage was distilled ({how}, one network call per step) from `{distilled['from']}`."
+
+
 def summary_markdown(results: dict) -> str:
     """``summary.md``: what to submit (its first line), the settings and the accuracy table of ``results``."""
     s = results["settings"]
@@ -150,7 +160,8 @@ def summary_markdown(results: dict) -> str:
         "# lab6 report",
         "",
         f"Model `{s['model']}`, sampler {s['sampler']} ({s['steps']} steps), guidance w = {s['guidance_scale']:g}, "
-        f"seed {s['seed']}" + (", refined at 64 px by the model's refiner." if s.get("refined") else "."),
+        f"seed {s['seed']}" + (", refined at 64 px by the model's refiner." if s.get("refined") else ".")
+        + distilled_note(s.get("distilled")),
         ("Evaluators: " + ", ".join(f"{name} (`{source}`)" for name, source in s["evaluators"].items()) + "."
          if names else "No evaluator was available: no accuracy."),
         f"Data root: `{s['data_root']}`.",

@@ -175,3 +175,14 @@ def test_a_round_moves_the_student_toward_the_teachers_two_steps(tiny_run, tiny_
     for _ in range(10):
         trainer.optimiser_step(images, labels, torch.Generator().manual_seed(5))
     assert loss() < 0.7 * before, (before, loss())
+
+
+def test_the_report_says_which_sampler_drew_and_what_the_first_stage_was_distilled_from(chain, tiny_root, tmp_path):
+    from lab6.report import write_report
+
+    _, out, model = chain
+    results = write_report(tmp_path / "report", data_root=tiny_root, model=model, evaluator=False, progress=False)
+    assert (results["settings"]["sampler"], results["settings"]["steps"]) == ("ddim", 4)
+    summary = (tmp_path / "report" / "summary.md").read_text()
+    assert "sampler ddim (4 steps)" in summary
+    assert f"distilled (progressive distillation to 4 DDIM steps, one network call per step) from `{out}" in summary

@@ -19,10 +19,12 @@ from .diffusion import DEFAULT_GUIDANCE, DEFAULT_NOISE
 from .model import ConditionalUNet
 from .pipeline import Lab6Pipeline, build_pipeline
 from .refiner import RefinedPipeline, RefinerUNet
-from .run_files import METADATA_FILE, atomic_path, resolve_model_dir
+from .run_files import METADATA_FILE, atomic_path, is_model_folder, resolve_model_dir
 from .samplers import GreyMeanDDPMScheduler
 
 PIPELINES = {cls.__name__: cls for cls in (Lab6Pipeline, RefinedPipeline)}
+#: The folder inside a model folder that holds its few-step distilled first stage (``save_first_stage``), if any.
+FEW_STEP = "few-step"
 
 
 class ModelLoadError(RuntimeError):
@@ -105,6 +107,16 @@ def save_first_stage(pipe: Lab6Pipeline, path: str | Path, metadata: dict, stage
     first = pipe.first_stage() if isinstance(pipe, RefinedPipeline) else pipe
     relative = os.path.relpath(Path(stages_of).resolve(), Path(path).resolve())
     return save_pipeline(first, path, {**metadata, "first_stage_of": relative})
+
+
+def few_step_model(model: str | Path | None = None) -> Path | None:
+    """The few-step distilled first stage kept inside ``model``'s folder (a model folder or run; None: the shipped
+    model), which draws with that model's later stages; None when it has none."""
+    try:
+        folder = resolve_model_dir(model) / FEW_STEP
+    except FileNotFoundError:
+        return None
+    return folder if is_model_folder(folder) else None
 
 
 def _flat_folder_pipeline(directory: Path, metadata: dict) -> Lab6Pipeline:

@@ -28,9 +28,6 @@ except ImportError:  # Windows
     resource = None
 
 SHIPPED_MODEL = Path(__file__).parent / "assets" / "model"
-#: A few-step distilled first stage of the shipped model, drawn with its refiner (``loading.save_first_stage``):
-#: the label picker's model when present.
-SHIPPED_FEW_STEP = SHIPPED_MODEL / "few-step"
 METADATA_FILE = "lab6.json"  # a model's training record
 PARENT_FILE = "parent_lab6.json"  # in a run folder: the starting model's record, kept for --resume
 CHECKPOINTS = "checkpoints"

@@ -80,20 +80,22 @@ class Sampling:
         return ", ".join(parts)
 
 
-def own_sampler(model) -> tuple[str, int | None]:
-    """The sampler and steps a model draws with unless told: a progressively distilled model's DDIM on the grid
-    it was distilled for (``lab6.progressive``), else lab6's default sampler (steps None: the caller's default).
-
-    ``model``: a pipeline, or a model folder or run, whose ``lab6.json`` is read without loading its weights (a
-    folder that cannot be read counts as a plain model: loading it fails later, by name)."""
+def model_record(model) -> dict:
+    """A model's training record (``lab6.json``) with its guidance scale: a pipeline's own, or a model folder's or
+    run's, read without loading its weights (one that cannot be read gives {}: loading it fails later, by name)."""
     if isinstance(model, Lab6Pipeline):
-        record = model.metadata
-    else:
-        try:
-            record = json.loads((resolve_model_dir(model) / METADATA_FILE).read_text())
-        except (ModelNotFoundError, OSError, ValueError):
-            record = {}
-    distilled = record.get("distilled") or {}
+        return {**model.metadata, "guidance": model.guidance_scale}
+    try:
+        return json.loads((resolve_model_dir(model) / METADATA_FILE).read_text())
+    except (ModelNotFoundError, OSError, ValueError):
+        return {}
+
+
+def own_sampler(model) -> tuple[str, int | None]:
+    """The sampler and steps a model (a pipeline, folder or run) draws with unless told: a progressively distilled
+    model's DDIM on the grid it was distilled for (``lab6.progressive``), else lab6's default sampler (steps None:
+    the caller's default for it)."""
+    distilled = model_record(model).get("distilled") or {}
     if distilled.get("kind") == "progressive":
         return "ddim", int(distilled["steps"])
     return DEFAULT_SAMPLER, None

@@ -54,6 +54,20 @@ def load_evaluators(paths: list[str | Path] | None = None, data_root: str | Path
     return evaluators
 
 
+def one_evaluator(choice, data_root: str | Path | None = None, device: str | torch.device = "cpu"
+                  ) -> tuple[Evaluator | None, str | None]:
+    """One evaluator and, when there is none, why: ``choice`` an ``Evaluator``, a file, None for the first default
+    (the data root's ``checkpoint.pth``, else the shipped ResNet18 proxy), or False for none."""
+    if choice is False:
+        return None, "evaluator turned off"
+    if isinstance(choice, Evaluator):
+        return choice, None
+    try:
+        return load_evaluators([choice] if choice else None, data_root, device=device)[0], None
+    except EvaluatorLoadError as err:
+        return None, str(err)
+
+
 def score_all(evaluators: list[Evaluator], images: torch.Tensor, conditions: list[list[str]]) -> dict[str, Score]:
     """Each evaluator's score of the same images, by evaluator name."""
     return {e.name: e.score(images, conditions) for e in evaluators}

@@ -21,9 +21,8 @@ from .diffusion import DEFAULT_GUIDANCE
 from .images import png_bytes
 from .labels import COLOURS, MAX_OBJECTS_TRAINED, SHAPES, ConditionError, label_index, random_condition
 from .picker_view import PickerResult
-from .run_files import SHIPPED_FEW_STEP, is_model_folder
 from .samplers import DEFAULT_STEPS, SAMPLER_NAMES, SAMPLERS
-from .sampling import Sampling, own_sampler
+from .sampling import Sampling, model_record, own_sampler
 from .slider import denoising_slider  # noqa: F401  (notebook 03 imports it from here)
 
 #: Steps per sampler when the picker opens or its sampler changes: DPM-Solver++ at 10 steps instead of lab6's 20,
@@ -46,7 +45,7 @@ class LabelPicker:
     Generate). ``evaluator``: an ``evaluator.Evaluator``, a checkpoint path, None for the default (the data
     root's ``checkpoint.pth``, else the shipped proxy), or False for none. ``sampling``: the controls' first
     values (None fields: the model's guidance scale, its own sampler and :meth:`steps_for` its steps). With no
-    model, the shipped model's few-step distilled first stage (``run_files.SHIPPED_FEW_STEP``) when present.
+    model, the shipped model's few-step distilled first stage (``loading.few_step_model``) when it has one.
     """
 
     MAX_CHOSEN = MAX_OBJECTS_TRAINED
@@ -56,16 +55,16 @@ class LabelPicker:
                  rng_seed: int | None = None):
         import ipywidgets as w
 
+        from .loading import few_step_model
         from .pipeline import Lab6Pipeline
 
-        if model is None and is_model_folder(SHIPPED_FEW_STEP):
-            model = SHIPPED_FEW_STEP  # the shipped model in a few steps: an image before the button is let go
+        if model is None:  # the shipped model in a few steps where it has them: an image before the button is let go
+            model = few_step_model(None)
         self._model_arg = model
         if isinstance(model, Lab6Pipeline):
             self.pipe = model
         self.own_sampler = own_sampler(model)
-        self._evaluator_arg = evaluator
-        self.evaluator_error: str | None = "evaluator turned off" if evaluator is False else None
+        self._evaluator_arg, self.evaluator_error = evaluator, None
         self.data_root = data_root
         self.device = device
         self.strip_frames = strip_frames
@@ -75,9 +74,9 @@ class LabelPicker:
         self.last: PickerResult | None = None
         self._syncing = False
         self.sampling = sampling or Sampling()
-        if self.sampling.guidance_scale is None:
-            model_scale = model.guidance_scale if isinstance(model, Lab6Pipeline) else DEFAULT_GUIDANCE
-            self.sampling = self.sampling.replace(guidance_scale=model_scale)
+        if self.sampling.guidance_scale is None:  # the model's, read from its record before its weights load
+            guidance = model_record(model).get("guidance", DEFAULT_GUIDANCE)
+            self.sampling = self.sampling.replace(guidance_scale=float(guidance))
 
         self._build_label_grid(w)
         self._build_controls(w, self.sampling)
@@ -222,8 +221,7 @@ class LabelPicker:
             self.deselect(label)
 
     def steps_for(self, sampler: str) -> int:
-        """The steps the picker offers for ``sampler``: a distilled model's own with its own sampler, else
-        :data:`PICKER_STEPS`."""
+        """The steps offered for ``sampler``: a distilled model's own with its sampler, else :data:`PICKER_STEPS`."""
         own, own_steps = self.own_sampler
         return own_steps if sampler == own and own_steps else PICKER_STEPS[sampler]
 
@@ -252,20 +250,11 @@ class LabelPicker:
     @cached_property
     def evaluator(self):
         """The evaluator, or None (the reason in ``evaluator_error``)."""
-        from .evaluator import Evaluator
-        from .evaluator_files import EvaluatorLoadError
-        from .scoring import load_evaluators
+        from .scoring import one_evaluator
 
-        if self._evaluator_arg is False:
-            return None
-        if isinstance(self._evaluator_arg, Evaluator):
-            return self._evaluator_arg
-        try:  # the picker shows one evaluator's view: the first (the ResNet18's by default)
-            paths = [self._evaluator_arg] if self._evaluator_arg else None
-            return load_evaluators(paths, self.data_root, device=self.device)[0]
-        except EvaluatorLoadError as err:
-            self.evaluator_error = str(err)
-            return None
+        evaluator, error = one_evaluator(self._evaluator_arg, self.data_root, self.device)
+        self.evaluator_error = error or self.evaluator_error
+        return evaluator
 
     # -- generate ---------------------------------------------------------------------------------------------
     def generate(self) -> PickerResult:

@@ -9,7 +9,7 @@ import shutil
 import pytest
 import torch
 
-from lab6.loading import load_pipeline, save_first_stage
+from lab6.loading import few_step_model, load_pipeline, save_first_stage
 from lab6.progressive import ProgressiveTrainer, distill, distill_stages, progressive_loss, step_grid, two_step_target
 from lab6.samplers import make_sampler
 from lab6.sampling import Sampling, generate, own_sampler
@@ -140,7 +140,9 @@ def test_a_first_stage_kept_beside_its_pair_draws_as_the_whole_folder(chain, tmp
     whole = load_pipeline(model)
     pair_dir = tmp_path / "pair"
     shutil.copytree(model, pair_dir)
+    assert few_step_model(pair_dir) is None
     save_first_stage(whole, pair_dir / "few-step", whole.metadata, stages_of=pair_dir)
+    assert few_step_model(pair_dir) == few_step_model(str(pair_dir)) == pair_dir / "few-step"
     assert not (pair_dir / "few-step" / "refiner").exists()  # no second copy of the refiner
     alone = load_pipeline(pair_dir / "few-step")
     assert type(alone) is type(whole) and alone.metadata["first_stage_of"] == ".."
@@ -154,6 +156,7 @@ def test_the_picker_opens_on_a_distilled_models_own_sampler_and_steps(chain):
     _, _, model = chain
     picker = LabelPicker(str(model), evaluator=False)
     assert (picker.sampler_input.value, picker.steps_input.value) == ("ddim", 4)
+    assert picker.guidance_input.value == 1.0  # its record's, before its weights load: guidance is in the weights
     picker.sampler_input.value = "dpmsolver"
     assert picker.steps_input.value == PICKER_STEPS["dpmsolver"]
     picker.sampler_input.value = "ddim"

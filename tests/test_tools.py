@@ -163,3 +163,41 @@ def test_convert_model_writes_the_pipeline_layout_with_the_same_weights(tiny_run
     with pytest.raises(SystemExit, match="exists: give a new folder"):
         convert_model.convert(flat, tmp_path / "taken")
 
+
+
+def test_ship_few_step_writes_the_first_stage_alone_in_fp16_and_refuses_another_refiner(tiny_refined_model,
+                                                                                      tiny_root, tmp_path):
+    """The shipped folder keeps no second refiner, halves the first stage's bytes, names no path of this machine,
+    and draws as the distilled pair (to fp16 rounding); a student of another pair is refused by name."""
+    import json
+    import shutil
+
+    import torch
+
+    from lab6.loading import few_step_model, save_pipeline
+    from lab6.progressive import distill
+    from lab6.sampling import Sampling, generate
+
+    ship = load_tool("ship_few_step")
+    into = tmp_path / "model"
+    shutil.copytree(tiny_refined_model, into)
+    run = distill(into, tiny_root, tmp_path / "run", sampling_steps=8, guidance_scale=1.0, steps=2, eval_splits=(),
+                  progress=False)
+    bench = {"seeds": 2, "threads": 1, "table": ["| a |", "| --- |", "| 1 |"], "controls": ["| c |"]}
+    target = ship.ship(run, into, bench)
+    assert target == few_step_model(into) == into / "few-step" and not (target / "refiner").exists()
+    weights = target / "unet" / "diffusion_pytorch_model.safetensors"
+    assert weights.stat().st_size < 0.6 * (run / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+    text = (target / "lab6.json").read_text()
+    assert str(tmp_path) not in text and json.loads(text)["distilled"]["steps"] == 8
+    card = (target / "README.md").read_text()
+    assert "8 DDIM steps" in card and "progressive distillation: 2 steps" in card and "| 1 |" in card
+    shipped, distilled = (generate(load_model(p), [["red cube"]], Sampling(seed=0), progress=False).images
+                          for p in (target, run))
+    assert next(load_model(target).unet.parameters()).dtype == torch.float32
+    torch.testing.assert_close(shipped, distilled, atol=0.05, rtol=0)
+    other = load_model(into)  # the same pair with another refiner
+    with torch.no_grad():
+        next(other.refiner.parameters()).add_(1.0)
+    with pytest.raises(SystemExit, match="refiner is not"):
+        ship.ship(run, save_pipeline(other, tmp_path / "other", other.metadata))

@@ -217,7 +217,7 @@ def tables(rows: list[dict], args: argparse.Namespace) -> dict[str, harness.Tabl
                "w": lambda row: f"{row['guidance']:g}", "starting noise": lambda row: row["noise"],
                "refined at 64 px": lambda row: "yes" if row["refine"] else "no",
                "weights": lambda row: row["memory_format"], "seconds": lambda row: f"{row['seconds']:.1f}",
-               "speed-up vs {sampler}-{steps} w={guidance:g}".format(**base):
+               "speed-up vs {sampler}-{steps} w={guidance:g}".format(**base) + (" (first row)" if len(models) > 1 else ""):
                    lambda row: f"{base['seconds'] / row['seconds']:.2f}x",
                "one image, s": lambda row: f"{row['one_image']:.2f}",
                **({"calls per image": lambda row: str(row["calls"])} if "calls" in base else {}),
@@ -241,8 +241,9 @@ def tables(rows: list[dict], args: argparse.Namespace) -> dict[str, harness.Tabl
     if "person_scale" in base:
         columns["person-scale two-sample test (0.5: not told apart)"] = \
             lambda row: "{accuracy:.3f} +- {standard_error:.3f}".format(**row["person_scale"])
-    caption = (f"{base['timed']} images timed ({args.split}), model {args.model or 'the shipped model'}, "
-               f"{args.seeds} seed(s), {torch.get_num_threads()} thread(s)")
+    model = "" if len(models) > 1 else f"model {args.model or 'the shipped model'}, "
+    caption = (f"{base['timed']} images timed ({args.split}), {model}{args.seeds} seed(s), "
+               f"{torch.get_num_threads()} thread(s)")
     result = {"table": harness.Table(caption, harness.markdown_table(rows, columns), note)}
     if "controls" in base:
         lines = ["| images | person-scale two-sample test |", "| --- | --- |",

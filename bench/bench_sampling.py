@@ -217,7 +217,7 @@ def tables(rows: list[dict], args: argparse.Namespace) -> dict[str, harness.Tabl
                "w": lambda row: f"{row['guidance']:g}", "starting noise": lambda row: row["noise"],
                "refined at 64 px": lambda row: "yes" if row["refine"] else "no",
                "weights": lambda row: row["memory_format"], "seconds": lambda row: f"{row['seconds']:.1f}",
-               "speed-up vs {sampler}-{steps} w={guidance:g}".format(**base) + (" (first row)" if len(models) > 1 else ""):
+               "speed-up vs {sampler}-{steps} w={guidance:g}".format(**base) + (" (row 1)" if len(models) > 1 else ""):
                    lambda row: f"{base['seconds'] / row['seconds']:.2f}x",
                "one image, s": lambda row: f"{row['one_image']:.2f}",
                **({"calls per image": lambda row: str(row["calls"])} if "calls" in base else {}),

@@ -5,6 +5,7 @@ before each idea; the committed notebooks carry no outputs (strip them with ``to
 Breaking a hand-written cell on purpose is tested in ``tests/test_notebook_checks.py``."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ import nbformat
 import pytest
 
 from lab6.figures import FIGURE_GROUPS
+from lab6.loading import load_pipeline, save_first_stage
+from lab6.samplers import make_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -21,7 +24,7 @@ EXPECTED_FIGURES = {
     "02_train_with_accelerate.ipynb": FIGURE_GROUPS["training"] + ("forward_process", "schedule_alpha_bar_snr",
                                                                    "training_loss_by_hand"),
     "03_progressive_denoising.ipynb": ("denoising_process", "samplers_comparison", "sampling_by_hand",
-                                       "sampling_schedulers_by_hand", "refiner_by_hand"),
+                                       "sampling_schedulers_by_hand", "refiner_by_hand", "distilled_sampler"),
     "04_accuracy_report.ipynb": FIGURE_GROUPS["accuracy"] + FIGURE_GROUPS["guidance"] + ("samplers_accuracy_vs_steps",
                                                                                         "fidelity_real_vs_generated"),
 }
@@ -154,8 +157,15 @@ def notebook_env(tiny_root, tiny_refined_model, evaluator_file, tmp_path_factory
     # The kernel runs at torch's default thread count, as a student's does: `make test` gives its own workers
     # one thread each, and a check that held on one thread only would pass here and fail on "Run All".
     inherited = {k: v for k, v in os.environ.items() if k not in THREAD_COUNTS}
-    # A two-stage model, as the shipped one: the notebooks' refiner cells run and are checked.
-    return {**inherited, "LAB6_QUICK": "1", "LAB6_DATA": str(tiny_root), "LAB6_MODEL": str(tiny_refined_model),
+    # A two-stage model, as the shipped one: the notebooks' refiner cells run and are checked; and, as the shipped
+    # one, with a few-step first stage inside (its own weights here: the cells' shape is tested, not the drawing).
+    model = folder / "model"
+    shutil.copytree(tiny_refined_model, model)
+    pair = load_pipeline(model)
+    few_step = pair.replaced(scheduler=make_sampler("ddim", pair.scheduler.config), guidance_scale=1.0)
+    distilled = {"kind": "progressive", "from": str(model), "steps": 2, "teacher_steps": 4, "calls_per_step": 1}
+    save_first_stage(few_step, model / "few-step", {**pair.metadata, "distilled": distilled}, stages_of=model)
+    return {**inherited, "LAB6_QUICK": "1", "LAB6_DATA": str(tiny_root), "LAB6_MODEL": str(model),
             "LAB6_EVALUATOR": str(evaluator), "LAB6_FIGURES": str(folder / "figures"), "LAB6_RUN": str(folder / "run"),
             "LAB6_DEVICE": "cpu", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 

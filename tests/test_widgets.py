@@ -139,3 +139,20 @@ def test_a_refined_model_draws_both_stages_and_the_checkbox_skips_the_refiner(ti
     slider, caption, _ = box.children
     slider.value = slider.max - 1  # the last recorded step: the refiner's
     assert "refiner t = " in caption.value
+
+
+def test_the_picker_opens_on_the_shipped_models_few_step_first_stage():
+    """With no model, the picker draws the shipped model's distilled first stage: its own DDIM steps at w = 1, with
+    the shipped refiner, one network call per step."""
+    from lab6.loading import few_step_model
+    from lab6.run_files import SHIPPED_MODEL
+
+    few_step = few_step_model(None)
+    assert few_step == SHIPPED_MODEL / "few-step"
+    picker = LabelPicker(evaluator=False)
+    steps = load_model(few_step).metadata["distilled"]["steps"]
+    assert (picker.sampler_input.value, picker.steps_input.value, picker.guidance_input.value) == ("ddim", steps, 1.0)
+    picker.set_condition(CHOICE)
+    result = picker.generate()
+    assert result.sampling.name == f"DDIM-{steps}" and picker.progress.value == steps + 1  # + the refiner's step
+    assert picker.pipe.path == few_step and picker.pipe.refiner is not None

@@ -54,8 +54,8 @@ class Sampling:
         return dataclasses.replace(self, **changes)
 
     def resolved(self, pipe: Lab6Pipeline) -> "Sampling":
-        """Every unset value filled in: the sampler's default steps, the model's guidance scale and starting noise;
-        ``refine`` only where the model has a refiner."""
+        """Every unset value filled in: the model's own sampler and steps (:func:`own_sampler`; another sampler's
+        default steps), its guidance scale and starting noise; ``refine`` only where the model has a refiner."""
         own, own_steps = own_sampler(pipe)
         sampler = self.sampler or own
         steps = self.steps or (own_steps if sampler == own and own_steps else DEFAULT_STEPS[sampler])

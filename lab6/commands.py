@@ -40,7 +40,8 @@ def cmd_distill(args) -> None:
     model_dir = distill(args.model, resolve_data_root(args.data_root), args.out, sampling_steps=args.to_steps,
                         guidance_scale=args.guidance_scale, resume=args.resume, minutes=args.minutes)
     if model_dir is not None:
-        how = f"in {args.to_steps} DDIM steps" if args.to_steps else "at guidance_scale 1"
+        steps = args.to_steps
+        how = f"in {steps} DDIM step{'s' * (steps > 1)}" if steps else "at guidance_scale 1"
         print(f"model written to {model_dir}: its first stage draws {how}, one network call per step")
 
 

@@ -183,7 +183,9 @@ def test_ship_few_step_writes_the_first_stage_alone_in_fp16_and_refuses_another_
     shutil.copytree(tiny_refined_model, into)
     run = distill(into, tiny_root, tmp_path / "run", sampling_steps=8, guidance_scale=1.0, steps=2, eval_splits=(),
                   progress=False)
-    bench = {"seeds": 2, "threads": 1, "table": ["| a |", "| --- |", "| 1 |"], "controls": ["| c |"]}
+    student = f"{tmp_path}/run/steps-2/model"
+    bench = {"seeds": 2, "threads": 1, "table": ["| model | a |", "| --- | --- |", f"| {student} | 1 |"],
+             "controls": ["| c |"], "rows": [{"model": student}]}
     target = ship.ship(run, into, bench)
     assert target == few_step_model(into) == into / "few-step" and not (target / "refiner").exists()
     weights = target / "unet" / "diffusion_pytorch_model.safetensors"
@@ -191,7 +193,8 @@ def test_ship_few_step_writes_the_first_stage_alone_in_fp16_and_refuses_another_
     text = (target / "lab6.json").read_text()
     assert str(tmp_path) not in text and json.loads(text)["distilled"]["steps"] == 8
     card = (target / "README.md").read_text()
-    assert "8 DDIM steps" in card and "progressive distillation: 2 steps" in card and "| 1 |" in card
+    assert "8 DDIM steps" in card and "progressive distillation: 2 steps" in card and "| steps-2 | 1 |" in card
+    assert str(tmp_path) not in card
     shipped, distilled = (generate(load_model(p), [["red cube"]], Sampling(seed=0), progress=False).images
                           for p in (target, run))
     assert next(load_model(target).unet.parameters()).dtype == torch.float32

@@ -75,9 +75,14 @@ def card(pipe, bench: dict | None) -> str:
              "Made by `lab6 distill --model lab6/assets/model --to-steps "
              f"{distilled['steps']}` (`lab6.progressive`), newest run first:", "", *stages, "",
              "Measured: [docs/samplers.md](../../../../docs/samplers.md#few-step-distillation)."]
-    if bench:  # bench_sampling's table and the person-scale test's controls, as printed
+    if bench:  # bench_sampling's table and the person-scale test's controls, as printed, with no machine's paths
+        table = "\n".join(bench["table"])
+        for row in bench.get("rows", []):
+            if "/" in str(row.get("model")):
+                path = Path(row["model"])
+                table = table.replace(str(path), path.parent.name if path.name == "model" else path.name)
         lines += ["", f"`python -m bench.bench_sampling` ({bench['seeds']} seeds, {bench['threads']} thread):", "",
-                  *bench["table"], "", *bench.get("controls", [])]
+                  table, "", *bench.get("controls", [])]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -85,15 +85,12 @@ def _sampling_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=SAMPLERS, default=None,
                    help="ddpm (1,000 stochastic steps, each adding fresh noise of --noise's kind), ddim or dpmsolver "
                         "(DPM-Solver++); default: the model's own (dpmsolver, or a few-step distilled model's ddim)")
-    p.add_argument("--steps", type=_positive_int, default=None,
-                   help="sampler steps (default: the model's own, else 1000/50/20)")
+    p.add_argument("--steps", type=_positive_int, help="sampler steps (default: the model's own, else 1000/50/20)")
     p.add_argument("--guidance-scale", "--guidance", dest="guidance_scale", type=float, default=None,
                    help="classifier-free guidance scale w (0 unconditional, 1 conditional; default: the model's)")
     p.add_argument("--seed", type=int, default=0, help="the same seed draws the same images (default 0)")
-    p.add_argument("--noise", choices=INITIAL_NOISE, default=None,
-                   help="starting noise, and DDPM's at every step: grey-mean (its channel means made equal, so it "
-                        "carries no colour cast; lab6's default) or gaussian (plain, as most DDPMs sample); "
-                        "default: the model's")
+    p.add_argument("--noise", choices=INITIAL_NOISE, help="starting noise, and DDPM's at every step: grey-mean (its "
+                   "channel means made equal, so no colour cast) or gaussian (plain); default: the model's")
     _device_option(p)
 
 
@@ -136,10 +133,8 @@ def _train_verb(verbs) -> None:
     p.add_argument("--checkpoint-minutes", type=_positive_float,
                    help="minutes between checkpoints (default 10): at most this much is lost when a run is killed")
     p.add_argument("--checkpoint-steps", type=_positive_int, help="also a checkpoint every this many steps")
-    p.add_argument("--evaluator", type=Path,
-                   help="evaluator for accuracy during training (default: data root's, else shipped)")
-    p.add_argument("--set", action="append", metavar="FIELD=VALUE",
-                   help="override any TrainConfig field, e.g. --set prediction=v")
+    p.add_argument("--evaluator", type=Path, help="the evaluator of training (default: data root's or shipped)")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any TrainConfig field, e.g. prediction=v")
     p.add_argument("--log-with", choices=LOG_WITH, help="training curves besides metrics.csv: tensorboard (in "
                    "<out>/logs/), wandb, trackio, all installed, or none (default: tensorboard where installed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -151,13 +146,10 @@ def _distill_verb(verbs) -> None:
                                          "and in a few steps with --to-steps")
     _add_data_root(p)
     p.add_argument("--model", type=Path, required=True, help="the guided model (or run) to distil: the teacher")
-    p.add_argument("--out", type=Path, required=True,
-                   help="folder of the runs (guidance/, steps-8/, ...: checkpoints, metrics.csv, model/) and model/")
-    p.add_argument("--minutes", type=_positive_float, required=True,
-                   help="wall-clock budget in minutes, shared equally by the runs")
-    p.add_argument("--to-steps", type=int, choices=(8, 4, 2, 1), default=None,
-                   help="progressive distillation after the guidance's, halving DDIM 16 down to this many steps "
-                        "(default: guidance distillation alone)")
+    p.add_argument("--out", type=Path, required=True, help="folder of the runs (guidance/, steps-8/, ...) and model/")
+    p.add_argument("--minutes", type=_positive_float, required=True, help="wall-clock minutes, shared by the runs")
+    p.add_argument("--to-steps", type=int, choices=(8, 4, 2, 1), help="then halve DDIM 16 down to this many steps "
+                   "(progressive distillation; default: the guidance's alone)")
     p.add_argument("--guidance-scale", type=_positive_float, help="the teacher's w to distil (default: its own)")
     p.add_argument("--resume", action="store_true",
                    help="keep the finished runs in --out and continue the stopped one from its newest checkpoint")

@@ -23,10 +23,11 @@ import torch.nn.functional as F
 
 from .diffusion import initial_noise
 from .distill import DistillTrainer
-from .loading import load_pipeline, save_pipeline
+from .loading import save_pipeline
 from .pipeline import guided_output
 from .run_files import atomic_path, is_model_folder
 from .samplers import make_sampler
+from .sampling import model_record
 
 
 def step_grid(steps: int, num_train_timesteps: int = 1000) -> list[int]:
@@ -179,7 +180,7 @@ def distill(model: str | Path, data_root: str | Path, out: str | Path, *, sampli
     budget of ``steps``, any recipe field) apply to each. ``out/model`` is the last run's model. With ``resume``,
     finished runs are kept and a stopped one continues exactly. Returns ``out/model`` (None when a run was
     stopped by SIGTERM or Ctrl-C)."""
-    scale = float(load_pipeline(model).guidance_scale if guidance_scale is None else guidance_scale)
+    scale = float(model_record(model).get("guidance", 1.0) if guidance_scale is None else guidance_scale)
     stages = distill_stages(scale != 1, sampling_steps)
     if minutes is not None:
         changes["minutes"] = minutes / len(stages)

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import torch
 
 from lab6.loading import FEW_STEP, load_pipeline, save_first_stage
 from lab6.run_files import SHIPPED_MODEL
+
+sys.path.insert(0, str(Path(__file__).parent))  # its sibling, also when loaded by path (the tests)
+from ship_model import without_machine_paths  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -39,23 +43,9 @@ def ship(model: Path, into: Path, bench: dict | None = None) -> Path:
     if (source.metadata.get("distilled") or {}).get("kind") != "progressive":
         raise SystemExit(f"{model} is not a few-step model (lab6 distill --to-steps N writes one)")
     source.unet.to(torch.float16).register_to_config(_name_or_path=f"lab6/assets/model/{FEW_STEP}/unet")
-    target = save_first_stage(source, into / FEW_STEP, without_paths(source.metadata), stages_of=into)
+    target = save_first_stage(source, into / FEW_STEP, without_machine_paths(source.metadata), stages_of=into)
     (target / "README.md").write_text(card(load_pipeline(target), bench))
     return target
-
-
-def without_paths(record: dict) -> dict:
-    """The record with every path (data root, starting model, distillation teacher) cut to its last folder name."""
-    record = dict(record)
-    for key in ("data_root", "from"):
-        if isinstance(record.get(key), str):
-            record[key] = Path(record[key]).name
-    if (record.get("recipe") or {}).get("init_from"):
-        record["recipe"] = {**record["recipe"], "init_from": Path(record["recipe"]["init_from"]).name}
-    for key in ("parent", "refiner", "distilled"):
-        if isinstance(record.get(key), dict):
-            record[key] = without_paths(record[key])
-    return record
 
 
 def card(pipe, bench: dict | None) -> str:

@@ -157,14 +157,15 @@ def ship_evaluator(path: Path) -> Path:
 
 
 def without_machine_paths(meta: dict) -> dict:
-    """The record with every stage's data root and starting model (``recipe.init_from``) cut to their last
-    folder names: a shipped file names no one's disk."""
+    """The record with every stage's data root, starting model (``recipe.init_from``) and distillation teacher
+    (``distilled.from``) cut to their last folder names: a shipped file names no one's disk."""
     meta = dict(meta)
-    if "data_root" in meta:
-        meta["data_root"] = Path(meta["data_root"]).name
+    for key in ("data_root", "from"):
+        if isinstance(meta.get(key), str):
+            meta[key] = Path(meta[key]).name
     if (meta.get("recipe") or {}).get("init_from"):
         meta["recipe"] = {**meta["recipe"], "init_from": Path(meta["recipe"]["init_from"]).name}
-    for key in ("parent", "refiner"):
+    for key in ("parent", "refiner", "distilled"):
         if meta.get(key):
             meta[key] = without_machine_paths(meta[key])
     return meta

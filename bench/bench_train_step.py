@@ -29,9 +29,11 @@ VARIANTS = {
     "AdamW foreach": {"optimizer": {"foreach": True}},
     "AdamW fused": {"optimizer": {"fused": True}},
     "EMA foreach": {"ema_foreach": True},
+    "bf16 autocast": {"bf16": True},
     "compile": {"compile": True},
     "compile + channels-last + fused + EMA foreach": {"compile": True, "channels_last": True,
                                                       "optimizer": {"fused": True}, "ema_foreach": True},
+    "compile + bf16 autocast": {"compile": True, "bf16": True},
 }
 
 
@@ -70,8 +72,9 @@ class Stepper:
 
     def step(self) -> None:
         cfg, generator = self.cfg, torch.Generator().manual_seed(self.step_index)
-        loss = training_loss(self.forward, self.images, self.labels, self.schedule, generator=generator,
-                             cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.options.get("bf16", False)):
+            loss = training_loss(self.forward, self.images, self.labels, self.schedule, generator=generator,
+                                 cond_dropout=cfg.cond_dropout, min_snr_gamma=cfg.min_snr_gamma or None)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
         self.optimizer.step()

@@ -55,7 +55,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999  # a cap: the EMA warm-up decay 1 - (1 + step)^-0.75 reaches 0.999 only at 10,000 steps
     augment: bool = True  # horizontal flips
-    mixed_precision: str = "auto"  # auto: bf16/fp16 on GPU, none on CPU (no hardware bf16 there)
+    mixed_precision: str = "auto"  # auto: bf16 where the hardware has it (a GPU, a CPU with AVX512-BF16 or AMX)
     # budget: the first one reached ends the run
     steps: int | None = None
     epochs: float | None = None
@@ -130,7 +130,9 @@ class TrainConfig:
             return self.mixed_precision
         if torch.cuda.is_available():
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "no"  # this CPU has no hardware bf16: autocast there is 20-90x slower
+        # A CPU with bf16 instructions trains 1.4x faster under bf16 autocast (docs/throughput.md); one without
+        # them would emulate bf16 in software.
+        return "bf16" if torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported() else "no"
 
     def noise_scheduler(self):
         """The forward (noising) process of this recipe (``diffusion.make_noise_scheduler``)."""

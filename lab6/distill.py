@@ -26,8 +26,10 @@ from .pipeline import guided_output
 from .train import Trainer
 
 #: The fine-tune's own knobs: the student starts at its teacher's weights, so a small learning rate and a short
-#: warm-up; no label dropout (the student is always conditional); the evaluation only at the end.
-DISTILL_RECIPE = dict(lr=1e-4, warmup_steps=50, cond_dropout=0.0, eval_every=None, guidance_scale=1.0)
+#: warm-up; no label dropout (the student is always conditional); the evaluation only at the end; full precision:
+#: bf16 moves the shipped teacher's outputs by a mean square of 1.6e-5, 5% of the distance to learn (about 3e-4).
+DISTILL_RECIPE = dict(lr=1e-4, warmup_steps=50, cond_dropout=0.0, eval_every=None, guidance_scale=1.0,
+                      mixed_precision="no")
 
 
 def distillation_loss(student, teacher, images: torch.Tensor, condition: torch.Tensor, noise_scheduler: DDPMScheduler,

@@ -206,7 +206,8 @@ class Trainer:
             self.records.metrics_row(step=s.step, epoch=round(s.step / self.steps_per_epoch, 3),
                                      loss=round(mean_loss, 5), lr=f"{self.optimizer.param_groups[0]['lr']:.3e}",
                                      images_per_s=round(rate, 2), elapsed_min=round(s.elapsed / 60, 2))
-            self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{s.elapsed / 60:.1f}")
+            self._bar.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{rate:.1f}", min=f"{s.elapsed / 60:.1f}",
+                                  left=f"{s.minutes_left(self.progress_fraction()):.1f}")
             self._window = LossWindow()
 
     def checkpoint_due(self) -> bool:
@@ -228,8 +229,8 @@ class Trainer:
         cfg, s = self.cfg, self.state
         return {"guidance": cfg.guidance_scale, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps,
                 "train_step": s.step, "train_minutes": round(s.elapsed / 60, 2),
-                "epochs": round(s.step / self.steps_per_epoch, 3),
-                "data_root": str(self.data_root), "processes": self.accelerator.num_processes,
+                "epochs": round(s.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
+                "processes": self.accelerator.num_processes, "mixed_precision": cfg.resolved_mixed_precision(),
                 "recipe": json.loads(cfg.to_json()), **({"parent": self.parent} if self.parent is not None else {})}
 
     @contextmanager
@@ -256,8 +257,7 @@ class Trainer:
     def save_checkpoint(self) -> Path:
         acc = self.accelerator
         self._checkpointed_at = self.state.elapsed
-        folder = self.out / CHECKPOINTS
-        final, tmp = folder / f"step-{self.state.step:08d}", folder / f".tmp-step-{self.state.step:08d}"
+        final, tmp = (self.out / CHECKPOINTS / f"{hidden}step-{self.state.step:08d}" for hidden in ("", ".tmp-"))
         if acc.is_main_process:
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)

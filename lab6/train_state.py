@@ -19,6 +19,10 @@ class TrainState:
     def load_state_dict(self, state: dict) -> None:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed"])
 
+    def minutes_left(self, spent: float) -> float:
+        """Minutes to the end of the budget at this pace, ``spent`` being the fraction of it used so far."""
+        return self.elapsed / 60 * (1 - spent) / max(spent, 1e-9)
+
 
 class LossWindow:
     """The loss and images since the last metrics row: its mean loss and images per second."""

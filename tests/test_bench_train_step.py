@@ -29,3 +29,19 @@ def test_a_run_gives_one_row_per_variant_with_its_rounds_and_the_table_compares_
     table = bench.tables(rows, args)["table"]
     eager_line = next(line for line in table.lines if line.startswith("| eager |"))
     assert "| 1.00x |" in eager_line and "2 rounds of 0.05 s" in table.caption
+
+
+def test_the_bf16_row_trains_under_cpu_autocast_and_stays_near_the_eager_update():
+    cfg = preset("tiny")
+    model = cfg.build_model()
+    eager, bf16 = (bench.Stepper(name, cfg, model, 4, bench.VARIANTS[name]) for name in ("eager", "bf16 autocast"))
+    seen = []
+    bf16.forward.register_forward_hook(lambda module, args, out: seen.append(torch.get_autocast_dtype("cpu")
+                                                                            if torch.is_autocast_enabled("cpu")
+                                                                            else None))
+    for stepper in (eager, bf16):
+        stepper.step()
+    assert seen == [torch.bfloat16]
+    for a, b in zip(eager.model.parameters(), bf16.model.parameters()):  # weights stay fp32, the update close
+        assert b.dtype == torch.float32
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=0)

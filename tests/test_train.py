@@ -15,6 +15,7 @@ from lab6.config import TrainConfig
 from lab6.loading import load_pipeline as load_model
 from lab6.presets import preset
 from lab6.train import Trainer, latest_checkpoint, lr_factor
+from lab6.train_state import TrainState
 
 
 def lab6(*args, **kwargs) -> subprocess.CompletedProcess:
@@ -218,6 +219,23 @@ def test_lr_schedule_warms_up_then_decays():
     assert lr_factor(9, 0.0, cfg) == pytest.approx(1.0)
     assert lr_factor(50, 0.5, cfg) == pytest.approx(0.55)
     assert lr_factor(100, 1.0, cfg) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [(True, False, "bf16"), (False, True, "bf16"),
+                                                         (False, False, "no")])
+def test_auto_precision_on_a_cpu_is_bf16_only_where_it_has_bf16_instructions(monkeypatch, avx512_bf16, amx, expected):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert TrainConfig().resolved_mixed_precision() == expected
+    assert TrainConfig(mixed_precision="no").resolved_mixed_precision() == "no"
+
+
+def test_minutes_left_follow_the_pace_of_the_budget_spent():
+    state = TrainState()
+    state.elapsed = 600.0  # 10 minutes for a quarter of the budget: 30 to go
+    assert state.minutes_left(0.25) == pytest.approx(30.0)
+    assert state.minutes_left(1.0) == 0.0
 
 
 @pytest.mark.slow

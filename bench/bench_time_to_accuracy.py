@@ -25,6 +25,7 @@ import torch
 
 from bench import harness
 from bench.measures import person_scale_controls, person_scale_test
+from lab6.config import TrainConfig
 from lab6.loading import load_pipeline
 from lab6.presets import preset
 from lab6.run_files import CHECKPOINTS
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=75.0, help="wall minutes of training (default 75)")
     parser.add_argument("--every", type=float, default=15.0, help="minutes between scored checkpoints (default 15)")
     parser.add_argument("--out", type=Path, help="the run folder to train into (default runs/tta-PRESET)")
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", dest="changes",
+                        help="a recipe field changed, as lab6 train --set (e.g. mixed_precision=no)")
     parser.add_argument("--run", type=Path, help="score this run's checkpoints instead of training")
     parser.add_argument("--seeds", type=harness.int_list, default=[0, 1], help="sampling seeds (default 0,1)")
     parser.add_argument("--heldout-labels", type=int, default=1000, help="held-out labels (default 1000)")
@@ -60,8 +63,9 @@ def train_run(args: argparse.Namespace) -> Path:
     from lab6.train import train
 
     out = args.out or Path("runs") / f"tta-{args.preset}"
+    changes = dict(map(TrainConfig.parse_override, args.changes))
     cfg = preset(args.preset, minutes=args.minutes, checkpoint_minutes=args.every, eval_every=None, eval_splits=(),
-                 keep_checkpoints=math.ceil(args.minutes / args.every) + 1, log_with="none")
+                 keep_checkpoints=math.ceil(args.minutes / args.every) + 1, log_with="none", **changes)
     train(cfg, harness.data_root(args), out, resume=True)
     return out
 

@@ -2,6 +2,7 @@
 seed, the person-scale view, and its tables."""
 
 import argparse
+import json
 
 import torch
 
@@ -38,3 +39,11 @@ def test_the_person_view_pools_to_32_px_and_adds_two_grey_levels_of_noise():
     assert abs(seen.std().item() * 127.5 - 2.0) < 0.05  # 2 grey levels, in 0-255 units
     assert torch.equal(seen, measures.person_view(flat, seed=0))
     assert not torch.equal(seen, measures.person_view(flat, 1))
+
+
+def test_a_trained_arm_takes_the_recipe_changes_given_with_set(tiny_root, tmp_path):
+    args = argparse.Namespace(data_root=tiny_root, preset="tiny", minutes=0.02, every=0.02, out=tmp_path / "arm",
+                              changes=["mixed_precision=no", "seed=3"])
+    config = json.loads((bench.train_run(args) / "train_config.json").read_text())
+    assert config["mixed_precision"] == "no" and config["seed"] == 3 and config["minutes"] == 0.02
+    assert sorted((tmp_path / "arm" / "checkpoints").glob("step-*"))

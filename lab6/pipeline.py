@@ -41,6 +41,13 @@ def guided_output(model, x: torch.Tensor, t: torch.Tensor, condition: torch.Tens
     return uncond + guidance * (cond - uncond)
 
 
+def distilled_steps(record: dict) -> int | None:
+    """The DDIM steps a model's training record (``lab6.json``) says it was progressively distilled to draw in
+    (``lab6.progressive``), None for any other model."""
+    distilled = record.get("distilled") or {}
+    return int(distilled["steps"]) if distilled.get("kind") == "progressive" else None
+
+
 @dataclass
 class CallSettings:
     """What one call hands to the denoising loop of each of its stages."""
@@ -75,6 +82,11 @@ class Lab6Pipeline(DiffusionPipeline):
         self.metadata: dict = {}  # lab6.json: the training record (set by lab6.loading.load_pipeline)
         self.path = None  # the folder it was loaded from
 
+    @property
+    def default_steps(self) -> int:
+        """The steps a call takes unless told: a progressively distilled model's own few, else 20."""
+        return distilled_steps(self.metadata) or 20
+
     def check_inputs(self, num_inference_steps: int, guidance_scale: float, output_type: str,
                      callback_on_step_end_tensor_inputs: Sequence[str], max_batch_size: int) -> None:
         """Refuse, by name, a call's settings that would fail late or draw garbage silently."""
@@ -93,7 +105,7 @@ class Lab6Pipeline(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale}")
 
     @torch.no_grad()
-    def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
+    def __call__(self, conditions, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
                  return_dict: bool = True, max_batch_size: int = 64,
                  callback_on_step_end: Callable[["Lab6Pipeline", int, torch.Tensor, dict], dict] | None = None,
@@ -102,7 +114,7 @@ class Lab6Pipeline(DiffusionPipeline):
 
         Args:
             conditions: label lists (``[["red cube", "blue sphere"], ...]``) or a (B, 24) multi-hot tensor.
-            num_inference_steps: the sampler's steps.
+            num_inference_steps: the sampler's steps (default: ``default_steps``, the model's own).
             guidance_scale: w: 0 unconditional, 1 conditional, > 1 sharper conditions (default: the model's).
             generator: the same generator state gives the same images.
             initial_noise: this call's kind of starting noise (default: the model's, ``diffusion.INITIAL_NOISE``).
@@ -123,6 +135,7 @@ class Lab6Pipeline(DiffusionPipeline):
         """
         # 0. Check the inputs
         w = self.config.guidance_scale if guidance_scale is None else guidance_scale
+        num_inference_steps = self.default_steps if num_inference_steps is None else num_inference_steps
         self.check_inputs(num_inference_steps, w, output_type, callback_on_step_end_tensor_inputs, max_batch_size)
         unet, device, dtype = self.unet, self.unet.device, self.unet.dtype
         call = CallSettings(conditions_tensor(conditions).to(device, dtype), max_batch_size,

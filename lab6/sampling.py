@@ -23,7 +23,7 @@ from .data_root import load_split
 from .diffusion import DEFAULT_NOISE, INITIAL_NOISE
 from .evaluator import to_output_size
 from .labels import DENOISING_FIGURE_CONDITION, LABELS
-from .pipeline import Lab6Pipeline
+from .pipeline import Lab6Pipeline, distilled_steps
 from .run_files import METADATA_FILE, ModelNotFoundError, resolve_model_dir
 from .samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES, check_sampler
 from .scoring import score_all
@@ -95,10 +95,8 @@ def own_sampler(model) -> tuple[str, int | None]:
     """The sampler and steps a model (a pipeline, folder or run) draws with unless told: a progressively distilled
     model's DDIM on the grid it was distilled for (``lab6.progressive``), else lab6's default sampler (steps None:
     the caller's default for it)."""
-    distilled = model_record(model).get("distilled") or {}
-    if distilled.get("kind") == "progressive":
-        return "ddim", int(distilled["steps"])
-    return DEFAULT_SAMPLER, None
+    steps = distilled_steps(model_record(model))
+    return ("ddim", steps) if steps else (DEFAULT_SAMPLER, None)
 
 
 @dataclass

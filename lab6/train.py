@@ -49,6 +49,8 @@ def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
 
 
 class Trainer:
+    loss_autocast = None  # the loss's precision: the recipe's (None); a distillation's is full (lab6.distill)
+
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
                  evaluator: str | Path | None = None, progress: bool = True):
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
@@ -86,13 +88,12 @@ class Trainer:
         self.ema.to(acc.device)
         self.state = TrainState()
         acc.register_for_checkpointing(self.ema, self.state)
-        resume_step = None
         if resume and checkpoint is None:
             acc.print(f"--resume: no checkpoint in {self.out / CHECKPOINTS} yet, starting from step 0")
         elif checkpoint is not None:
             acc.load_state(str(checkpoint))
-            resume_step = self.state.step
             acc.print(f"resumed from {checkpoint} (step {self.state.step}, {self.state.elapsed / 60:.1f} min trained)")
+        resume_step = self.state.step if checkpoint is not None else None
         self.records = RunLog(acc, self.out, json.loads(cfg.to_json()), resume_step)  # CSVs and trackers
         self._epoch_order: tuple[int, torch.Tensor] | None = None
         self._stop_signal = 0  # the signal that asked to stop (SIGTERM, SIGINT), 0 for none
@@ -169,7 +170,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(self.state.step, self.progress_fraction(), cfg)
-        with acc.autocast():
+        with acc.autocast(self.loss_autocast):
             loss = self.loss(images, labels, generator)
         acc.backward(loss)
         if cfg.grad_clip:
@@ -191,8 +192,7 @@ class Trainer:
         process, the main one's, so budgets and checkpoints agree everywhere."""
         acc, state = self.accelerator, self.state
         clock = torch.tensor([state.elapsed + time.time() - started, float(self._stop_signal)], device=acc.device)
-        if acc.num_processes > 1:
-            clock = broadcast(clock)
+        clock = broadcast(clock) if acc.num_processes > 1 else clock
         state.elapsed = float(clock[0])
         return bool(clock[1])
 
@@ -230,7 +230,7 @@ class Trainer:
         return {"guidance": cfg.guidance_scale, "sampler": cfg.eval_sampler, "steps": cfg.eval_steps,
                 "train_step": s.step, "train_minutes": round(s.elapsed / 60, 2),
                 "epochs": round(s.step / self.steps_per_epoch, 3), "data_root": str(self.data_root),
-                "processes": self.accelerator.num_processes, "mixed_precision": cfg.resolved_mixed_precision(),
+                "processes": self.accelerator.num_processes,
                 "recipe": json.loads(cfg.to_json()), **({"parent": self.parent} if self.parent is not None else {})}
 
     @contextmanager

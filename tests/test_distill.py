@@ -9,10 +9,13 @@ import shutil
 import pytest
 import torch
 
+from lab6.config import TrainConfig
 from lab6.distill import DistillTrainer, distillation_loss
 from lab6.loading import load_pipeline
+from lab6.presets import preset
 from lab6.progressive import distill
 from lab6.refiner import RefinedPipeline
+from lab6.train import Trainer
 
 
 def _batch(unet, n: int = 8, seed: int = 0):
@@ -51,6 +54,18 @@ def test_a_few_steps_move_the_students_one_call_toward_the_teachers_guided_outpu
     for _ in range(10):
         trainer.optimiser_step(images, labels, torch.Generator().manual_seed(5))
     assert loss() < 0.7 * before, (before, loss())
+
+
+def test_the_distillation_loss_runs_in_full_precision_where_training_runs_in_bf16(tiny_run, tiny_root, tmp_path):
+    bf16 = TrainConfig().resolved_mixed_precision() == "bf16"  # this machine's auto: the state every run here shares
+    trainers = {"train": Trainer(preset("tiny", steps=1), tiny_root, tmp_path / "train", progress=False),
+                "distill": DistillTrainer(tiny_run, tiny_root, tmp_path / "distill", steps=1, progress=False)}
+    for name, trainer in trainers.items():
+        seen = []
+        trainer.model.register_forward_pre_hook(lambda *_: seen.append(torch.is_autocast_enabled("cpu")))
+        images, labels = trainer.dataset.batch(torch.arange(4))
+        trainer.optimiser_step(images, labels, torch.Generator().manual_seed(0))
+        assert set(seen) == {bf16 and name == "train"}, name
 
 
 @pytest.fixture(scope="module")

@@ -123,6 +123,15 @@ def test_a_distilled_model_draws_on_its_own_grid_unless_told(chain):
     assert result.sampling.name == "DDIM-4" and result.images.shape == (1, 3, 64, 64)
 
 
+def test_a_distilled_pipeline_called_directly_takes_its_own_steps(chain):
+    teacher_dir, _, model = chain
+    for folder, steps in ((model, 4), (teacher_dir, 20)):
+        pipe, seen = load_pipeline(folder), []
+        assert pipe.default_steps == steps
+        pipe([["red cube"]], output_type="pt", callback_on_step_end=lambda p, i, t, tensors: seen.append(i) or {})
+        assert len(seen) == steps + pipe.refiner_steps(steps)
+
+
 def test_resume_keeps_the_finished_runs_and_redoes_the_missing_one(chain, tiny_root):
     teacher_dir, out, _ = chain
     finished = {name: (out / name / "model" / "unet" / "diffusion_pytorch_model.safetensors").stat().st_mtime_ns

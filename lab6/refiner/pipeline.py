@@ -67,12 +67,13 @@ class RefinedPipeline(Lab6Pipeline):
         return max(1, round(num_inference_steps * ratio))
 
     @torch.no_grad()
-    def __call__(self, conditions, num_inference_steps: int = 20, guidance_scale: float | None = None,
+    def __call__(self, conditions, num_inference_steps: int | None = None, guidance_scale: float | None = None,
                  generator: torch.Generator | None = None, initial_noise: str | None = None, output_type: str = "pil",
                  return_dict: bool = True, max_batch_size: int = 64, callback_on_step_end=None,
                  callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",), refine: bool = True):
         """``Lab6Pipeline.__call__``, then the refiner (its steps numbered on from the first stage's for the
         callback). ``refine=False``: the first stage's image alone, upsampled."""
+        num_inference_steps = self.default_steps if num_inference_steps is None else num_inference_steps
         self.check_inputs(num_inference_steps, self.guidance_scale, output_type, (), max_batch_size)
         generator = generator or torch.Generator()  # one generator for both stages: the same seed, the same images
         # 1-3. The first stage, as the base pipeline draws it

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -232,3 +233,13 @@ _RANGES = (
     ("guidance_scale", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
     ("log_with", LOG_WITH.__contains__, f"one of {', '.join(LOG_WITH)}"),
 )
+
+
+def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1.
+
+    Progress, not steps: a ``--minutes`` budget does not know its number of steps in advance, which
+    ``diffusers.optimization.get_cosine_schedule_with_warmup`` needs (and it decays to 0, not to a floor)."""
+    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)

@@ -11,7 +11,6 @@ what the uninterrupted run drew at step k. What a run folder holds: ``lab6.run_f
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import signal
 import time
@@ -25,7 +24,7 @@ from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, lr_factor
 from .data import ICLEVRDataset
 from .diffusion import training_loss
 from .init_from import pretrained_weights, run_parent
@@ -38,19 +37,7 @@ from .trackers import RunLog
 from .train_state import LossWindow, TrainState
 
 
-def lr_factor(step: int, progress: float, cfg: TrainConfig) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` as progress goes 0 -> 1.
-
-    Progress, not steps: a ``--minutes`` budget does not know its number of steps in advance, which
-    ``diffusers.optimization.get_cosine_schedule_with_warmup`` needs (and it decays to 0, not to a floor)."""
-    warm = min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-    cosine = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-    return warm * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cosine)
-
-
 class Trainer:
-    loss_autocast = None  # the loss's precision: the recipe's (None); a distillation's is full (lab6.distill)
-
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
                  evaluator: str | Path | None = None, progress: bool = True):
         if not any((cfg.steps, cfg.epochs, cfg.minutes)):
@@ -60,7 +47,8 @@ class Trainer:
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
         # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
         no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=cfg.resolved_mixed_precision(),
+        precision = "no" if no_accelerator else cfg.resolved_mixed_precision()  # a CPU's: Trainer.autocast
+        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=precision,
                                        **RunLog.accelerate_kwargs(cfg.log_with, self.out))
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
@@ -170,7 +158,7 @@ class Trainer:
         cfg, acc = self.cfg, self.accelerator
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(self.state.step, self.progress_fraction(), cfg)
-        with acc.autocast(self.loss_autocast):
+        with self.autocast():
             loss = self.loss(images, labels, generator)
         acc.backward(loss)
         if cfg.grad_clip:
@@ -180,6 +168,13 @@ class Trainer:
         self.ema.step(acc.unwrap_model(self.model).parameters())
         self.state.step += 1
         return loss.item()
+
+    def autocast(self):
+        """The loss's mixed precision, the recipe's: accelerate's on a GPU; on a CPU torch's bf16 autocast, as
+        accelerate holds one precision per process, where a notebook or the tests train in bf16 and in full."""
+        if self.accelerator.device.type != "cpu":
+            return self.accelerator.autocast()
+        return torch.autocast("cpu", torch.bfloat16, enabled=self.cfg.resolved_mixed_precision() == "bf16")
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The loss one step minimises: the recipe's denoising loss (a distillation overrides it, lab6.distill)."""

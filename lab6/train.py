@@ -47,8 +47,9 @@ class Trainer:
         # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
         # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
         no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
-        precision = "no" if no_accelerator else cfg.resolved_mixed_precision()  # a CPU's: Trainer.autocast
-        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision=precision,
+        precision = cfg.resolved_mixed_precision()  # on a CPU, torch's own autocast (Trainer.autocast)
+        self.cpu_bf16 = no_accelerator and precision == "bf16"
+        self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision="no" if no_accelerator else precision,
                                        **RunLog.accelerate_kwargs(cfg.log_with, self.out))
         acc = self.accelerator
         if acc.num_processes > 1 and cfg.batch_size % acc.num_processes:
@@ -174,7 +175,7 @@ class Trainer:
         accelerate holds one precision per process, where a notebook or the tests train in bf16 and in full."""
         if self.accelerator.device.type != "cpu":
             return self.accelerator.autocast()
-        return torch.autocast("cpu", torch.bfloat16, enabled=self.cfg.resolved_mixed_precision() == "bf16")
+        return torch.autocast("cpu", torch.bfloat16, enabled=self.cpu_bf16)
 
     def loss(self, images: torch.Tensor, labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The loss one step minimises: the recipe's denoising loss (a distillation overrides it, lab6.distill)."""

@@ -119,19 +119,21 @@ def _train_verb(verbs) -> None:
     p.add_argument("--minutes", type=_positive_float, help="wall-clock budget in minutes of training")
     p.add_argument("--steps", type=_positive_int, help="budget in optimiser steps")
     p.add_argument("--epochs", type=_positive_float, help="budget in epochs")
+    p.add_argument("--refiner-minutes", type=_positive_float, metavar="R", help="then a 64-px refiner grown from "
+                   "the model for R of the --minutes; out/model is the pair (lab6.train_pair)")
+    p.add_argument("--processes", type=_positive_int, default=1, help="N processes of one thread (both cores: 2, "
+                   "1.7x one thread; two threads 1.5x) or one GPU each")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its newest checkpoint")
-    p.add_argument("--init-from", type=Path, help="fine-tune: start from this model or run folder's weights "
-                   "(e.g. lab6/assets/model) instead of random ones; a 32-px model grows into a patch-2 64-px "
-                   "recipe such as cpu64 (lab6.refiner.grow_to_patches)")
+    p.add_argument("--init-from", type=Path, help="fine-tune from this model's or run's weights (a 32-px one grows "
+                   "into a patch-2 64-px recipe such as cpu64: lab6.refiner.grow_to_patches)")
     p.add_argument("--batch-size", type=_positive_int, help="images per optimiser step (default: the preset's)")
     p.add_argument("--lr", type=_positive_float, help="peak learning rate (default: the preset's)")
     p.add_argument("--seed", type=int, help="seed of the weights, noise and batches (default: the preset's, 0)")
     p.add_argument("--conditioning", choices=("add", "cross_attention"),
-                   help="how the UNet reads the labels: added to the time embedding, or one cross-attention token "
-                        "per object (default: the preset's)")
+                   help="labels added to the time embedding, or one cross-attention token per object")
     p.add_argument("--eval-every", type=_positive_int, help="steps between sample grids and accuracy")
-    p.add_argument("--checkpoint-minutes", type=_positive_float,
-                   help="minutes between checkpoints (default 10): at most this much is lost when a run is killed")
+    p.add_argument("--checkpoint-minutes", type=_positive_float, help="minutes between checkpoints (default 10): "
+                   "at most this much is lost when a run is killed")
     p.add_argument("--checkpoint-steps", type=_positive_int, help="also a checkpoint every this many steps")
     p.add_argument("--evaluator", type=Path, help="the evaluator of training (default: data root's or shipped)")
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="any TrainConfig field, e.g. prediction=v")

@@ -61,6 +61,7 @@ def run_verb(parser: argparse.ArgumentParser, argv: list[str] | None,
     says what is wrong and what to do) as it is, any other with its kind and a pointer to ``--debug``."""
     _add_debug_flag(parser)
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed: a verb may run itself again (--processes)
     if unknown:  # argparse would blame "lab6" and show its usage; the verb's own usage says what it takes
         _refuse_unknown(_verb_parser(parser, args), unknown)
     debug = getattr(args, "debug", False) or os.environ.get("LAB6_DEBUG", "").strip() not in ("", "0")

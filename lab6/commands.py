@@ -10,10 +10,13 @@ from pathlib import Path
 
 
 def cmd_train(args) -> None:
+    if args.processes > 1:
+        return launch_processes(args.processes, args.argv)
     from .config import TrainConfig
     from .data_root import resolve_data_root
     from .presets import default_preset, preset
     from .train import train
+    from .train_pair import train_pair
 
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
     overrides = {k: v for k, v in (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed),
@@ -28,9 +31,38 @@ def cmd_train(args) -> None:
     else:
         cfg = preset(args.preset or default_preset(), **budget, **overrides)
     root = resolve_data_root(args.data_root)
-    model_dir = train(cfg, root, args.out, resume=args.resume, evaluator=args.evaluator, progress=not args.quiet)
+    common = dict(resume=args.resume, evaluator=args.evaluator, progress=not args.quiet)
+    if args.refiner_minutes:
+        model_dir = train_pair(cfg, root, args.out, refiner_minutes=args.refiner_minutes, **common)
+    else:
+        model_dir = train(cfg, root, args.out, **common)
     if model_dir is not None:
-        print(f"model written to {model_dir}")
+        from accelerate import PartialState
+
+        PartialState().print(f"model written to {model_dir}")  # once, from the main process of several
+
+
+def launch_processes(processes: int, argv: list[str]) -> None:
+    """Run this same ``lab6 train`` as ``processes`` processes through ``accelerate launch``, in place of this one
+    (so a Ctrl-C or SIGTERM reaches them as it would this process). On a CPU they join one gloo group, one thread
+    each, and split each batch: on 2 cores 1.7x one thread, where one process of two threads gives 1.5x
+    (``bench/bench_cores.py``); on GPUs, one GPU each."""
+    import os
+    import sys
+
+    cores = os.cpu_count() or 1
+    if processes > cores:
+        raise ValueError(f"--processes {processes} on a machine of {cores} cores: each process needs a core of its "
+                         f"own; use --processes {cores} or fewer")
+    rest, items = [], iter(argv)
+    for item in items:  # this command without its --processes N (or --processes=N)
+        if item == "--processes":
+            next(items, None)
+        elif not item.startswith("--processes="):
+            rest.append(item)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lab6.cli", *rest]
+    os.execve(sys.executable, command, {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
 
 
 def cmd_distill(args) -> None:

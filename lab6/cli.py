@@ -153,8 +153,8 @@ def _distill_verb(verbs) -> None:
     p.add_argument("--to-steps", type=int, choices=(8, 4, 2, 1), help="then halve DDIM 16 down to this many steps "
                    "(progressive distillation; default: the guidance's alone)")
     p.add_argument("--guidance-scale", type=_positive_float, help="the teacher's w to distil (default: its own)")
-    p.add_argument("--resume", action="store_true",
-                   help="keep the finished runs in --out and continue the stopped one from its newest checkpoint")
+    p.add_argument("--resume", action="store_true", help="keep the finished runs in --out and continue the stopped "
+                   "one from its newest checkpoint")
     p.set_defaults(func=commands.cmd_distill)
 
 
@@ -162,13 +162,11 @@ def _sample_verb(verbs) -> None:
     p = verbs.add_parser("sample", help="draw one 64x64 image per condition of a conditions file")
     _model_option(p)
     p.add_argument("--conditions", type=Path, required=True, help="test.json-style file")
-    p.add_argument("--out", type=Path, required=True,
-                   help="writes <out>/<i>.png, <out>/grid.png and <out>/conditions.json (the conditions drawn)")
+    p.add_argument("--out", type=Path, required=True, help="writes <out>/<i>.png, grid.png, conditions.json")
     _sampling_options(p)
     _refine_option(p)
-    p.add_argument("--chunk-size", type=_positive_int, default=None,
-                   help="conditions drawn together through every step, each chunk's PNGs written as it finishes "
-                        "(default 32)")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, help="conditions drawn together through every "
+                   "step, each chunk's PNGs written as it finishes (default 32)")
     p.add_argument("--resume", action="store_true",
                    help="continue the job in --out: draw only the chunks not yet written, the same images")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

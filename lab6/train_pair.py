@@ -4,14 +4,19 @@ The shipped model is such a pair (docs/64px.md#the-shipped-pair): a first stage 
 refiner that redraws the last noise levels at 64 px. ``lab6 train --refiner-minutes R`` trains both: the recipe
 for its budget less R minutes into ``out/first-stage``, then the ``refiner64`` recipe grown from it
 (``init_from``) for R minutes into ``out/refiner``, then ``out/model``, the pair, scored once on test.json and
-new_test.json (``out/eval.csv``, the grids in ``out/samples/``). Evaluation inside the stages is off: it would
-run outside the training clock and stretch the wall time past the budget. ``resume`` keeps a finished stage and
-continues a stopped one exactly, as any run does.
+new_test.json (``out/eval.csv``, the grids in ``out/samples/``). The budget is the command's wall time: evaluation
+inside the stages is off (it runs off the training clock), and the minutes the first stage spends off its clock
+(start-up, loading the data, checkpoints, export) come off the refiner's. ``resume`` keeps a finished stage and
+continues a stopped one exactly, as any run does (its refiner then takes its full minutes).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+
+from accelerate import PartialState
+from accelerate.utils import broadcast_object_list
 
 from .config import TrainConfig
 from .loading import load_pipeline, save_pipeline
@@ -57,22 +62,34 @@ def train_pair(cfg: TrainConfig, data_root: str | Path, out: str | Path, *, refi
                progress: bool = True) -> Path | None:
     """Train the first stage, then its refiner (:func:`stage_recipes`), pair them as ``out/model`` and score the
     pair; returns ``out/model`` (None when a stage was stopped by SIGTERM or Ctrl-C: ``resume`` continues it)."""
-    out = Path(out)
-    for name, recipe in zip((FIRST_STAGE, REFINER), stage_recipes(cfg, refiner_minutes, out, refiner)):
-        run = out / name
-        if not (resume and is_model_folder(run / "model")):
-            if train(recipe, data_root, run, resume=resume, evaluator=evaluator, progress=progress) is None:
-                return None
-    from accelerate import PartialState
-
-    if PartialState().is_main_process:
+    out, state = Path(out), PartialState()
+    first, second = stage_recipes(cfg, refiner_minutes, out, refiner)
+    started = time.monotonic()
+    if not _train_stage(1, first, data_root, out / FIRST_STAGE, resume, evaluator, progress):
+        return None
+    if first.minutes and not resume:  # start-up, data and export ran off the training clock: the refiner's minutes
+        overrun = broadcast_object_list([(time.monotonic() - started) / 60 - first.minutes])[0]  # one for all
+        second = second.replace(minutes=max(second.minutes / 2, second.minutes - overrun))
+    if not _train_stage(2, second, data_root, out / REFINER, resume, evaluator, progress):
+        return None
+    if state.is_main_process:
         pipe = with_refiner(load_pipeline(out / FIRST_STAGE / "model"), load_pipeline(out / REFINER / "model"),
                             STRENGTH)
         with atomic_path(out / "model") as tmp:
             save_pipeline(pipe, tmp, pipe.metadata)
         score_pair(pipe, data_root, out, evaluator)
-    PartialState().wait_for_everyone()
+    state.wait_for_everyone()
     return out / "model"
+
+
+def _train_stage(number: int, recipe: TrainConfig, data_root, run: Path, resume: bool, evaluator, progress) -> bool:
+    """One stage's run, or nothing where ``resume`` finds it finished; False when it was stopped."""
+    if resume and is_model_folder(run / "model"):
+        return True
+    budget = " or ".join(f"{value:g} {unit}" for unit, value in (("minutes", recipe.minutes), ("steps", recipe.steps),
+                                                                ("epochs", recipe.epochs)) if value)
+    PartialState().print(f"stage {number} of 2, the {run.name.replace('-', ' ')}: {budget}, into {run}")
+    return train(recipe, data_root, run, resume=resume, evaluator=evaluator, progress=progress) is not None
 
 
 def score_pair(pipe, data_root: str | Path, out: Path, evaluator: str | Path | None = None) -> dict[str, float]:

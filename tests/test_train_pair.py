@@ -92,3 +92,38 @@ def test_more_processes_than_cores_is_refused_before_anything_starts(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and f"use --processes {cores} or fewer" in result.stderr
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("form", [["--processes", "2"], ["--processes=2"]])
+def test_processes_launch_the_same_command_without_the_option(monkeypatch, form):
+    from lab6 import commands
+
+    launched = {}
+    monkeypatch.setattr(os, "execve", lambda path, command, env: launched.update(command=command, env=env))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    commands.launch_processes(2, ["train", "--preset", "cpu", *form, "--minutes", "75", "--out", "runs/pair"])
+    command = launched["command"]
+    assert command[command.index("--num_processes") + 1] == "2"
+    assert command[command.index("lab6.cli"):] == ["lab6.cli", "train", "--preset", "cpu", "--minutes", "75",
+                                                   "--out", "runs/pair"]
+    assert launched["env"]["OMP_NUM_THREADS"] == "1"  # one thread per process: each its own core
+
+
+def test_the_minutes_the_first_stage_spends_off_its_clock_come_off_the_refiners(monkeypatch, tmp_path):
+    """Start-up, data loading and export run off the training clock; the command's wall time is the budget."""
+    import lab6.train_pair as chain
+
+    clock, trained = [1000.0], []
+
+    def fake_train(recipe, data_root, run, **kwargs):
+        trained.append(recipe)
+        clock[0] += recipe.minutes * 60 + (30 if len(trained) == 1 else 0)  # the first stage: 30 s off its clock
+        return None if len(trained) == 2 else run / "model"  # stop after the refiner: nothing to pair
+
+    monkeypatch.setattr(chain, "train", fake_train)
+    monkeypatch.setattr(chain.time, "monotonic", lambda: clock[0])
+    assert chain.train_pair(preset("cpu", minutes=75), tmp_path, tmp_path / "pair", refiner_minutes=15,
+                            progress=False) is None
+    first, refiner = trained
+    assert first.minutes == 60 and refiner.minutes == pytest.approx(14.5)

@@ -271,7 +271,7 @@ class Trainer:
         (eval.csv); returns ``{"split (evaluator)": accuracy}``."""
         acc, cfg, step = self.accelerator, self.cfg, self.state.step
         results: dict[str, float] = {}
-        if acc.is_main_process:
+        if acc.is_main_process and cfg.eval_splits:  # none (a refiner, a pair's stage): no evaluators to load
             evaluators = load_evaluators([self.evaluator_path] if self.evaluator_path else None, self.data_root,
                                          device=acc.device, required=False,
                                          log=lambda message: warnings.warn(f"during training: {message}"))

@@ -2,7 +2,7 @@
 
 Each row is the real ``lab6 train`` loop (data, loss, backward, AdamW, EMA, the recipe's precision) for ``--steps``
 optimiser steps of the same global batch from scratch, in a fresh folder, run as a subprocess: ``1 thread`` on one
-core, ``2 threads`` on both, ``2 processes`` (``accelerate launch``, a gloo group, each one thread and half the batch)
+core, ``2 threads`` on both, ``2 processes`` (``--processes 2``: a gloo group, each one thread and half the batch)
 on both. Its images/s counts the steps after ``--skip`` (start-up, warm-up and the first compile of anything
 excluded), from the run's own metrics.csv. The layouts take turns for ``--rounds`` rounds, so a machine whose speed
 drifts slows every row alike; the table gives the mean and range per layout and its ratio to one thread.
@@ -47,16 +47,12 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def command(layout: str, args, out: Path) -> list[str]:
-    """The ``lab6 train`` command line of one layout."""
+    """The ``lab6 train`` command line of one layout: what a student types (``--processes`` launches the group)."""
     processes, _ = LAYOUTS[layout]
-    train = ["-m", "lab6.cli", "train", "--data-root", str(harness.data_root(args)), "--preset", args.preset,
-             "--steps", str(args.steps), "--out", str(out), "--quiet", "--log-with", "none",
-             "--checkpoint-minutes", "10000", "--set", "eval_every=null", "--set", "log_every=25",
-             *[item for change in args.changes for item in ("--set", change)]]
-    if processes == 1:
-        return [sys.executable, *train]
-    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *train]
+    return [sys.executable, "-m", "lab6.cli", "train", "--data-root", str(harness.data_root(args)), "--preset",
+            args.preset, "--steps", str(args.steps), "--out", str(out), "--quiet", "--log-with", "none",
+            "--processes", str(processes), "--checkpoint-minutes", "10000", "--set", "eval_every=null",
+            "--set", "log_every=25", *[item for change in args.changes for item in ("--set", change)]]
 
 
 def images_per_second(metrics: Path, skip: int, batch: int) -> float:

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .diffusion import DEFAULT_GUIDANCE
-from .noise_assignment import NOISE_ASSIGNMENTS
 from .samplers import DEFAULT_SAMPLER
 from .trackers import LOG_WITH
 
@@ -48,9 +47,6 @@ class TrainConfig:
     cond_dropout: float = 0.1  # probability of the null condition in training (classifier-free guidance)
     offset_noise: float = 0.0  # std of a per-channel constant added to the training noise (a colour-cast fix)
     max_timestep: int = 0  # >0: train on t < this only (a refiner for the last noise levels); 0: every t
-    # random: noise as drawn; immiscible: each image gets the batch's nearest noise sample by a least-distance
-    # assignment (Li et al. 2024; docs/optimisation.md#noise-assignment)
-    noise_assignment: str = "random"
     # optimisation
     batch_size: int = 32  # global: split across processes
     lr: float = 5e-4
@@ -236,7 +232,6 @@ _RANGES = (
     ("eval_steps", _at_least(1), "an integer >= 1"),
     ("guidance_scale", _at_least(0), ">= 0 (0: unconditional, 1: conditional, > 1: guided)"),
     ("log_with", LOG_WITH.__contains__, f"one of {', '.join(LOG_WITH)}"),
-    ("noise_assignment", NOISE_ASSIGNMENTS.__contains__, f"one of {', '.join(NOISE_ASSIGNMENTS)}"),
 )
 
 

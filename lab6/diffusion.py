@@ -12,8 +12,6 @@ import torch.nn.functional as F
 from diffusers import DDPMScheduler
 from diffusers.training_utils import compute_snr
 
-from .noise_assignment import NOISE_ASSIGNMENTS, immiscible_noise
-
 BETA_SCHEDULES = {"linear": "linear", "cosine": "squaredcos_cap_v2"}
 PREDICTION_TYPES = {"epsilon": "epsilon", "v": "v_prediction"}
 #: How the starting noise is drawn (see :func:`initial_noise`).
@@ -92,8 +90,7 @@ def predicted_x0(sample: torch.Tensor, model_output: torch.Tensor, alpha_cumprod
 
 def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_scheduler: DDPMScheduler, *,
                   generator: torch.Generator | None = None, cond_dropout: float = 0.1,
-                  min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0, max_timestep: int = 0,
-                  noise_assignment: str = "random") -> torch.Tensor:
+                  min_snr_gamma: float | None = 5.0, offset_noise: float = 0.0, max_timestep: int = 0) -> torch.Tensor:
     """One denoising loss on a batch: random timesteps, noise, label dropout for guidance, min-SNR weighting.
 
     Args:
@@ -110,8 +107,6 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
         max_timestep: when > 0, timesteps are drawn below it only: a refiner that redraws the last, low noise
             levels of another model's sample spends all its training there (SDXL's refiner learns t < 200 of
             1,000).
-        noise_assignment: ``"immiscible"`` gives each image the batch's noise sample a least-distance
-            assignment pairs it with (Li et al. 2024, :mod:`lab6.noise_assignment`); ``"random"``: as drawn.
 
     Returns:
         The mean loss, a scalar tensor.
@@ -126,10 +121,6 @@ def training_loss(model, images: torch.Tensor, condition: torch.Tensor, noise_sc
         condition = condition * keep[:, None].to(condition.dtype)
     if offset_noise > 0:  # drawn last, so runs without it keep their random stream (and exact resume)
         noise = noise + offset_noise * torch.randn(b, images.shape[1], 1, 1, generator=generator).to(device)
-    if noise_assignment == "immiscible":
-        noise = immiscible_noise(images, noise)
-    elif noise_assignment != "random":
-        raise ValueError(f"noise_assignment must be one of {', '.join(NOISE_ASSIGNMENTS)}, got {noise_assignment!r}")
     noisy = noise_scheduler.add_noise(images, noise, timesteps)
     prediction = noise_scheduler.config.prediction_type
     target = noise if prediction == "epsilon" else noise_scheduler.get_velocity(images, noise, timesteps)

@@ -181,8 +181,7 @@ class Trainer:
         """The loss one step minimises: the recipe's denoising loss (a distillation overrides it, lab6.distill)."""
         return training_loss(self.model, images, labels, self.noise_scheduler, generator=generator,
                              cond_dropout=self.cfg.cond_dropout, min_snr_gamma=self.cfg.min_snr_gamma or None,
-                             offset_noise=self.cfg.offset_noise, max_timestep=self.cfg.max_timestep,
-                             noise_assignment=self.cfg.noise_assignment)
+                             offset_noise=self.cfg.offset_noise, max_timestep=self.cfg.max_timestep)
 
     def advance_clock(self, started: float) -> bool:
         """Add this step's seconds to the run's clock; returns whether SIGTERM asked to stop. One clock for every

@@ -15,7 +15,7 @@ def cmd_train(args) -> None:
     from .config import TrainConfig
     from .data_root import resolve_data_root
     from .presets import default_preset, preset
-    from .train import train
+    from .train import process_state, train
     from .train_pair import train_pair
 
     budget = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("minutes", args.minutes)) if v}
@@ -37,9 +37,7 @@ def cmd_train(args) -> None:
     else:
         model_dir = train(cfg, root, args.out, **common)
     if model_dir is not None:
-        from accelerate import PartialState
-
-        PartialState().print(f"model written to {model_dir}")  # once, from the main process of several
+        process_state().print(f"model written to {model_dir}")  # once, from the main process of several
 
 
 def launch_processes(processes: int, argv: list[str]) -> None:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, PartialState
 from accelerate.utils import broadcast
 from diffusers.training_utils import EMAModel
 from tqdm.auto import tqdm
@@ -37,6 +37,13 @@ from .trackers import RunLog
 from .train_state import LossWindow, TrainState
 
 
+def process_state() -> PartialState:
+    """This process among those launched together. On a machine without an accelerator ``cpu=True`` is what makes
+    processes launched together (`accelerate launch --multi_gpu`, torchrun) join one gloo group instead of each
+    training alone, and accelerate fixes it at the state's first construction: ask here, not ``PartialState()``."""
+    return PartialState(cpu=not (torch.cuda.is_available() or torch.backends.mps.is_available()))
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, data_root: str | Path, out: str | Path, *, resume: bool = False,
                  evaluator: str | Path | None = None, progress: bool = True):
@@ -44,9 +51,7 @@ class Trainer:
             raise ValueError("give a budget: steps, epochs or minutes (e.g. --minutes 60)")
         self.cfg, self.out, self.progress = cfg, Path(out), progress
         self.data_root, self.evaluator_path = Path(data_root), evaluator
-        # cpu=True on a machine without an accelerator is what makes several launched processes (torchrun /
-        # `accelerate launch --multi_gpu`) join one gloo group instead of each training alone.
-        no_accelerator = not (torch.cuda.is_available() or torch.backends.mps.is_available())
+        no_accelerator = process_state().device.type == "cpu"  # several processes: one gloo group (process_state)
         precision = cfg.resolved_mixed_precision()  # on a CPU, torch's own autocast (Trainer.autocast)
         self.cpu_bf16 = no_accelerator and precision == "bf16"
         self.accelerator = Accelerator(cpu=no_accelerator, mixed_precision="no" if no_accelerator else precision,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from accelerate import PartialState
 from accelerate.utils import broadcast_object_list
 
 from .config import TrainConfig
@@ -25,7 +24,7 @@ from .refiner import with_refiner
 from .run_files import CsvLog, atomic_path, is_model_folder
 from .sampling import Sampling, run_splits
 from .scoring import load_evaluators
-from .train import train
+from .train import process_state, train
 
 #: The stages' folders in ``out``.
 FIRST_STAGE, REFINER = "first-stage", "refiner"
@@ -62,7 +61,7 @@ def train_pair(cfg: TrainConfig, data_root: str | Path, out: str | Path, *, refi
                progress: bool = True) -> Path | None:
     """Train the first stage, then its refiner (:func:`stage_recipes`), pair them as ``out/model`` and score the
     pair; returns ``out/model`` (None when a stage was stopped by SIGTERM or Ctrl-C: ``resume`` continues it)."""
-    out, state = Path(out), PartialState()
+    out, state = Path(out), process_state()
     first, second = stage_recipes(cfg, refiner_minutes, out, refiner)
     started = time.monotonic()
     if not _train_stage(1, first, data_root, out / FIRST_STAGE, resume, evaluator, progress):
@@ -88,7 +87,7 @@ def _train_stage(number: int, recipe: TrainConfig, data_root, run: Path, resume:
         return True
     budget = " or ".join(f"{value:g} {unit}" for unit, value in (("minutes", recipe.minutes), ("steps", recipe.steps),
                                                                 ("epochs", recipe.epochs)) if value)
-    PartialState().print(f"stage {number} of 2, the {run.name.replace('-', ' ')}: {budget}, into {run}")
+    process_state().print(f"stage {number} of 2, the {run.name.replace('-', ' ')}: {budget}, into {run}")
     return train(recipe, data_root, run, resume=resume, evaluator=evaluator, progress=progress) is not None
 
 

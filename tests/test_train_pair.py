@@ -85,6 +85,29 @@ def test_lab6_train_processes_runs_itself_as_that_many_processes(tiny_root, tmp_
     assert load_pipeline(out / "model").metadata["processes"] == 2
 
 
+@pytest.mark.slow
+def test_a_pair_launched_as_two_processes_trains_each_stage_as_one_group(tiny_root, tmp_path):
+    """Both stages of two launched processes train together (one gloo group splitting each batch), not twice
+    alone: the pair's own bookkeeping must not fix accelerate's state before its trainers do."""
+    script = tmp_path / "pair.py"
+    script.write_text(
+        "import sys\n"
+        "from lab6.presets import preset\n"
+        "from lab6.train_pair import train_pair\n"
+        f"small = {_small()!r}\n"
+        "train_pair(preset('cpu', steps=3, **small), sys.argv[1], sys.argv[2], refiner_minutes=5,\n"
+        "           refiner=preset('refiner64', steps=2, **small), progress=False)\n")
+    out = tmp_path / "pair"
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                             "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                             str(script), str(tiny_root), str(out)],
+                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_pipeline(out / FIRST_STAGE / "model").metadata["processes"] == 2
+    assert load_pipeline(out / REFINER / "model").metadata["processes"] == 2
+    assert result.stdout.count("stage 1 of 2") == 1  # printed by the main process only
+
+
 def test_more_processes_than_cores_is_refused_before_anything_starts(tmp_path):
     cores = os.cpu_count()
     result = subprocess.run([sys.executable, "-m", "lab6.cli", "train", "--preset", "tiny", "--processes",

@@ -85,8 +85,8 @@ def _train_stage(number: int, recipe: TrainConfig, data_root, run: Path, resume:
     """One stage's run, or nothing where ``resume`` finds it finished; False when it was stopped."""
     if resume and is_model_folder(run / "model"):
         return True
-    budget = " or ".join(f"{value:g} {unit}" for unit, value in (("minutes", recipe.minutes), ("steps", recipe.steps),
-                                                                ("epochs", recipe.epochs)) if value)
+    budgets = (("minutes", recipe.minutes), ("steps", recipe.steps), ("epochs", recipe.epochs))
+    budget = " or ".join(f"{round(value, 2):g} {unit}" for unit, value in budgets if value)
     process_state().print(f"stage {number} of 2, the {run.name.replace('-', ' ')}: {budget}, into {run}")
     return train(recipe, data_root, run, resume=resume, evaluator=evaluator, progress=progress) is not None
 

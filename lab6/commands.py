@@ -6,6 +6,8 @@ Each verb imports what it uses itself, so it loads only that: ``sample`` no trai
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 
@@ -45,9 +47,6 @@ def launch_processes(processes: int, argv: list[str]) -> None:
     (so a Ctrl-C or SIGTERM reaches them as it would this process). On a CPU they join one gloo group, one thread
     each, and split each batch: on 2 cores 1.7x one thread, where one process of two threads gives 1.5x
     (``bench/bench_cores.py``); on GPUs, one GPU each."""
-    import os
-    import sys
-
     cores = os.cpu_count() or 1
     if processes > cores:
         raise ValueError(f"--processes {processes} on a machine of {cores} cores: each process needs a core of its "
@@ -58,9 +57,17 @@ def launch_processes(processes: int, argv: list[str]) -> None:
             next(items, None)
         elif not item.startswith("--processes="):
             rest.append(item)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lab6.cli", *rest]
-    os.execve(sys.executable, command, {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+    os.execve(sys.executable, launch_command(processes, "-m", "lab6.cli", *rest),
+              {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")})
+
+
+def launch_command(processes: int, *target: str) -> list[str]:
+    """The ``accelerate launch`` command line that runs ``target`` (a script and its arguments, or ``-m`` and a
+    module) as ``processes`` processes on this machine. ``--multi_gpu`` launches through torchrun, where on a
+    machine without GPUs the processes join a gloo group (``lab6.train.process_state``); accelerate's ``--cpu``
+    launcher would need MPI for several."""
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *target]
 
 
 def cmd_distill(args) -> None:

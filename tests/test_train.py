@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from lab6.commands import launch_command
 from lab6.config import TrainConfig
 from lab6.loading import load_pipeline as load_model
 from lab6.presets import preset
@@ -276,11 +277,8 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(tiny_root, tmp_path):
 @pytest.mark.slow
 def test_two_process_accelerate_launch(tiny_root, tmp_path):
     out = tmp_path / "ddp"
-    # accelerate's --cpu launcher needs MPI for several processes; --multi_gpu launches through torchrun, and on
-    # a machine without GPUs the processes join a gloo group (see Trainer.__init__).
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "lab6.cli", "train",
-               "--data-root", str(tiny_root), "--preset", "tiny", "--steps", "6", "--out", str(out), "--quiet"]
+    command = launch_command(2, "-m", "lab6.cli", "train", "--data-root", str(tiny_root), "--preset", "tiny",
+                             "--steps", "6", "--out", str(out), "--quiet")
     result = subprocess.run(command, capture_output=True, text=True, timeout=600,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from lab6.commands import launch_command
 from lab6.loading import load_pipeline
 from lab6.presets import preset
 from lab6.refiner import RefinedPipeline
@@ -98,10 +99,8 @@ def test_a_pair_launched_as_two_processes_trains_each_stage_as_one_group(tiny_ro
         "train_pair(preset('cpu', steps=3, **small), sys.argv[1], sys.argv[2], refiner_minutes=5,\n"
         "           refiner=preset('refiner64', steps=2, **small), progress=False)\n")
     out = tmp_path / "pair"
-    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
-                             "2", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-                             str(script), str(tiny_root), str(out)],
-                            capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(launch_command(2, str(script), str(tiny_root), str(out)), capture_output=True, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_pipeline(out / FIRST_STAGE / "model").metadata["processes"] == 2
     assert load_pipeline(out / REFINER / "model").metadata["processes"] == 2
